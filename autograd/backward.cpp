@@ -1,0 +1,118 @@
+// The backward engine: collect the nodes reachable from the root, run them in reverse tape order.
+#include "autograd/backward.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "autograd/grad_mode.h"
+#include "autograd/node.h"
+#include "autograd/ops/elementwise.h"
+#include "core/error.h"
+
+namespace peft {
+
+namespace {
+
+using autograd::Node;
+
+// Adds g into a leaf's .grad. The first gradient is copied: g may be a view of another buffer.
+void accumulate_leaf(TensorImpl& leaf, const Tensor& g) {
+  if (!leaf.grad) {
+    Tensor c = g.dtype() == leaf.dtype ? g.clone() : g.to(leaf.dtype);
+    leaf.grad = c.impl_ptr();
+  } else {
+    Tensor acc(leaf.grad);
+    acc.copy_(add(acc, g));
+  }
+}
+
+void check_versions(const Node& n) {
+  for (size_t i = 0; i < n.saved_versions.size(); ++i) {
+    const auto& [storage, version] = n.saved_versions[i];
+    if (storage->version != version)
+      throw StateError(fmt::format(
+          "backward: a tensor of shape {} saved by '{}' was modified in place after it was saved "
+          "(version {} expected, found {}). Hint: do not write into tensors that the graph still needs",
+          shape_str(n.saved_shapes[i]), n.name, version, storage->version));
+  }
+}
+
+}  // namespace
+
+void backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
+  if (!root.defined() || !root.requires_grad())
+    throw StateError("backward: the tensor does not require grad and has no grad_fn. Hint: did you "
+                     "freeze every parameter, or compute it under NoGradGuard?");
+  Tensor g0 = grad;
+  if (!g0.defined()) {
+    if (root.numel() != 1)
+      throw ShapeError(fmt::format("backward: implicit gradient needs a one-element output, got {}. "
+                                   "Hint: pass an upstream gradient",
+                                   shape_str(root.sizes())));
+    g0 = ones(root.sizes(), root.dtype());
+  } else if (g0.sizes() != root.sizes()) {
+    throw ShapeError(fmt::format("backward: gradient shape {} does not match output shape {}",
+                                 shape_str(g0.sizes()), shape_str(root.sizes())));
+  }
+  NoGradGuard no_grad;
+  if (!root.grad_fn()) {  // a leaf: d(root)/d(root)
+    accumulate_leaf(*root.impl(), g0);
+    return;
+  }
+
+  // Collect every node reachable from the root. Sequence numbers were handed out in recording
+  // order, so decreasing seq is a valid reverse topological order: this is the tape.
+  std::vector<Node*> order;
+  std::unordered_set<Node*> seen;
+  std::vector<Node*> stack{root.grad_fn().get()};
+  seen.insert(stack.back());
+  while (!stack.empty()) {
+    Node* n = stack.back();
+    stack.pop_back();
+    order.push_back(n);
+    for (const auto& e : n->next)
+      if (e.node && seen.insert(e.node.get()).second) stack.push_back(e.node.get());
+  }
+  std::sort(order.begin(), order.end(), [](Node* a, Node* b) { return a->seq > b->seq; });
+
+  std::unordered_map<Node*, Tensor> grads;
+  grads[root.grad_fn().get()] = g0;
+  for (Node* n : order) {
+    auto it = grads.find(n);
+    if (it == grads.end()) continue;  // nothing flowed into this node
+    Tensor g = std::move(it->second);
+    grads.erase(it);
+    if (n->released || !n->backward)
+      throw StateError(fmt::format("backward: '{}' was already run and its saved tensors freed. "
+                                   "Hint: pass retain_graph=true to the first backward",
+                                   n->name));
+    check_versions(*n);
+    std::vector<Tensor> in_grads = n->backward(g);
+    if (in_grads.size() != n->next.size())
+      throw StateError(fmt::format("backward: '{}' returned {} gradients for {} inputs", n->name,
+                                   in_grads.size(), n->next.size()));
+    for (size_t i = 0; i < in_grads.size(); ++i) {
+      const auto& e = n->next[i];
+      const Tensor& gi = in_grads[i];
+      if (!e.defined() || !gi.defined()) continue;
+      if (gi.sizes() != e.sizes)
+        throw StateError(fmt::format("backward: '{}' returned a gradient of shape {} for input {} of shape {}",
+                                     n->name, shape_str(gi.sizes()), i, shape_str(e.sizes)));
+      if (e.leaf) {
+        accumulate_leaf(*e.leaf, gi);
+      } else {
+        auto [slot, inserted] = grads.try_emplace(e.node.get(), gi);
+        if (!inserted) slot->second = add(slot->second, gi);
+      }
+    }
+    if (!retain_graph) {
+      n->backward = nullptr;  // frees the saved tensors captured by the closure
+      n->released = true;
+    }
+  }
+}
+
+}  // namespace peft

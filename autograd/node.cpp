@@ -1,0 +1,60 @@
+// Recording ops onto the tape.
+#include "autograd/node.h"
+
+#include <atomic>
+
+#include "autograd/grad_mode.h"
+
+namespace peft::autograd {
+
+uint64_t next_sequence_number() {
+  static std::atomic<uint64_t> seq{0};
+  return ++seq;
+}
+
+Recorder::Recorder(const char* op, std::initializer_list<Tensor> inputs) {
+  needs_.reserve(inputs.size());
+  const bool on = grad_enabled();
+  for (const Tensor& t : inputs) {
+    bool n = on && t.defined() && t.requires_grad();
+    needs_.push_back(n);
+    any_ = any_ || n;
+  }
+  if (!any_) return;
+  node_ = std::make_shared<Node>();
+  node_->name = op;
+  node_->next.reserve(inputs.size());
+  size_t i = 0;
+  for (const Tensor& t : inputs) {
+    Edge e;
+    if (needs_[i]) {
+      e.sizes = t.sizes();
+      if (t.grad_fn())
+        e.node = t.grad_fn();
+      else
+        e.leaf = t.impl_ptr();
+    }
+    node_->next.push_back(std::move(e));
+    ++i;
+  }
+}
+
+void Recorder::save(std::initializer_list<Tensor> tensors) {
+  for (const Tensor& t : tensors) {
+    if (!t.defined()) continue;
+    node_->saved_versions.emplace_back(t.impl()->storage, t.version());
+    node_->saved_shapes.push_back(t.sizes());
+    node_->saved_bytes += t.nbytes();
+  }
+}
+
+void Recorder::finish(Tensor& out, BackwardFn fn) {
+  node_->seq = next_sequence_number();
+  node_->backward = std::move(fn);
+  node_->out_sizes = out.sizes();
+  node_->out_dtype = out.dtype();
+  out.impl()->grad_fn = node_;
+  out.impl()->requires_grad = true;
+}
+
+}  // namespace peft::autograd

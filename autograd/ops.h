@@ -1,0 +1,17 @@
+// Every differentiable op, one include for users.
+#pragma once
+#include "autograd/backward.h"
+#include "autograd/grad_mode.h"
+#include "autograd/ops/attention.h"
+#include "autograd/ops/conv.h"
+#include "autograd/ops/dropout.h"
+#include "autograd/ops/elementwise.h"
+#include "autograd/ops/index.h"
+#include "autograd/ops/layer_norm.h"
+#include "autograd/ops/loss.h"
+#include "autograd/ops/matmul.h"
+#include "autograd/ops/normalize.h"
+#include "autograd/ops/reduce.h"
+#include "autograd/ops/softmax.h"
+#include "autograd/ops/unary.h"
+#include "autograd/ops/view.h"

@@ -1,0 +1,17 @@
+// Scaled dot-product attention as one fused op: softmax(q k^T * scale + mask) v.
+#pragma once
+#include "core/tensor.h"
+
+namespace peft {
+
+// q: [B, H, Tq, hd], k, v: [B, H, Tk, hd] (any strides with a unit last-dim stride are used
+// in place, e.g. head views of a fused qkv projection); mask: additive, broadcastable to
+// [B, H, Tq, Tk] (e.g. [Tq, Tk] causal with -inf), or undefined. scale <= 0 means hd^-0.5.
+// Returns [B, H, Tq, hd]. Saves only the attention probabilities for backward.
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                                    const Tensor& mask = Tensor(), double scale = 0.0);
+
+// The attention probabilities [B, H, Tq, Tk] alone, without autograd (attention maps, labs).
+Tensor attention_probs(const Tensor& q, const Tensor& k, const Tensor& mask = Tensor(), double scale = 0.0);
+
+}  // namespace peft

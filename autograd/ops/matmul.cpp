@@ -1,0 +1,164 @@
+// matmul and linear on BLAS GEMMs; gradients only for inputs that need them (freeze masks).
+#include "autograd/ops/matmul.h"
+
+#include <fmt/format.h>
+
+#include "autograd/node.h"
+#include "autograd/ops/reduce.h"
+#include "autograd/ops/view.h"
+#include "core/error.h"
+#include "core/kernels/gemm_view.h"
+#include "core/kernels/map.h"
+
+namespace peft {
+
+namespace {
+
+Tensor blas_ready(const Tensor& x) {
+  if (x.dim() < 2) return x;
+  const int64_t sr = x.strides()[x.dim() - 2], sc = x.strides()[x.dim() - 1];
+  bool ok = (sc == 1 || x.size(-1) == 1) || (sr == 1 || x.size(-2) == 1);
+  return ok ? x : x.clone();
+}
+
+// Batched product of a [..., M, K] and b [..., K, N] (both >= 2-d), no autograd.
+Tensor bmm_forward(const Tensor& a0, const Tensor& b0) {
+  Tensor a = blas_ready(a0), b = blas_ready(b0);
+  const int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
+  Shape ab(a.sizes().begin(), a.sizes().end() - 2), bb(b.sizes().begin(), b.sizes().end() - 2);
+  Shape batch = broadcast_shapes(ab, bb, "matmul");
+  Shape out_shape = batch;
+  out_shape.push_back(M);
+  out_shape.push_back(N);
+  Tensor out = empty(out_shape, a.dtype());
+  // Batch strides of a and b seen with the broadcast batch shape.
+  auto batch_strides = [&](const Tensor& t) {
+    Shape st(batch.size(), 0);
+    const size_t nb = t.sizes().size() - 2, lead = batch.size() - nb;
+    for (size_t i = 0; i < nb; ++i) st[lead + i] = t.sizes()[i] == 1 ? 0 : t.strides()[i];
+    return st;
+  };
+  Shape sa = batch_strides(a), sb = batch_strides(b);
+  const int64_t nbatch = shape_numel(batch);
+  dispatch_float(a.dtype(), "matmul", [&](auto tag) {
+    using T = decltype(tag);
+    T* o = out.data<T>();
+    for (int64_t bi = 0; bi < nbatch; ++bi) {
+      int64_t oa = a.offset(), ob = b.offset(), r = bi;
+      for (size_t d = batch.size(); d-- > 0;) {
+        int64_t i = r % batch[d];
+        r /= batch[d];
+        oa += i * sa[d];
+        ob += i * sb[d];
+      }
+      kernels::MatView<T> A, B;
+      kernels::mat_view(a, oa, A);
+      kernels::mat_view(b, ob, B);
+      kernels::gemm(A, B, o + bi * M * N, N);
+    }
+  });
+  (void)K;
+  return out;
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  if (a.dtype() != b.dtype())
+    throw DTypeError(fmt::format("matmul: dtypes differ ({} {} vs {} {})", dtype_name(a.dtype()),
+                                 shape_str(a.sizes()), dtype_name(b.dtype()), shape_str(b.sizes())));
+  if (a.dim() == 0 || b.dim() == 0)
+    throw ShapeError(fmt::format("matmul: both operands need at least 1 dim, got {} and {}",
+                                 shape_str(a.sizes()), shape_str(b.sizes())));
+  // 1-d operands as torch.matmul: a vector is a row (left) or a column (right), dropped after.
+  if (a.dim() == 1) return squeeze(matmul(unsqueeze(a, 0), b), -2);
+  if (b.dim() == 1) return squeeze(matmul(a, unsqueeze(b, 1)), -1);
+  if (a.size(-1) != b.size(-2))
+    throw ShapeError(fmt::format("matmul: inner dims differ: {} @ {} ({} vs {}). Hint: transpose one operand",
+                                 shape_str(a.sizes()), shape_str(b.sizes()), a.size(-1), b.size(-2)));
+  // [..., M, K] @ [K, N]: fold the batch into the rows when that needs no copy, so that forward
+  // and both gradients are single GEMMs.
+  if (a.dim() > 2 && b.dim() == 2 && a.is_contiguous()) {
+    Shape out_shape = a.sizes();
+    out_shape.back() = b.size(1);
+    return reshape(matmul(reshape(a, {-1, a.size(-1)}), b), out_shape);
+  }
+  Tensor out = bmm_forward(a, b);
+  autograd::Recorder rec("matmul", {a, b});
+  if (rec) {
+    bool na = rec.needs(0), nb = rec.needs(1);
+    Tensor sa = nb ? a : Tensor(), sb = na ? b : Tensor();
+    rec.save({sa, sb});
+    Shape za = a.sizes(), zb = b.sizes();
+    rec.finish(out, [=](const Tensor& g) -> std::vector<Tensor> {
+      Tensor ga, gb;
+      if (na) ga = sum_to(bmm_forward(g, transpose(sb, -1, -2)), za);  // dA = dC B^T
+      if (nb) gb = sum_to(bmm_forward(transpose(sa, -1, -2), g), zb);  // dB = A^T dC
+      return {ga, gb};
+    });
+  }
+  return out;
+}
+
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+  if (w.dim() != 2 || x.dim() < 1 || x.size(-1) != w.size(1))
+    throw ShapeError(fmt::format("linear: input {} does not match weight {}. Hint: weights are [out, in]",
+                                 shape_str(x.sizes()), shape_str(w.sizes())));
+  if (x.dtype() != w.dtype() || (b.defined() && b.dtype() != x.dtype()))
+    throw DTypeError(fmt::format("linear: dtypes differ (input {}, weight {})", dtype_name(x.dtype()), dtype_name(w.dtype())));
+  if (b.defined() && (b.dim() != 1 || b.size(0) != w.size(0)))
+    throw ShapeError(fmt::format("linear: bias {} does not match weight {}", shape_str(b.sizes()), shape_str(w.sizes())));
+  const int64_t in = w.size(1), outf = w.size(0);
+  Tensor x2 = x.is_contiguous() ? x : x.clone();  // rows of x as one [R, in] matrix
+  const int64_t R = x.numel() / std::max<int64_t>(in, 1);
+  Shape out_shape = x.sizes();
+  out_shape.back() = outf;
+  Tensor y = empty(out_shape, x.dtype());
+  Tensor wb = blas_ready(w);
+  dispatch_float(x.dtype(), "linear", [&](auto tag) {
+    using T = decltype(tag);
+    T* py = y.data<T>();
+    T beta = 0;
+    if (b.defined()) {  // start from the bias and let the GEMM accumulate onto it
+      Tensor bc = b.is_contiguous() ? b : b.clone();
+      const T* pb = bc.template data<T>();
+      for (int64_t r = 0; r < R; ++r) std::copy(pb, pb + outf, py + r * outf);
+      beta = 1;
+    }
+    kernels::MatView<T> X{x2.template data<T>(), R, in, false, in}, W;
+    kernels::mat_view(wb, wb.offset(), W);
+    kernels::gemm(X, W.t(), py, outf, T(1), beta);
+  });
+  autograd::Recorder rec("linear", {x, w, b});
+  if (rec) {
+    const bool nx = rec.needs(0), nw = rec.needs(1), nb = rec.needs(2);
+    // Save x only when W is trainable (dW needs it) and W only when x needs a gradient.
+    Tensor xs = nw ? x2 : Tensor(), ws = nx ? wb : Tensor();
+    rec.save({xs, ws});
+    Shape xshape = x.sizes(), wshape = w.sizes();
+    rec.finish(y, [=](const Tensor& g0) -> std::vector<Tensor> {
+      Tensor g = g0.is_contiguous() ? g0 : g0.clone();
+      Tensor gx, gw, gb;
+      dispatch_float(g.dtype(), "linear backward", [&](auto tag) {
+        using T = decltype(tag);
+        kernels::MatView<T> G{g.template data<T>(), R, outf, false, outf};
+        if (nx) {  // dX [R, in] = dY [R, out] W [out, in]
+          gx = empty(xshape, g.dtype());
+          kernels::MatView<T> W;
+          kernels::mat_view(ws, ws.offset(), W);
+          kernels::gemm(G, W, gx.template data<T>(), in);
+        }
+        if (nw) {  // dW [out, in] = dY^T [out, R] X [R, in]
+          gw = empty(wshape, g.dtype());
+          kernels::MatView<T> X{xs.template data<T>(), R, in, false, in};
+          kernels::gemm(G.t(), X, gw.template data<T>(), in);
+        }
+      });
+      if (nb) gb = sum(reshape(g, {R, outf}), {0});
+      return {gx, gw, gb};
+    });
+  }
+  return y;
+}
+
+}  // namespace peft

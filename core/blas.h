@@ -1,0 +1,36 @@
+// GEMM entry point: the only place that talks to a BLAS library (OpenBLAS by default).
+#pragma once
+#include <cstdint>
+
+namespace peft::blas {
+
+// Row-major C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C, with op = transpose when the
+// flag is set (A is then stored [K,M], B [N,K]). Leading dimensions are row strides in elements.
+// Counts one call and 2*M*N*K FLOPs in counters(); splits large problems across the OpenMP team.
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+          int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha, const double* A,
+          int64_t lda, const double* B, int64_t ldb, double beta, double* C, int64_t ldc);
+
+// The plain triple loop with the same contract: what tests compare the BLAS path against, and
+// what a lab reads first.
+template <class T>
+void gemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
+                    int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      T acc = 0;
+      for (int64_t k = 0; k < K; ++k) {
+        T a = trans_a ? A[k * lda + i] : A[i * lda + k];
+        T b = trans_b ? B[j * ldb + k] : B[k * ldb + j];
+        acc += a * b;
+      }
+      C[i * ldc + j] = alpha * acc + (beta == T(0) ? T(0) : beta * C[i * ldc + j]);
+    }
+}
+
+// Keeps the BLAS library single-threaded (the thread policy of core/threads.h).
+void set_blas_threads(int n);
+const char* backend_name();
+
+}  // namespace peft::blas

@@ -1,0 +1,23 @@
+// Reference-counted, 64-byte aligned memory shared by a tensor and all of its views.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+namespace peft {
+
+struct Storage {
+  explicit Storage(size_t nbytes);  // zero-filled
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+
+  void* data = nullptr;
+  size_t nbytes = 0;
+  // Bumped by every in-place write; autograd compares it against the version seen at save time.
+  uint64_t version = 0;
+};
+
+using StoragePtr = std::shared_ptr<Storage>;
+
+}  // namespace peft
