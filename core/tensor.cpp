@@ -206,6 +206,15 @@ void Tensor::copy_(const Tensor& src) {
   bump_version();
 }
 
+void Tensor::set_data(const Tensor& src) {
+  impl_->storage = src.impl()->storage;
+  impl_->offset = src.offset();
+  impl_->sizes = src.sizes();
+  impl_->strides = src.strides();
+  impl_->dtype = src.dtype();
+  impl_->grad.reset();
+}
+
 void Tensor::fill_(double value) {
   RowIter<1> it{sizes(), {strides()}, {offset()}};
   void* base = impl_->storage->data;

@@ -81,6 +81,9 @@ class Tensor {
   Tensor to(DType dtype) const;   // converted contiguous copy, no autograd history
   void copy_(const Tensor& src);  // elementwise copy of src (same numel, any layout/dtype)
   void fill_(double value);
+  // Points this tensor (every handle on it, e.g. a module's parameter) at src's data, sizes and
+  // dtype, like PyTorch's `p.data = src`: how a model is converted to float64 in place.
+  void set_data(const Tensor& src);
   void bump_version() { impl_->storage->version++; }
   uint64_t version() const { return impl_->storage->version; }
 

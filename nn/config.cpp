@@ -1,0 +1,136 @@
+// Config parsing, validation and presets.
+#include "nn/config.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace peft::nn {
+
+void ViTConfig::validate() const {
+  auto bad = [](const std::string& what) { throw ValueError("config: " + what); };
+  if (arch != "vit") bad(fmt::format("arch '{}' is not a ViT (expected \"vit\")", arch));
+  if (style != "timm" && style != "openai_clip_visual") bad(fmt::format("unknown style '{}' (timm | openai_clip_visual)", style));
+  if (image_size <= 0 || patch_size <= 0 || image_size % patch_size != 0)
+    bad(fmt::format("patch_size {} must divide image_size {}", patch_size, image_size));
+  if (in_chans <= 0) bad(fmt::format("in_chans must be positive, got {}", in_chans));
+  if (dim <= 0 || heads <= 0 || dim % heads != 0) bad(fmt::format("heads {} must divide dim {}", heads, dim));
+  if (depth <= 0) bad(fmt::format("depth must be positive, got {}", depth));
+  if (mlp_ratio <= 0) bad(fmt::format("mlp_ratio must be positive, got {}", mlp_ratio));
+  if (num_classes < 0) bad(fmt::format("num_classes must be >= 0, got {}", num_classes));
+  if (act != "gelu" && act != "quick_gelu") bad(fmt::format("unknown act '{}' (gelu | quick_gelu)", act));
+  if (pool != "cls" && pool != "mean") bad(fmt::format("unknown pool '{}' (cls | mean)", pool));
+  if (style == "openai_clip_visual" && pool != "cls") bad("openai_clip_visual supports only pool \"cls\"");
+  if (!(ln_eps > 0)) bad(fmt::format("ln_eps must be positive, got {}", ln_eps));
+  if (drop_path < 0 || drop_path >= 1 || dropout < 0 || dropout >= 1) bad("drop_path and dropout must be in [0, 1)");
+}
+
+ViTConfig vit_config_from_json(const std::string& text, const std::string& source) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text, nullptr, true, /*ignore_comments=*/true);
+  } catch (const std::exception& e) {
+    throw IOError(fmt::format("{}: invalid JSON ({})", source, e.what()));
+  }
+  if (!j.is_object()) throw IOError(fmt::format("{}: expected a JSON object", source));
+  ViTConfig c;
+  static const std::set<std::string> known = {"arch", "style", "image_size", "patch_size", "in_chans", "dim", "depth",
+                                              "heads", "mlp_ratio", "num_classes", "act", "ln_eps", "pool",
+                                              "embed_dim", "drop_path", "dropout"};
+  for (auto& [k, v] : j.items())
+    if (!known.count(k)) throw ValueError(fmt::format("{}: unknown key '{}'", source, k));
+  try {
+    auto get = [&](const char* k, auto& field) {
+      if (j.contains(k)) field = j[k].get<std::decay_t<decltype(field)>>();
+    };
+    get("arch", c.arch);
+    get("style", c.style);
+    get("image_size", c.image_size);
+    get("patch_size", c.patch_size);
+    get("in_chans", c.in_chans);
+    get("dim", c.dim);
+    get("depth", c.depth);
+    get("heads", c.heads);
+    get("mlp_ratio", c.mlp_ratio);
+    get("num_classes", c.num_classes);
+    get("act", c.act);
+    get("ln_eps", c.ln_eps);
+    get("pool", c.pool);
+    get("embed_dim", c.embed_dim);
+    get("drop_path", c.drop_path);
+    get("dropout", c.dropout);
+  } catch (const nlohmann::json::exception& e) {
+    throw ValueError(fmt::format("{}: wrong value type ({})", source, e.what()));
+  }
+  try {
+    c.validate();
+  } catch (const ValueError& e) {
+    throw ValueError(fmt::format("{}: {}", source, e.what()));
+  }
+  return c;
+}
+
+std::string vit_config_to_json(const ViTConfig& c) {
+  nlohmann::json j = {{"arch", c.arch},         {"style", c.style},   {"image_size", c.image_size},
+                      {"patch_size", c.patch_size}, {"in_chans", c.in_chans}, {"dim", c.dim},
+                      {"depth", c.depth},       {"heads", c.heads},   {"mlp_ratio", c.mlp_ratio},
+                      {"num_classes", c.num_classes}, {"act", c.act}, {"ln_eps", c.ln_eps},
+                      {"pool", c.pool}};
+  if (c.embed_dim > 0) j["embed_dim"] = c.embed_dim;
+  if (c.drop_path > 0) j["drop_path"] = c.drop_path;
+  if (c.dropout > 0) j["dropout"] = c.dropout;
+  return j.dump(2);
+}
+
+namespace {
+std::map<std::string, ViTConfig> presets() {
+  std::map<std::string, ViTConfig> p;
+  ViTConfig micro;  // the demo/test size: trains in seconds on 2 cores
+  micro.image_size = 32; micro.patch_size = 4; micro.dim = 64; micro.depth = 4; micro.heads = 4; micro.num_classes = 10;
+  p["vit-micro"] = micro;
+  ViTConfig tiny;  // timm vit_tiny_patch16_224
+  tiny.image_size = 224; tiny.patch_size = 16; tiny.dim = 192; tiny.depth = 12; tiny.heads = 3; tiny.num_classes = 1000;
+  p["vit-tiny"] = tiny;
+  ViTConfig small = tiny;
+  small.dim = 384; small.heads = 6;
+  p["vit-small"] = small;
+  ViTConfig base = tiny;
+  base.dim = 768; base.heads = 12;
+  p["vit-base"] = base;
+  ViTConfig bt;  // `peft bench --config tiny` (torch_vit_bench.py)
+  bt.image_size = 32; bt.patch_size = 4; bt.dim = 192; bt.depth = 12; bt.heads = 3; bt.num_classes = 10;
+  p["bench-tiny"] = bt;
+  ViTConfig bb = base;  // `peft bench --config base`
+  p["bench-base"] = bb;
+  return p;
+}
+}  // namespace
+
+std::vector<std::string> vit_preset_names() {
+  std::vector<std::string> n;
+  for (auto& [k, _] : presets()) n.push_back(k);
+  return n;
+}
+
+ViTConfig load_vit_config(const std::string& name) {
+  auto p = presets();
+  if (auto it = p.find(name); it != p.end()) return it->second;
+  if (!std::filesystem::exists(name))
+    throw IOError(fmt::format("config '{}': neither a preset ({}) nor an existing file", name,
+                              fmt::format("{}", fmt::join(vit_preset_names(), ", "))));
+  std::ifstream f(name);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  if (!f) throw IOError(fmt::format("{}: cannot read", name));
+  return vit_config_from_json(ss.str(), name);
+}
+
+}  // namespace peft::nn

@@ -1,0 +1,37 @@
+// Model configs: the JSON of interop.md and the built-in presets (`peft presets`).
+#pragma once
+#include <string>
+#include <vector>
+
+namespace peft::nn {
+
+struct ViTConfig {
+  std::string arch = "vit";     // "vit" (a CLIP config holds a ViTConfig for its vision tower)
+  std::string style = "timm";   // "timm" | "openai_clip_visual"
+  int64_t image_size = 32, patch_size = 4, in_chans = 3;
+  int64_t dim = 64, depth = 2, heads = 2;
+  double mlp_ratio = 4.0;
+  int64_t num_classes = 10;     // 0 = features only
+  std::string act = "gelu";     // "gelu" | "quick_gelu"
+  double ln_eps = 1e-6;
+  std::string pool = "cls";     // "cls" | "mean"
+  int64_t embed_dim = 0;        // openai style: proj [W, E]; 0 = dim
+  double drop_path = 0.0;       // stochastic depth, linearly increasing over blocks (timm)
+  double dropout = 0.0;         // dropout after the MLP activation and projections
+
+  int64_t grid() const { return image_size / patch_size; }
+  int64_t num_patches() const { return grid() * grid(); }
+  int64_t mlp_hidden() const { return static_cast<int64_t>(dim * mlp_ratio); }
+  int64_t feature_dim() const { return style == "openai_clip_visual" ? (embed_dim > 0 ? embed_dim : dim) : dim; }
+  void validate() const;  // throws ValueError naming the bad field
+};
+
+// Parses a JSON object (text); unknown keys are errors, so typos do not pass silently.
+ViTConfig vit_config_from_json(const std::string& json_text, const std::string& source = "config");
+std::string vit_config_to_json(const ViTConfig& c);
+// A preset name (vit-micro, vit-tiny, vit-small, vit-base, bench-tiny, bench-base) or a path to
+// a JSON file. Throws ValueError / IOError naming the name or file.
+ViTConfig load_vit_config(const std::string& name_or_path);
+std::vector<std::string> vit_preset_names();
+
+}  // namespace peft::nn

@@ -1,0 +1,74 @@
+// Optimizers (SGD, AdamW) over trainable parameters only, parameter groups, clipping, LR schedule.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "nn/module.h"
+
+namespace peft::nn {
+
+// One trainable tensor with its own weight decay (no decay for biases, norms, prompts, ...).
+struct ParamSpec {
+  std::string name;
+  Tensor param;
+  double weight_decay = 0.0;
+};
+
+std::vector<std::string> default_no_decay();
+
+// Trainable parameters of a model as optimizer specs. Tensors that are 1-d (biases, norm
+// weights, SSF scales/shifts) or whose names match a no-decay pattern get no weight decay.
+std::vector<ParamSpec> param_groups(const NamedTensors& named, double weight_decay,
+                                    const std::vector<std::string>& no_decay_globs);
+std::vector<ParamSpec> param_groups(const NamedTensors& named, double weight_decay);
+
+
+class Optimizer {
+ public:
+  explicit Optimizer(std::vector<ParamSpec> params);
+  virtual ~Optimizer() = default;
+  virtual void step() = 0;  // parameters without a gradient are skipped (no decay either)
+  void zero_grad();         // sets gradients to none
+  void set_lr(double lr) { lr_ = lr; }
+  double lr() const { return lr_; }
+  int64_t steps() const { return steps_; }
+  // Bytes held by optimizer state (momentum / moments): trainable tensors only, allocated lazily.
+  int64_t state_bytes() const;
+  // State as named tensors ("<param>.<slot>", plus "__step__") for training checkpoints.
+  NamedTensors state_dict() const;
+  void load_state_dict(const std::map<std::string, Tensor>& sd);
+  const std::vector<ParamSpec>& params() const { return params_; }
+
+ protected:
+  std::vector<ParamSpec> params_;
+  std::vector<std::vector<Tensor>> state_;  // per parameter, the optimizer's slots
+  std::vector<std::string> slot_names_;
+  double lr_ = 1e-3;
+  int64_t steps_ = 0;
+};
+
+// torch.optim.SGD: d = g + wd*p; buf = mu*buf + d (buf = d at first); nesterov: d += mu*buf else d = buf.
+class SGD : public Optimizer {
+ public:
+  SGD(std::vector<ParamSpec> params, double lr, double momentum = 0.9, bool nesterov = false);
+  void step() override;
+  double momentum;
+  bool nesterov;
+};
+
+// torch.optim.AdamW (decoupled decay, bias correction, same operation order as PyTorch).
+class AdamW : public Optimizer {
+ public:
+  AdamW(std::vector<ParamSpec> params, double lr, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8);
+  void step() override;
+  double beta1, beta2, eps;
+};
+
+// Scales gradients so their global L2 norm is at most max_norm; returns the norm before clipping.
+double clip_grad_norm(const std::vector<ParamSpec>& params, double max_norm);
+
+// Linear warm-up from 0 to peak over warmup_steps, then cosine decay to 0 at total_steps.
+double warmup_cosine_lr(int64_t step, int64_t warmup_steps, int64_t total_steps, double peak);
+
+}  // namespace peft::nn

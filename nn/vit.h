@@ -1,0 +1,119 @@
+// Vision Transformer in the timm and OpenAI-CLIP-visual layouts (methods.md 2.1, 2.2), with the
+// slots PEFT methods attach to (VPT prompts, CVPT prompts, AdaptFormer adapters, SSF, LoRA).
+#pragma once
+#include <memory>
+
+#include "core/random.h"
+#include "nn/config.h"
+#include "nn/layers.h"
+#include "nn/linear.h"
+#include "nn/module.h"
+
+namespace peft::nn {
+
+// Patch embedding: a stride-P convolution as one GEMM. timm: patch_embed.proj.{weight,bias};
+// openai: conv1.weight (no bias).
+class PatchEmbed : public Module {
+ public:
+  PatchEmbed(const ViTConfig& c, bool bias, Generator& gen);
+  std::string type_name() const override { return "PatchEmbed"; }
+  Tensor forward(const Tensor& images) const;  // [B, C, S, S] -> [B, N, D]
+  void add_ssf(Generator& gen);                // methods.md 10: on the patch tokens
+  void merge_adapters();
+  Tensor weight, bias, ssf_scale, ssf_shift;
+};
+
+// Multi-head self-attention with a fused qkv projection (timm: qkv, proj;
+// openai: in_proj_weight, in_proj_bias, out_proj).
+class Attention : public Module {
+ public:
+  Attention(const ViTConfig& c, Generator& gen);
+  std::string type_name() const override { return "Attention"; }
+  Tensor forward(const Tensor& x) const;  // x: [B, T, D]
+  // MHA(xq, xkv) with this block's frozen q|k|v rows and output projection (CVPT, methods.md 9):
+  // queries from xq [B, Tq, D], keys/values from xkv [B or 1, Tk, D].
+  Tensor cross(const Tensor& xq, const Tensor& xkv) const;
+  int64_t dim, heads;
+  std::shared_ptr<Linear> qkv, proj;
+  bool keep_attention = false;          // store the last attention probabilities (attention maps)
+  mutable Tensor last_attention;        // [B, H, T, T] when keep_attention
+};
+
+class Mlp : public Module {
+ public:
+  Mlp(const ViTConfig& c, Generator& gen, Generator* drop_gen);
+  std::string type_name() const override { return "Mlp"; }
+  Tensor forward(const Tensor& x) const;  // fc2(act(fc1(x)))
+  std::shared_ptr<Linear> fc1, fc2;
+  std::string act;
+  std::shared_ptr<Dropout> drop;
+};
+
+// AdaptFormer's parallel bottleneck (methods.md 12): 0.1 * up(dropout(relu(down(x)))).
+class AdaptMlp : public Module {
+ public:
+  AdaptMlp(int64_t dim, int64_t bottleneck, double dropout_p, Generator& gen, Generator* drop_gen);
+  std::string type_name() const override { return "AdaptMlp"; }
+  Tensor forward(const Tensor& x) const;
+  std::shared_ptr<Linear> down_proj, up_proj;
+  std::shared_ptr<Dropout> drop;
+  double scale = 0.1;
+};
+
+class Block : public Module {
+ public:
+  Block(const ViTConfig& c, double drop_path, Generator& gen, Generator* drop_gen);
+  std::string type_name() const override { return "Block"; }
+  // cvpt_prompts: this block's CVPT prompts [1, M, D] (undefined when CVPT is off).
+  Tensor forward(const Tensor& x, const Tensor& cvpt_prompts = Tensor()) const;
+  std::shared_ptr<LayerNorm> norm1, norm2;
+  std::shared_ptr<Attention> attn;
+  std::shared_ptr<Mlp> mlp;
+  std::shared_ptr<DropPath> drop_path;
+  std::shared_ptr<AdaptMlp> adaptmlp;  // set by the adaptformer method
+};
+
+// Prompt tensors of VPT / CVPT, registered under "vpt" / "cvpt" so they are named vpt.prompts.
+class Prompts : public Module {
+ public:
+  std::string type_name() const override { return "Prompts"; }
+  Tensor prompts;  // [L or 1, M, D]
+};
+
+class VisionTransformer : public Module {
+ public:
+  VisionTransformer(const ViTConfig& c, uint64_t seed = 0);
+  std::string type_name() const override { return "VisionTransformer"; }
+
+  // images [B, C, S, S] float -> logits [B, K] (or features [B, F] when num_classes == 0)
+  Tensor forward(const Tensor& images);
+  // Pooled features before the head: [B, D] (timm) or [B, E] (openai, after ln_post and proj).
+  Tensor forward_features(const Tensor& images);
+  Tensor forward_head(const Tensor& features) const;
+
+  // Replaces the head by a fresh one for k classes (k = 0 removes it).
+  void reset_head(int64_t k, Generator& gen);
+
+  ViTConfig cfg;
+  Generator drop_gen;  // dropout / drop-path / prompt-dropout stream (seeded)
+  std::shared_ptr<PatchEmbed> patch_embed;
+  Tensor cls_token, pos_embed;          // timm [1,1,D], [1,1+N,D]; openai [D], [1+N,D]
+  std::shared_ptr<LayerNorm> ln_pre;    // openai only
+  std::shared_ptr<ModuleList> blocks;
+  std::shared_ptr<LayerNorm> norm;      // timm "norm" / openai "ln_post"
+  Tensor proj;                          // openai [D, E]
+  std::shared_ptr<Linear> head;         // undefined when num_classes == 0
+
+  // PEFT slots (methods.md 7-9), set by the methods in peft/.
+  std::shared_ptr<Prompts> vpt;   // vpt.prompts [1 or L, M, D]
+  bool vpt_deep = false;
+  std::shared_ptr<Prompts> cvpt;  // cvpt.prompts [L, M, D]
+  double prompt_dropout = 0.0;
+
+  std::vector<std::shared_ptr<Block>> block_list;
+
+ private:
+  Tensor prompt_rows(int64_t layer, int64_t batch, const Tensor& p);
+};
+
+}  // namespace peft::nn
