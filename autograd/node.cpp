@@ -12,7 +12,7 @@ uint64_t next_sequence_number() {
   return ++seq;
 }
 
-Recorder::Recorder(const char* op, std::initializer_list<Tensor> inputs) {
+Recorder::Recorder(const char* op, const std::vector<Tensor>& inputs) {
   needs_.reserve(inputs.size());
   const bool on = grad_enabled();
   for (const Tensor& t : inputs) {

@@ -53,7 +53,8 @@ struct Node {
 // Save only what the needed gradients use: a frozen weight's op saves no activation for it.
 class Recorder {
  public:
-  Recorder(const char* op, std::initializer_list<Tensor> inputs);
+  Recorder(const char* op, std::initializer_list<Tensor> inputs) : Recorder(op, std::vector<Tensor>(inputs)) {}
+  Recorder(const char* op, const std::vector<Tensor>& inputs);  // ops with a variable input count (cat)
   explicit operator bool() const { return any_; }
   bool needs(size_t i) const { return i < needs_.size() && needs_[i]; }
   void save(std::initializer_list<Tensor> tensors);  // undefined tensors are skipped

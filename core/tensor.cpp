@@ -68,7 +68,11 @@ void copy_from(const Tensor& dst, const Tensor& src, const RowIter<2>& it) {
 
 }  // namespace
 
-int64_t Tensor::size(int64_t d) const { return impl_->sizes[wrap_dim(d, dim(), "size")]; }
+int64_t Tensor::size(int64_t d) const {
+  // wrap_dim lets dim 0 / -1 through for 0-d tensors (for reductions); a 0-d tensor has no size.
+  if (dim() == 0) throw ShapeError(fmt::format("size: dim {} of a 0-d tensor. Hint: it has no dims", d));
+  return impl_->sizes[wrap_dim(d, dim(), "size")];
+}
 
 bool Tensor::is_contiguous() const {
   int64_t expected = 1;

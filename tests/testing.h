@@ -40,7 +40,7 @@ inline Tensor rand64(const Shape& s, uint64_t seed, double lo, double hi, bool r
       stmt;                                                                         \
       ADD_FAILURE() << "expected " #ExcType " from: " #stmt;                        \
     } catch (const ExcType& _e) {                                                   \
-      for (std::string _frag : {__VA_ARGS__})                                       \
+      for (const std::string& _frag : std::initializer_list<std::string>{__VA_ARGS__})                                       \
         EXPECT_NE(std::string(_e.what()).find(_frag), std::string::npos)            \
             << "message '" << _e.what() << "' lacks '" << _frag << "'";             \
     }                                                                               \

@@ -23,6 +23,7 @@ using Runner = std::function<int()>;
 void add_info_commands(CLI::App& app, Common& common, Runner& run);     // presets, tasks
 void add_inspect_command(CLI::App& app, Common& common, Runner& run);   // inspect
 void add_train_commands(CLI::App& app, Common& common, Runner& run);    // pretrain, train, eval
+void add_demo_command(CLI::App& app, Common& common, Runner& run);      // demo
 
 // Adds --threads/--seed/--json to a sub-command.
 void add_common_options(CLI::App* cmd, Common& common);

@@ -26,6 +26,15 @@ int main(int argc, char** argv) {
   app::add_info_commands(app, common, run);
   app::add_inspect_command(app, common, run);
   app::add_train_commands(app, common, run);
+  app::add_demo_command(app, common, run);
+  if (argc > 1 && argv[1][0] != '-') {
+    bool known = false;
+    for (auto* sub : app.get_subcommands([](CLI::App*) { return true; })) known = known || sub->get_name() == argv[1];
+    if (!known) {
+      std::fprintf(stderr, "peft: error: unknown command '%s' (see peft --help)\n", argv[1]);
+      return 2;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

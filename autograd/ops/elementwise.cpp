@@ -131,7 +131,8 @@ Tensor pow(const Tensor& a, const Tensor& b) {
   autograd::Recorder rec("pow", {a, b});
   if (rec) {
     bool na = rec.needs(0), nb = rec.needs(1);
-    Tensor sa = a.detach(), sb = b.detach(), so = out.detach();
+    // da needs a and b; db needs a and the output: keep b and the output only when used.
+    Tensor sa = a.detach(), sb = na ? b.detach() : Tensor(), so = nb ? out.detach() : Tensor();
     rec.save({sa, sb, so});
     Shape za = a.sizes(), zb = b.sizes();
     rec.finish(out, [=](const Tensor& g) -> std::vector<Tensor> {

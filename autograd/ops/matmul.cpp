@@ -14,10 +14,16 @@ namespace peft {
 
 namespace {
 
+// x itself when its last two dims are a BLAS matrix (kernels::mat_view accepts them: one unit
+// stride and a leading dimension that covers the other dim), else a contiguous copy. Expanded
+// (stride-0) rows, e.g. the gradient of a sum over rows, and stepped slices are copied.
 Tensor blas_ready(const Tensor& x) {
   if (x.dim() < 2) return x;
-  const int64_t sr = x.strides()[x.dim() - 2], sc = x.strides()[x.dim() - 1];
-  bool ok = (sc == 1 || x.size(-1) == 1) || (sr == 1 || x.size(-2) == 1);
+  bool ok = false;
+  dispatch_float(x.dtype(), "matmul", [&](auto tag) {
+    kernels::MatView<decltype(tag)> v{};
+    ok = kernels::mat_view(x, x.offset(), v);
+  });
   return ok ? x : x.clone();
 }
 
@@ -30,7 +36,8 @@ Tensor bmm_forward(const Tensor& a0, const Tensor& b0) {
   Shape out_shape = batch;
   out_shape.push_back(M);
   out_shape.push_back(N);
-  Tensor out = empty(out_shape, a.dtype());
+  Tensor out = empty(out_shape, a.dtype());  // zero-filled: the answer when K == 0
+  if (M == 0 || N == 0 || K == 0) return out;  // empty matrices have no BLAS layout
   // Batch strides of a and b seen with the broadcast batch shape.
   auto batch_strides = [&](const Tensor& t) {
     Shape st(batch.size(), 0);
@@ -57,7 +64,6 @@ Tensor bmm_forward(const Tensor& a0, const Tensor& b0) {
       kernels::gemm(A, B, o + bi * M * N, N);
     }
   });
-  (void)K;
   return out;
 }
 
@@ -71,6 +77,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     throw ShapeError(fmt::format("matmul: both operands need at least 1 dim, got {} and {}",
                                  shape_str(a.sizes()), shape_str(b.sizes())));
   // 1-d operands as torch.matmul: a vector is a row (left) or a column (right), dropped after.
+  if (a.dim() == 1 && b.dim() == 1) return reshape(matmul(unsqueeze(a, 0), unsqueeze(b, 1)), {});  // dot: 0-d
   if (a.dim() == 1) return squeeze(matmul(unsqueeze(a, 0), b), -2);
   if (b.dim() == 1) return squeeze(matmul(a, unsqueeze(b, 1)), -1);
   if (a.size(-1) != b.size(-2))
@@ -81,7 +88,8 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   if (a.dim() > 2 && b.dim() == 2 && a.is_contiguous()) {
     Shape out_shape = a.sizes();
     out_shape.back() = b.size(1);
-    return reshape(matmul(reshape(a, {-1, a.size(-1)}), b), out_shape);
+    const int64_t rows = shape_numel(Shape(a.sizes().begin(), a.sizes().end() - 1));  // not -1: K may be 0
+    return reshape(matmul(reshape(a, {rows, a.size(-1)}), b), out_shape);
   }
   Tensor out = bmm_forward(a, b);
   autograd::Recorder rec("matmul", {a, b});
@@ -110,7 +118,7 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
     throw ShapeError(fmt::format("linear: bias {} does not match weight {}", shape_str(b.sizes()), shape_str(w.sizes())));
   const int64_t in = w.size(1), outf = w.size(0);
   Tensor x2 = x.is_contiguous() ? x : x.clone();  // rows of x as one [R, in] matrix
-  const int64_t R = x.numel() / std::max<int64_t>(in, 1);
+  const int64_t R = shape_numel(Shape(x.sizes().begin(), x.sizes().end() - 1));  // rows, also when in == 0
   Shape out_shape = x.sizes();
   out_shape.back() = outf;
   Tensor y = empty(out_shape, x.dtype());
@@ -125,7 +133,8 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
       for (int64_t r = 0; r < R; ++r) std::copy(pb, pb + outf, py + r * outf);
       beta = 1;
     }
-    kernels::MatView<T> X{x2.template data<T>(), R, in, false, in}, W;
+    if (R == 0 || in == 0 || outf == 0) return;  // y is the bias (or zeros); no BLAS layout to describe
+    kernels::MatView<T> X{x2.template data<T>(), R, in, false, in}, W{};
     kernels::mat_view(wb, wb.offset(), W);
     kernels::gemm(X, W.t(), py, outf, T(1), beta);
   });
@@ -142,14 +151,16 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
       dispatch_float(g.dtype(), "linear backward", [&](auto tag) {
         using T = decltype(tag);
         kernels::MatView<T> G{g.template data<T>(), R, outf, false, outf};
+        // Zero-filled gradients are already the answer when a dim is 0 (no BLAS layout then).
+        if (nx) gx = empty(xshape, g.dtype());
+        if (nw) gw = empty(wshape, g.dtype());
+        if (R == 0 || in == 0 || outf == 0) return;
         if (nx) {  // dX [R, in] = dY [R, out] W [out, in]
-          gx = empty(xshape, g.dtype());
-          kernels::MatView<T> W;
+          kernels::MatView<T> W{};
           kernels::mat_view(ws, ws.offset(), W);
           kernels::gemm(G, W, gx.template data<T>(), in);
         }
         if (nw) {  // dW [out, in] = dY^T [out, R] X [R, in]
-          gw = empty(wshape, g.dtype());
           kernels::MatView<T> X{xs.template data<T>(), R, in, false, in};
           kernels::gemm(G.t(), X, gw.template data<T>(), in);
         }

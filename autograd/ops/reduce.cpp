@@ -173,8 +173,8 @@ void max_kernel(const Tensor& x, int64_t dim, Tensor& values, Tensor& indices) {
 }  // namespace
 
 Tensor max(const Tensor& x, int64_t dim, bool keepdim) {
-  if (x.dim() == 0) return x;
   dim = wrap_dim(dim, x.dim(), "max");
+  if (x.dim() == 0) return x;
   if (x.size(dim) == 0) throw ShapeError(fmt::format("max: dim {} of {} is empty", dim, shape_str(x.sizes())));
   Tensor values, indices;
   max_kernel(x, dim, values, indices);
@@ -210,6 +210,8 @@ Tensor max(const Tensor& x, int64_t dim, bool keepdim) {
 
 Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
   dim = wrap_dim(dim, x.dim(), "argmax");
+  if (x.dim() == 0) return zeros({}, DType::i64);  // a scalar is its own maximum (torch.argmax)
+  if (x.size(dim) == 0) throw ShapeError(fmt::format("argmax: dim {} of {} is empty", dim, shape_str(x.sizes())));
   Tensor values, indices;
   max_kernel(x, dim, values, indices);
   return keepdim ? indices : squeeze(indices, dim);

@@ -70,6 +70,11 @@ bool view_strides(const Tensor& x, const Shape& shape, Shape& out) {
   return view_d == -1;
 }
 
+// slice/narrow/select index into a dim; a 0-d tensor has none (wrap_dim would let 0 through).
+void check_has_dims(const Tensor& x, const char* op) {
+  if (x.dim() == 0) throw ShapeError(fmt::format("{}: cannot index a 0-d tensor. Hint: unsqueeze it first", op));
+}
+
 // Records a view node whose backward maps the gradient back to x's shape with `inverse`.
 template <class F>
 Tensor record_view(const char* op, const Tensor& x, Tensor out, F inverse) {
@@ -135,6 +140,7 @@ Tensor transpose(const Tensor& x, int64_t d0, int64_t d1) {
 }
 
 Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end, int64_t step) {
+  check_has_dims(x, "slice");
   dim = wrap_dim(dim, x.dim(), "slice");
   const int64_t n = x.size(dim);
   if (step <= 0) throw ShapeError(fmt::format("slice: step must be positive, got {}", step));
@@ -160,6 +166,7 @@ Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end, int64_t s
 }
 
 Tensor narrow(const Tensor& x, int64_t dim, int64_t start, int64_t length) {
+  check_has_dims(x, "narrow");
   dim = wrap_dim(dim, x.dim(), "narrow");
   if (start < 0) start += x.size(dim);
   if (start < 0 || length < 0 || start + length > x.size(dim))
@@ -168,6 +175,7 @@ Tensor narrow(const Tensor& x, int64_t dim, int64_t start, int64_t length) {
 }
 
 Tensor select(const Tensor& x, int64_t dim, int64_t index) {
+  check_has_dims(x, "select");
   dim = wrap_dim(dim, x.dim(), "select");
   if (index < 0) index += x.size(dim);
   if (index < 0 || index >= x.size(dim))
@@ -182,12 +190,18 @@ Tensor expand(const Tensor& x, const Shape& shape) {
   Shape s(shape.size()), st(shape.size(), 0);
   for (size_t i = 0; i < shape.size(); ++i) {
     if (i < lead) {
+      // -1 means "keep this dim", and a new leading dim has nothing to keep.
+      if (shape[i] < 0)
+        throw ShapeError(fmt::format("expand: size {} for new leading dim {} when expanding {} to {}. Hint: -1 is only "
+                                     "allowed for existing dims",
+                                     shape[i], i, shape_str(x.sizes()), shape_str(shape)));
       s[i] = shape[i];
       continue;
     }
     int64_t xs = x.sizes()[i - lead], t = shape[i] == -1 ? xs : shape[i];
-    if (xs != t && xs != 1)
-      throw ShapeError(fmt::format("expand: cannot expand {} to {} (dim {}: {} vs {})", shape_str(x.sizes()), shape_str(shape), i, xs, t));
+    if (t < 0 || (xs != t && xs != 1))
+      throw ShapeError(fmt::format("expand: cannot expand {} to {} (dim {}: {} vs {}). Hint: only size-1 dims expand",
+                                   shape_str(x.sizes()), shape_str(shape), i, xs, t));
     s[i] = t;
     st[i] = xs == t ? x.strides()[i - lead] : 0;
   }

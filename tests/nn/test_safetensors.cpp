@@ -1,7 +1,9 @@
 // safetensors I/O: round trips, files in PyTorch's layout, exact F16/BF16 decoding, every kind of
 // corrupt header, and atomic replacement of existing files.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdio>
@@ -10,6 +12,7 @@
 #include <fstream>
 #include <limits>
 #include <stdexcept>
+#include <tuple>
 
 #include "core/atomic_file.h"
 #include "core/random.h"
@@ -24,13 +27,20 @@ namespace {
 
 const std::string kFixtures = std::string(PEFT_SOURCE_DIR) + "/tests/fixtures/safetensors/";
 
-// A fresh, empty directory for one test.
-std::string scratch_dir(const std::string& test) {
-  fs::path dir = fs::path(::testing::TempDir()) / ("peft_safetensors_" + test + "_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir.string();
-}
+// A fresh, empty directory for one test, removed when the test ends.
+struct ScratchDir {
+  std::string path;
+  explicit ScratchDir(const std::string& test)
+      : path((fs::path(::testing::TempDir()) / ("peft_safetensors_" + test + "_" + std::to_string(::getpid())))
+                 .string()) {
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~ScratchDir() {
+    std::error_code ec;  // best effort: never throw from a destructor
+    fs::remove_all(path, ec);
+  }
+};
 
 std::string read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -81,7 +91,8 @@ void expect_same_values(const std::vector<T>& got, const std::vector<T>& want, c
 // ---------------------------------------------------------------- round trips
 
 TEST(Safetensors, RoundTripKeepsValuesOrderShapesAndMetadata) {
-  const std::string dir = scratch_dir("roundtrip");
+  ScratchDir scratch("roundtrip");
+  const std::string& dir = scratch.path;
   const std::string path = dir + "/model.safetensors";
   Generator g(7);
   Tensor a = randn({2, 3}, g, DType::f32);
@@ -157,7 +168,8 @@ TEST(Safetensors, RoundTripKeepsValuesOrderShapesAndMetadata) {
 }
 
 TEST(Safetensors, NoMetadataMeansNoMetadataEntry) {
-  const std::string path = scratch_dir("nometa") + "/x.safetensors";
+  ScratchDir scratch("nometa");
+  const std::string path = scratch.path + "/x.safetensors";
   save_safetensors(path, {{"w", ones({2})}});
   EXPECT_EQ(read_bytes(path).find("__metadata__"), std::string::npos);
   SafetensorsFile f = SafetensorsFile::open(path);
@@ -166,7 +178,8 @@ TEST(Safetensors, NoMetadataMeansNoMetadataEntry) {
 }
 
 TEST(Safetensors, SaveRejectsDuplicateReservedAndUndefinedNames) {
-  const std::string path = scratch_dir("badnames") + "/x.safetensors";
+  ScratchDir scratch("badnames");
+  const std::string path = scratch.path + "/x.safetensors";
   save_safetensors(path, {{"keep", ones({1})}});
   const std::string before = read_bytes(path);
   EXPECT_THROW_MSG(save_safetensors(path, {{"w", ones({1})}, {"v", ones({1})}, {"w", zeros({2})}}), ValueError,
@@ -244,7 +257,8 @@ TEST(Safetensors, FloatTensorAsInt64IsADTypeError) {
 }
 
 TEST(Safetensors, UnknownNameListsWhatTheFileHas) {
-  const std::string path = scratch_dir("unknown") + "/x.safetensors";
+  ScratchDir scratch("unknown");
+  const std::string path = scratch.path + "/x.safetensors";
   save_safetensors(path, {{"alpha", ones({1})}, {"beta", ones({1})}});
   SafetensorsFile f = SafetensorsFile::open(path);
   EXPECT_THROW_MSG(f.get("gamma"), IOError, path.c_str(), "'gamma'", "2 tensors", "alpha", "beta");
@@ -253,7 +267,8 @@ TEST(Safetensors, UnknownNameListsWhatTheFileHas) {
 
 // Every binary16 and bfloat16 bit pattern against a decoder written from the IEEE definition.
 TEST(Safetensors, F16AndBF16DecodeExactlyForAllBitPatterns) {
-  const std::string dir = scratch_dir("halfs");
+  ScratchDir scratch("halfs");
+  const std::string& dir = scratch.path;
   std::string data(2 * 65536, '\0');
   for (uint32_t b = 0; b < 65536; ++b) {
     data[2 * b] = static_cast<char>(b & 0xff);
@@ -289,7 +304,8 @@ TEST(Safetensors, F16AndBF16DecodeExactlyForAllBitPatterns) {
 }
 
 TEST(Safetensors, SmallIntegerDtypesWidenToInt64AndUnsupportedOnesThrowOnGet) {
-  const std::string path = scratch_dir("ints") + "/x.safetensors";
+  ScratchDir scratch("ints");
+  const std::string path = scratch.path + "/x.safetensors";
   const std::string header =
       R"({"i8":{"dtype":"I8","shape":[2],"data_offsets":[0,2]},)"
       R"("u8":{"dtype":"U8","shape":[2],"data_offsets":[2,4]},)"
@@ -317,7 +333,8 @@ TEST(Safetensors, SmallIntegerDtypesWidenToInt64AndUnsupportedOnesThrowOnGet) {
 // ---------------------------------------------------------------- corrupt files
 
 TEST(Safetensors, MissingEmptyAndShortFilesAreIOErrors) {
-  const std::string dir = scratch_dir("short");
+  ScratchDir scratch("short");
+  const std::string& dir = scratch.path;
   const std::string absent = dir + "/absent.safetensors";
   EXPECT_THROW_MSG(SafetensorsFile::open(absent), IOError, absent.c_str(), "cannot open");
   EXPECT_THROW_MSG(SafetensorsFile::open(dir), IOError, dir.c_str(), "not a regular file");
@@ -329,7 +346,8 @@ TEST(Safetensors, MissingEmptyAndShortFilesAreIOErrors) {
 }
 
 TEST(Safetensors, BadHeaderLengthsAreIOErrors) {
-  const std::string dir = scratch_dir("len");
+  ScratchDir scratch("len");
+  const std::string& dir = scratch.path;
   write_bytes_plain(dir + "/huge.safetensors", u64_le(uint64_t{1} << 62) + "{}");
   EXPECT_THROW_MSG(SafetensorsFile::open(dir + "/huge.safetensors"), IOError, "huge.safetensors", "absurdly large");
   write_bytes_plain(dir + "/past.safetensors", u64_le(1000) + "{}      ");
@@ -338,7 +356,8 @@ TEST(Safetensors, BadHeaderLengthsAreIOErrors) {
 }
 
 TEST(Safetensors, TruncatedFileNamesTheCutTensor) {
-  const std::string dir = scratch_dir("trunc");
+  ScratchDir scratch("trunc");
+  const std::string& dir = scratch.path;
   const std::string path = dir + "/x.safetensors";
   save_safetensors(path, {{"first", ones({4})}, {"last", ones({4})}});
   std::string bytes = read_bytes(path);
@@ -355,7 +374,8 @@ TEST(Safetensors, TruncatedFileNamesTheCutTensor) {
 
 // Each malformed header: the message names the file, the tensor at fault, and the problem.
 TEST(Safetensors, MalformedHeadersAreIOErrorsNamingFileAndTensor) {
-  const std::string dir = scratch_dir("malformed");
+  ScratchDir scratch("malformed");
+  const std::string& dir = scratch.path;
   struct Case {
     const char* label;
     std::string header;
@@ -372,9 +392,11 @@ TEST(Safetensors, MalformedHeadersAreIOErrorsNamingFileAndTensor) {
       {"no_shape", R"({"w":{"dtype":"F32","data_offsets":[0,8]}})", 8, {"'w'", "no \"shape\""}},
       {"no_offsets", R"({"w":{"dtype":"F32","shape":[2]}})", 8, {"'w'", "no \"data_offsets\""}},
       {"dtype_number", R"({"w":{"dtype":4,"shape":[2],"data_offsets":[0,8]}})", 8, {"'w'", "dtype is not a string"}},
-      {"unknown_dtype", R"({"w":{"dtype":"F128","shape":[2],"data_offsets":[0,8]}})", 8, {"'w'", "unknown dtype 'F128'"}},
+      {"unknown_dtype", R"({"w":{"dtype":"F128","shape":[2],"data_offsets":[0,8]}})", 8,
+       {"'w'", "unknown dtype 'F128'"}},
       {"shape_string", R"({"w":{"dtype":"F32","shape":"2","data_offsets":[0,8]}})", 8, {"'w'", "shape is not a list"}},
-      {"negative_dim", R"({"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", 8, {"'w'", "negative dimension -2"}},
+      {"negative_dim", R"({"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", 8,
+       {"'w'", "negative dimension -2"}},
       {"float_dim", R"({"w":{"dtype":"F32","shape":[2.5],"data_offsets":[0,8]}})", 8, {"'w'", "non-integer"}},
       {"huge_shape", R"({"w":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}})", 8,
        {"'w'", "too large"}},
@@ -392,7 +414,8 @@ TEST(Safetensors, MalformedHeadersAreIOErrorsNamingFileAndTensor) {
       {"duplicate", "{" + ok_w + "," + ok_w + "}", 16, {"duplicate tensor name 'w'"}},
       {"duplicate_key", R"({"w":{"dtype":"F32","dtype":"F16","shape":[2],"data_offsets":[0,8]}})", 8,
        {"'w'", "repeats key 'dtype'"}},
-      {"metadata_number", "{\"__metadata__\":{\"epochs\":3}," + ok_w + "}", 16, {"__metadata__", "'epochs'", "not a string"}},
+      {"metadata_number", "{\"__metadata__\":{\"epochs\":3}," + ok_w + "}", 16,
+       {"__metadata__", "'epochs'", "not a string"}},
       {"metadata_list", "{\"__metadata__\":[\"a\"]," + ok_w + "}", 16, {"__metadata__", "not an object"}},
   };
   for (const Case& c : cases) {
@@ -412,8 +435,10 @@ TEST(Safetensors, MalformedHeadersAreIOErrorsNamingFileAndTensor) {
 }
 
 TEST(Safetensors, SpacePaddedAndUnpaddedValidHeadersOpen) {
-  const std::string dir = scratch_dir("padding");
-  const std::string h = R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"e":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}})";
+  ScratchDir scratch("padding");
+  const std::string& dir = scratch.path;
+  const std::string h = R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+                        R"("e":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}})";
   for (const std::string& header : {h, h + "      ", h + std::string(1, ' ')}) {
     const std::string path = dir + "/p" + std::to_string(header.size()) + ".safetensors";
     std::string bytes = u64_le(header.size()) + header + std::string("\0\0\x80\x3f", 4);  // 1.0f
@@ -427,7 +452,8 @@ TEST(Safetensors, SpacePaddedAndUnpaddedValidHeadersOpen) {
 // ---------------------------------------------------------------- atomic writes
 
 TEST(AtomicFile, FailingWriterLeavesExistingFileAndNoTempFile) {
-  const std::string dir = scratch_dir("atomic");
+  ScratchDir scratch("atomic");
+  const std::string& dir = scratch.path;
   const std::string path = dir + "/metrics.txt";
   write_text_atomic(path, "old content\n");
   EXPECT_EQ(read_bytes(path), "old content\n");
@@ -453,13 +479,15 @@ TEST(AtomicFile, FailingWriterLeavesExistingFileAndNoTempFile) {
 }
 
 TEST(AtomicFile, UnwritableDirectoryIsAnIOErrorNamingThePath) {
-  const std::string path = scratch_dir("nodir") + "/missing/sub/x.safetensors";
+  ScratchDir scratch("nodir");
+  const std::string path = scratch.path + "/missing/sub/x.safetensors";
   EXPECT_THROW_MSG(save_safetensors(path, {{"w", ones({1})}}), IOError, path.c_str());
   EXPECT_THROW_MSG(write_text_atomic(path, "x"), IOError, path.c_str(), "Hint:");
 }
 
 TEST(Safetensors, OverwriteIsAtomicAndOpenFilesKeepTheirSnapshot) {
-  const std::string dir = scratch_dir("overwrite");
+  ScratchDir scratch("overwrite");
+  const std::string& dir = scratch.path;
   const std::string path = dir + "/ckpt.safetensors";
   save_safetensors(path, {{"w", full({3}, 1.0)}});
   SafetensorsFile before = SafetensorsFile::open(path);

@@ -1,0 +1,234 @@
+// `peft pretrain`, `peft train`, `peft eval` and `peft methods` (cli.md).
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "apps/peft/commands.h"
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/process_stats.h"
+#include "data/dataset.h"
+#include "data/loader.h"
+#include "nn/checkpoint.h"
+#include "nn/config.h"
+#include "nn/safetensors.h"
+#include "peft/method.h"
+#include "peft/trainer.h"
+
+namespace peft::app {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Args {
+  std::string config, weights, method = "linear", data, val, out, adapter;
+  int64_t train_size = 2000, val_size = 500, shots = 0, batch = 32;
+  TrainConfig train;
+  MethodOptions method_opts;
+};
+
+void add_data_options(CLI::App* cmd, Args& a, bool need_val) {
+  cmd->add_option("--data", a.data, "training data: FOLDER | cifar10:PATH | cifar100:PATH | procedural:TASK")->required();
+  if (need_val) cmd->add_option("--val", a.val, "validation data (same forms as --data)");
+  cmd->add_option("--train-size", a.train_size, "procedural training images")->capture_default_str();
+  cmd->add_option("--val-size", a.val_size, "procedural validation images")->capture_default_str();
+  cmd->add_option("--shots", a.shots, "sample K training images per class (seeded)");
+}
+
+void add_training_options(CLI::App* cmd, Args& a) {
+  TrainConfig& t = a.train;
+  cmd->add_option("--epochs", t.epochs, "epochs")->required();
+  cmd->add_option("--out", a.out, "output folder")->required();
+  cmd->add_option("--batch", t.batch, "batch size")->capture_default_str();
+  cmd->add_option("--lr", t.lr, "peak learning rate")->capture_default_str();
+  cmd->add_option("--weight-decay", t.weight_decay, "weight decay (not on biases, norms, prompts, embeddings)")->capture_default_str();
+  cmd->add_option("--warmup-epochs", t.warmup_epochs, "linear warm-up epochs, then cosine decay to 0")->capture_default_str();
+  cmd->add_option("--optimizer", t.optimizer, "adamw | sgd")->capture_default_str();
+  cmd->add_option("--augment", t.augment, "none | flip | shift:N | rrc (comma-separated)")->capture_default_str();
+  cmd->add_option("--label-smoothing", t.label_smoothing, "label smoothing")->capture_default_str();
+  cmd->add_option("--clip-grad", t.clip_grad, "clip the global gradient norm (0 = off)")->capture_default_str();
+  cmd->add_flag("--no-progress", [&t](int64_t) { t.progress = false; }, "no progress bar");
+}
+
+void add_method_options(CLI::App* cmd, Args& a) {
+  MethodOptions& m = a.method_opts;
+  cmd->add_option("--prompts", m.prompts, "prompts (vpt-shallow, vpt-deep, cvpt)")->capture_default_str();
+  cmd->add_option("--prompt-dropout", m.prompt_dropout, "prompt dropout (training only)")->capture_default_str();
+  cmd->add_option("--rank", m.rank, "LoRA rank")->capture_default_str();
+  cmd->add_option("--alpha", m.alpha, "LoRA alpha (default: rank)");
+  cmd->add_option("--targets", m.targets, "LoRA target linears (names or globs, comma-separated)")->capture_default_str();
+  cmd->add_option("--bottleneck", m.bottleneck, "AdaptFormer bottleneck")->capture_default_str();
+}
+
+data::DatasetPtr open_train(const Args& a, const nn::ViTConfig& c, uint64_t seed) {
+  auto ds = data::open_dataset(a.data, data::Split::train, c.image_size, c.in_chans, a.train_size, seed);
+  if (a.shots > 0) ds = std::make_shared<data::Subset>(ds, data::few_shot_indices(*ds, a.shots, seed));
+  return ds;
+}
+
+data::DatasetPtr open_val(const std::string& spec, const Args& a, const nn::ViTConfig& c, uint64_t seed) {
+  if (spec.empty()) return nullptr;
+  return data::open_dataset(spec, data::Split::val, c.image_size, c.in_chans, a.val_size, seed);
+}
+
+// Prints the summary table and writes DIR/summary.json; with --json the same object is the last stdout line.
+void finish(const std::string& method, const TrainResult& r, const nn::VisionTransformer& vit, const Args& a,
+            const Common& common, bool has_val) {
+  nlohmann::json s = {{"method", method},
+                      {"top1", r.val.top1},
+                      {"loss", r.val.loss},
+                      {"trainable_params", vit.num_parameters(true)},
+                      {"total_params", vit.num_parameters(false)},
+                      {"train_time_s", r.train_time_s},
+                      {"images_per_s", r.images_per_s},
+                      {"peak_rss_mb", peak_rss_mb()}};
+  fmt::print("\n{:<12} {:>12} {:>10} {:>9} {:>9} {:>11} {:>9}\n", "method", "trainable", "total", has_val ? "val top1" : "top1",
+             "loss", "train time", "img/s");
+  fmt::print("{:<12} {:>12} {:>10} {:>8.2f}% {:>9.4f} {:>10.1f}s {:>9.0f}\n", method, vit.num_parameters(true),
+             vit.num_parameters(false), r.val.top1, r.val.loss, r.train_time_s, r.images_per_s);
+  write_text_atomic((fs::path(a.out) / "summary.json").string(), s.dump(2) + "\n");
+  if (common.json) fmt::print("{}\n", s.dump());
+}
+
+void make_out_dir(const std::string& out) {
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  if (ec) throw IOError(fmt::format("--out '{}': cannot create the folder ({})", out, ec.message()));
+}
+
+}  // namespace
+
+void add_train_commands(CLI::App& app, Common& common, Runner& run) {
+  static Args a;
+
+  // ---- methods
+  auto* methods = app.add_subcommand("methods", "list the PEFT methods and their options");
+  methods->callback([&run] {
+    run = [] {
+      for (auto& m : vision_methods())
+        fmt::print("{:<14} {}{}\n", m.name, m.description, m.options.empty() ? "" : fmt::format(" [{}]", m.options));
+      return 0;
+    };
+  });
+
+  // ---- pretrain
+  auto* pre = app.add_subcommand("pretrain", "train a model from scratch (all parameters)");
+  pre->add_option("--config", a.config, "model config: preset name or JSON file")->required();
+  add_data_options(pre, a, true);
+  add_training_options(pre, a);
+  add_common_options(pre, common);
+  pre->callback([&run, &common] {
+    run = [&common] {
+      nn::ViTConfig c = nn::load_vit_config(a.config);
+      auto train = open_train(a, c, common.seed);
+      auto val = open_val(a.val, a, c, common.seed);
+      c.num_classes = train->num_classes();
+      nn::VisionTransformer vit(c, common.seed);
+      make_out_dir(a.out);
+      fmt::print("pretrain: {} on {} ({} parameters)\n", a.config, train->describe(), vit.num_parameters());
+      a.train.seed = common.seed;
+      a.train.out_dir = a.out;
+      TrainResult r = train_model(vit, train, val, a.train);
+      write_text_atomic((fs::path(a.out) / "model.json").string(), nn::vit_config_to_json(c) + "\n");
+      nn::save_weights(vit, (fs::path(a.out) / "weights.safetensors").string(), {{"format", "pt"}});
+      finish("pretrain", r, vit, a, common, val != nullptr);
+      return 0;
+    };
+  });
+
+  // ---- train
+  auto* tr = app.add_subcommand("train", "fine-tune a base model with a PEFT method");
+  tr->add_option("--config", a.config, "model config: preset name or JSON file")->required();
+  tr->add_option("--weights", a.weights, "base weights (safetensors)")->required();
+  tr->add_option("--method", a.method, "PEFT method (peft methods)")->required();
+  tr->add_flag("--resume", a.train.resume, "continue from DIR/checkpoint.safetensors");
+  add_data_options(tr, a, true);
+  add_training_options(tr, a);
+  add_method_options(tr, a);
+  add_common_options(tr, common);
+  tr->callback([&run, &common] {
+    run = [&common] {
+      if (!is_vision_method(a.method)) {
+        std::string names;
+        for (auto& m : vision_methods()) names += (names.empty() ? "" : ", ") + m.name;
+        throw UsageError(fmt::format("--method: unknown method '{}' (available: {})", a.method, names));
+      }
+      nn::ViTConfig c = nn::load_vit_config(a.config);
+      auto train = open_train(a, c, common.seed);
+      auto val = open_val(a.val, a, c, common.seed);
+      nn::VisionTransformer vit(c, common.seed);
+      std::string note;
+      nn::load_vit_weights(vit, a.weights, &note);
+      Generator gen(common.seed + 1);
+      apply_method(vit, a.method, a.method_opts, train->num_classes(), gen);
+      make_out_dir(a.out);
+      fmt::print("train: {} on {}: {} of {} parameters trainable ({:.2f}%)\n", a.method, train->describe(),
+                 vit.num_parameters(true), vit.num_parameters(), 100.0 * vit.num_parameters(true) / vit.num_parameters());
+      a.train.seed = common.seed;
+      a.train.out_dir = a.out;
+      TrainResult r = train_model(vit, train, val, a.train);
+      nn::save_weights(vit, (fs::path(a.out) / "adapter.safetensors").string(), method_metadata(a.method, a.method_opts),
+                       /*trainable_only=*/true);
+      finish(a.method, r, vit, a, common, val != nullptr);
+      return 0;
+    };
+  });
+
+  // ---- eval
+  auto* ev = app.add_subcommand("eval", "top-1 accuracy and loss of a model (optionally with an adapter)");
+  ev->add_option("--config", a.config, "model config: preset name or JSON file")->required();
+  ev->add_option("--weights", a.weights, "base weights (safetensors)")->required();
+  ev->add_option("--method", a.method, "the adapter's method (default: read from the adapter)");
+  ev->add_option("--adapter", a.adapter, "adapter.safetensors written by peft train");
+  ev->add_option("--data", a.data, "evaluation data: FOLDER | cifar10:PATH | cifar100:PATH | procedural:TASK")->required();
+  ev->add_option("--val-size", a.val_size, "procedural images")->capture_default_str();
+  ev->add_option("--batch", a.batch, "batch size")->capture_default_str();
+  add_common_options(ev, common);
+  ev->callback([&run, &common, ev] {
+    run = [&common, ev] {
+      nn::ViTConfig c = nn::load_vit_config(a.config);
+      auto ds = data::open_dataset(a.data, data::Split::val, c.image_size, c.in_chans, a.val_size, common.seed);
+      nn::VisionTransformer vit(c, common.seed);
+      std::string method = "base";
+      if (!a.adapter.empty()) {
+        SafetensorsFile f = SafetensorsFile::open(a.adapter);
+        MethodOptions mo;
+        std::string from_file = method_from_metadata(f.metadata(), mo);
+        method = ev->count("--method") ? a.method : from_file;
+        if (method != from_file)
+          throw UsageError(fmt::format("--method {} does not match the adapter's method {}", method, from_file));
+        int64_t k = f.has("head.weight") ? f.info("head.weight").shape[0] : c.num_classes;
+        nn::load_vit_weights(vit, a.weights);
+        Generator gen(common.seed + 1);
+        apply_method(vit, method, mo, k, gen);
+        // The adapter must hold exactly the method's trainable tensors.
+        nn::LoadResult lr = nn::load_weights(vit, a.adapter, /*strict=*/false);
+        std::vector<std::string> missing;
+        for (auto& n : lr.missing)
+          if (vit.parameter(n).requires_grad()) missing.push_back(n);
+        if (!lr.unexpected.empty() || !lr.mismatched.empty() || !missing.empty()) {
+          nn::LoadResult bad = lr;
+          bad.missing = missing;
+          throw IOError(fmt::format("{}: does not fit method {} ({})", a.adapter, method, bad.summary()));
+        }
+      } else {
+        nn::load_weights(vit, a.weights);
+      }
+      EvalResult r = evaluate(vit, ds, a.batch);
+      fmt::print("{:<12} {:>8} {:>9} {:>9} {:>9}\n", "method", "images", "top1", "loss", "img/s");
+      fmt::print("{:<12} {:>8} {:>8.2f}% {:>9.4f} {:>9.0f}\n", method, r.n, r.top1, r.loss, r.images_per_s);
+      if (common.json) {
+        nlohmann::json s = {{"method", method}, {"top1", r.top1}, {"loss", r.loss},
+                            {"trainable_params", vit.num_parameters(true)}, {"total_params", vit.num_parameters(false)},
+                            {"images_per_s", r.images_per_s}, {"peak_rss_mb", peak_rss_mb()}};
+        fmt::print("{}\n", s.dump());
+      }
+      return 0;
+    };
+  });
+}
+
+}  // namespace peft::app

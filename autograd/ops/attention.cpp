@@ -1,0 +1,208 @@
+// Fused scaled dot-product attention: per (batch, head) two GEMMs and a row softmax; saves only P.
+#include "autograd/ops/attention.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <limits>
+
+#include "autograd/node.h"
+#include "autograd/ops/reduce.h"
+#include "core/error.h"
+#include "core/kernels/gemm_view.h"
+#include "core/kernels/map.h"
+#include "core/threads.h"
+
+namespace peft {
+
+namespace {
+
+// Shapes of one attention call, read once at the op boundary.
+struct Dims {
+  int64_t B, H, Tq, Tk, hd, dv;
+  double scale;
+};
+
+// The head matrices of x [B, H, R, C] are read in place when its last two dims form a BLAS
+// matrix (unit stride on one of them, e.g. head views of a fused qkv projection); otherwise
+// one contiguous copy is made here, before any parallel region.
+Tensor blas_ready(const Tensor& x) {
+  const int64_t sr = x.strides()[2], sc = x.strides()[3], R = x.size(2), C = x.size(3);
+  const bool rows_ok = (sc == 1 || C == 1) && (sr >= std::max<int64_t>(C, 1) || R == 1);
+  const bool cols_ok = (sr == 1 || R == 1) && (sc >= std::max<int64_t>(R, 1) || C == 1);
+  return rows_ok || cols_ok ? x : x.clone();
+}
+
+// The (b, h) head matrix of x as a BLAS view (x already passed blas_ready).
+template <class T>
+kernels::MatView<T> head(const Tensor& x, int64_t b, int64_t h) {
+  kernels::MatView<T> v{};
+  kernels::mat_view(x, x.offset() + b * x.strides()[0] + h * x.strides()[1], v);
+  return v;
+}
+
+Dims check_args(const char* op, const Tensor& q, const Tensor& k, const Tensor* v, const Tensor& mask,
+                double scale) {
+  if (!q.defined() || !k.defined() || (v && !v->defined()))
+    throw ValueError(fmt::format("{}: undefined q, k or v. Hint: pass [B, H, T, hd] tensors", op));
+  const Tensor& vv = v ? *v : k;
+  if (q.dim() != 4 || k.dim() != 4 || vv.dim() != 4)
+    throw ShapeError(fmt::format("{}: q, k, v must be 4-d [B, H, T, hd] (got q {}, k {}, v {}). "
+                                 "Hint: split heads with reshape + permute",
+                                 op, shape_str(q.sizes()), shape_str(k.sizes()), shape_str(vv.sizes())));
+  if (q.size(0) != k.size(0) || q.size(1) != k.size(1) || q.size(3) != k.size(3) || vv.size(0) != k.size(0) ||
+      vv.size(1) != k.size(1) || vv.size(2) != k.size(2))
+    throw ShapeError(fmt::format("{}: shapes do not match (got q {}, k {}, v {}, expected q [B, H, Tq, hd], "
+                                 "k [B, H, Tk, hd], v [B, H, Tk, dv])",
+                                 op, shape_str(q.sizes()), shape_str(k.sizes()), shape_str(vv.sizes())));
+  if (k.size(2) == 0 || q.size(3) == 0)
+    throw ShapeError(fmt::format("{}: empty keys or head dim (got q {}, k {}). Hint: Tk and hd must be >= 1", op,
+                                 shape_str(q.sizes()), shape_str(k.sizes())));
+  if (q.dtype() != k.dtype() || q.dtype() != vv.dtype() || (mask.defined() && mask.dtype() != q.dtype()))
+    throw DTypeError(fmt::format("{}: dtypes differ (q {}, k {}, v {}{}). Hint: convert with .to()", op,
+                                 dtype_name(q.dtype()), dtype_name(k.dtype()), dtype_name(vv.dtype()),
+                                 mask.defined() ? fmt::format(", mask {}", dtype_name(mask.dtype())) : ""));
+  Dims d{q.size(0), q.size(1), q.size(2), k.size(2), q.size(3), vv.size(3), scale};
+  if (mask.defined()) {
+    Shape full{d.B, d.H, d.Tq, d.Tk};
+    bool ok = mask.dim() <= 4;
+    for (int64_t i = 1; ok && i <= mask.dim(); ++i) {
+      const int64_t m = mask.size(-i);
+      ok = m == 1 || m == full[4 - i];
+    }
+    if (!ok)
+      throw ShapeError(fmt::format("{}: mask {} does not broadcast to scores {} (q {}, k {}). "
+                                   "Hint: use [Tq, Tk] or [B, 1, Tq, Tk]",
+                                   op, shape_str(mask.sizes()), shape_str(full), shape_str(q.sizes()),
+                                   shape_str(k.sizes())));
+  }
+  if (!(scale > 0)) d.scale = 1.0 / std::sqrt(static_cast<double>(d.hd));
+  return d;
+}
+
+// Runs body(b, h) for every head, across the OpenMP team when there is enough work. Inside the
+// team blas::gemm sees omp_in_parallel() and stays single-threaded; with one head it splits itself.
+template <class F>
+void for_each_head(const Dims& d, F body) {
+  const int64_t BH = d.B * d.H;
+  const bool par = BH > 1 && BH * d.Tq * d.Tk * (d.hd + d.dv) > kParallelGrain;
+#pragma omp parallel for schedule(static) if (par)
+  for (int64_t bh = 0; bh < BH; ++bh) body(bh / d.H, bh % d.H);
+}
+
+// P [B, H, Tq, Tk] = softmax(q k^T * scale + mask) over the last dim. A row whose scores are all
+// -inf (every key masked) gets zeros instead of 0/0 = NaN, so it contributes nothing downstream.
+template <class T>
+void probs_forward(const Dims& d, const Tensor& q, const Tensor& k, const Tensor& mask, T* P) {
+  const T* mbase = mask.defined() ? static_cast<const T*>(mask.impl()->storage->data) : nullptr;
+  Shape ms = mask.defined() ? kernels::broadcast_strides(mask, {d.B, d.H, d.Tq, d.Tk}) : Shape(4, 0);
+  const int64_t moff = mask.defined() ? mask.offset() : 0;
+  for_each_head(d, [&](int64_t b, int64_t h) {
+    T* S = P + (b * d.H + h) * d.Tq * d.Tk;
+    kernels::gemm(head<T>(q, b, h), head<T>(k, b, h).t(), S, d.Tk, static_cast<T>(d.scale));
+    for (int64_t i = 0; i < d.Tq; ++i) {
+      T* row = S + i * d.Tk;
+      if (mbase) {
+        const T* m = mbase + moff + b * ms[0] + h * ms[1] + i * ms[2];
+        for (int64_t j = 0; j < d.Tk; ++j) row[j] += m[j * ms[3]];
+      }
+      // subtract the row max: exp overflows above ~88 in float32
+      T mx = -std::numeric_limits<T>::infinity();
+      for (int64_t j = 0; j < d.Tk; ++j) mx = std::max(mx, row[j]);
+      if (mx == -std::numeric_limits<T>::infinity()) {
+        std::fill(row, row + d.Tk, T(0));
+        continue;
+      }
+      T total = 0;
+      for (int64_t j = 0; j < d.Tk; ++j) {
+        row[j] = std::exp(row[j] - mx);
+        total += row[j];
+      }
+      const T inv = T(1) / total;
+      for (int64_t j = 0; j < d.Tk; ++j) row[j] *= inv;
+    }
+  });
+}
+
+}  // namespace
+
+Tensor attention_probs(const Tensor& q0, const Tensor& k0, const Tensor& mask, double scale) {
+  Dims d = check_args("attention_probs", q0, k0, nullptr, mask, scale);
+  Tensor q = blas_ready(q0), k = blas_ready(k0);
+  Tensor P = empty({d.B, d.H, d.Tq, d.Tk}, q.dtype());
+  dispatch_float(q.dtype(), "attention_probs", [&](auto tag) {
+    using T = decltype(tag);
+    probs_forward<T>(d, q, k, mask, P.data<T>());
+  });
+  return P;
+}
+
+Tensor scaled_dot_product_attention(const Tensor& q0, const Tensor& k0, const Tensor& v0, const Tensor& mask,
+                                    double scale) {
+  const char* op = "scaled_dot_product_attention";
+  Dims d = check_args(op, q0, k0, &v0, mask, scale);
+  Tensor q = blas_ready(q0), k = blas_ready(k0), v = blas_ready(v0);
+  // P: [B, H, Tq, Tk], out: [B, H, Tq, dv]
+  Tensor P = empty({d.B, d.H, d.Tq, d.Tk}, q.dtype());
+  Tensor out = empty({d.B, d.H, d.Tq, d.dv}, q.dtype());
+  dispatch_float(q.dtype(), op, [&](auto tag) {
+    using T = decltype(tag);
+    T* p = P.data<T>();
+    T* o = out.data<T>();
+    probs_forward<T>(d, q, k, mask, p);
+    for_each_head(d, [&](int64_t b, int64_t h) {
+      const int64_t bh = b * d.H + h;
+      kernels::MatView<T> Pm{p + bh * d.Tq * d.Tk, d.Tq, d.Tk, false, d.Tk};
+      kernels::gemm(Pm, head<T>(v, b, h), o + bh * d.Tq * d.dv, d.dv);  // O = P V
+    });
+  });
+
+  autograd::Recorder rec(op, {q0, k0, v0, mask});
+  if (rec) {
+    const bool nq = rec.needs(0), nk = rec.needs(1), nv = rec.needs(2), nm = rec.needs(3);
+    const bool ns = nq || nk || nm;  // the score gradient dS is needed
+    // dS needs V; dQ = dS K needs K; dK = dS^T Q needs Q. dV = P^T dO needs only P.
+    Tensor qs = nk ? q.detach() : Tensor(), ks = nq ? k.detach() : Tensor(), vs = ns ? v.detach() : Tensor();
+    rec.save({P, qs, ks, vs});
+    Shape qshape = q0.sizes(), kshape = k0.sizes(), vshape = v0.sizes();
+    Shape mshape = mask.defined() ? mask.sizes() : Shape{};
+    rec.finish(out, [=](const Tensor& g0) -> std::vector<Tensor> {
+      Tensor g = blas_ready(g0);  // dO: [B, H, Tq, dv]
+      Tensor dq = nq ? empty(qshape, g.dtype()) : Tensor();
+      Tensor dk = nk ? empty(kshape, g.dtype()) : Tensor();
+      Tensor dv = nv ? empty(vshape, g.dtype()) : Tensor();
+      Tensor dS = ns ? empty({d.B, d.H, d.Tq, d.Tk}, g.dtype()) : Tensor();
+      dispatch_float(g.dtype(), "scaled_dot_product_attention backward", [&](auto tag) {
+        using T = decltype(tag);
+        const T* p = P.data<T>();
+        for_each_head(d, [&](int64_t b, int64_t h) {
+          const int64_t bh = b * d.H + h;
+          kernels::MatView<T> Pm{p + bh * d.Tq * d.Tk, d.Tq, d.Tk, false, d.Tk};
+          kernels::MatView<T> G = head<T>(g, b, h);
+          if (nv) kernels::gemm(Pm.t(), G, dv.data<T>() + bh * d.Tk * d.dv, d.dv);  // dV = P^T dO
+          if (!ns) return;
+          T* ds = dS.data<T>() + bh * d.Tq * d.Tk;
+          kernels::gemm(G, head<T>(vs, b, h).t(), ds, d.Tk);  // dP = dO V^T
+          // softmax backward per row: dS = P * (dP - sum_j dP_j P_j)
+          for (int64_t i = 0; i < d.Tq; ++i) {
+            const T* pr = Pm.p + i * d.Tk;
+            T* r = ds + i * d.Tk;
+            T dot = 0;
+            for (int64_t j = 0; j < d.Tk; ++j) dot += r[j] * pr[j];
+            for (int64_t j = 0; j < d.Tk; ++j) r[j] = pr[j] * (r[j] - dot);
+          }
+          kernels::MatView<T> dSm{ds, d.Tq, d.Tk, false, d.Tk};
+          const T sc = static_cast<T>(d.scale);
+          if (nq) kernels::gemm(dSm, head<T>(ks, b, h), dq.data<T>() + bh * d.Tq * d.hd, d.hd, sc);  // dQ = dS K s
+          if (nk) kernels::gemm(dSm.t(), head<T>(qs, b, h), dk.data<T>() + bh * d.Tk * d.hd, d.hd, sc);  // dK = dS^T Q s
+        });
+      });
+      // The mask is additive, so its gradient is dS summed over the broadcast dims.
+      Tensor dm = nm ? sum_to(dS, mshape) : Tensor();
+      return {dq, dk, dv, dm};
+    });
+  }
+  return out;
+}
+
+}  // namespace peft

@@ -1,0 +1,64 @@
+// Row softmax / log_softmax: one pass for the max, one for the sum, one to write (rows in parallel).
+#include "core/kernels/softmax.h"
+
+#include <cmath>
+#include <limits>
+
+#include "core/threads.h"
+
+namespace peft::kernels {
+
+template <class T>
+void softmax_forward(const T* x, T* y, int64_t rows, int64_t n, bool log) {
+#pragma omp parallel for if (rows * n > kParallelGrain)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * n;
+    T* yr = y + r * n;
+    // Subtract the row max: exp overflows above ~88 in float32 (and ~709 in float64).
+    T m = -std::numeric_limits<T>::infinity();
+    for (int64_t i = 0; i < n; ++i) m = xr[i] > m ? xr[i] : m;
+    // A row of all -inf (fully masked) would give inf - inf = NaN; shift by 0 instead, which
+    // yields NaN only where PyTorch does too (0/0), never from the shift itself.
+    if (m == -std::numeric_limits<T>::infinity()) m = T(0);
+    double s = 0;  // accumulate in double: long rows of float32 lose digits otherwise
+    for (int64_t i = 0; i < n; ++i) {
+      T e = std::exp(xr[i] - m);
+      if (!log) yr[i] = e;
+      s += e;
+    }
+    if (log) {
+      const T lse = static_cast<T>(std::log(s));
+      for (int64_t i = 0; i < n; ++i) yr[i] = (xr[i] - m) - lse;
+    } else {
+      const T inv = static_cast<T>(1.0 / s);
+      for (int64_t i = 0; i < n; ++i) yr[i] *= inv;
+    }
+  }
+}
+
+template <class T>
+void softmax_backward(const T* g, const T* y, T* dx, int64_t rows, int64_t n, bool log) {
+#pragma omp parallel for if (rows * n > kParallelGrain)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* gr = g + r * n;
+    const T* yr = y + r * n;
+    T* dr = dx + r * n;
+    double s = 0;
+    if (log) {
+      for (int64_t i = 0; i < n; ++i) s += gr[i];
+      const T st = static_cast<T>(s);
+      for (int64_t i = 0; i < n; ++i) dr[i] = gr[i] - std::exp(yr[i]) * st;
+    } else {
+      for (int64_t i = 0; i < n; ++i) s += static_cast<double>(gr[i]) * yr[i];
+      const T st = static_cast<T>(s);
+      for (int64_t i = 0; i < n; ++i) dr[i] = yr[i] * (gr[i] - st);
+    }
+  }
+}
+
+template void softmax_forward<float>(const float*, float*, int64_t, int64_t, bool);
+template void softmax_forward<double>(const double*, double*, int64_t, int64_t, bool);
+template void softmax_backward<float>(const float*, const float*, float*, int64_t, int64_t, bool);
+template void softmax_backward<double>(const double*, const double*, double*, int64_t, int64_t, bool);
+
+}  // namespace peft::kernels

@@ -1,0 +1,29 @@
+// Reads /proc/self/status (Linux).
+#include "core/process_stats.h"
+
+#include <cstdio>
+#include <cstring>
+
+namespace peft {
+
+namespace {
+double status_kb(const char* key) {
+  std::FILE* f = std::fopen("/proc/self/status", "r");
+  if (!f) return 0;
+  char line[256];
+  double kb = 0;
+  const size_t n = std::strlen(key);
+  while (std::fgets(line, sizeof line, f))
+    if (std::strncmp(line, key, n) == 0) {
+      std::sscanf(line + n, "%lf", &kb);
+      break;
+    }
+  std::fclose(f);
+  return kb;
+}
+}  // namespace
+
+double peak_rss_mb() { return status_kb("VmHWM:") / 1024.0; }
+double current_rss_mb() { return status_kb("VmRSS:") / 1024.0; }
+
+}  // namespace peft

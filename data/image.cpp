@@ -1,0 +1,119 @@
+// Image decoding (stb_image), channel conversion and PNG writing (stb_image_write).
+#include "data/image.h"
+
+#include <stb_image.h>
+#include <stb_image_write.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
+#include "core/error.h"
+
+namespace peft::data {
+
+Image::Image(int64_t h, int64_t w, int64_t c) : H(h), W(w), C(c) {
+  if (h < 0 || w < 0 || c < 0)
+    throw ValueError("Image: negative size (got H=" + std::to_string(h) + ", W=" + std::to_string(w) +
+                     ", C=" + std::to_string(c) + "). Hint: sizes must be >= 0");
+  pixels.assign(static_cast<size_t>(h * w * c), 0.0f);
+}
+
+static void check_channels(int64_t channels, const char* op) {
+  if (channels != 1 && channels != 3)
+    throw ValueError(std::string(op) + ": unsupported channel count (got " + std::to_string(channels) +
+                     ", expected 1 or 3). Hint: in_chans is 1 (grayscale) or 3 (RGB)");
+}
+
+Image from_uint8(const uint8_t* pixels, int64_t H, int64_t W, int64_t C) {
+  Image img(H, W, C);
+  const size_t n = img.pixels.size();
+  for (size_t i = 0; i < n; ++i) img.pixels[i] = static_cast<float>(pixels[i]) / 255.0f;
+  return img;
+}
+
+std::vector<uint8_t> to_uint8(const Image& img) {
+  std::vector<uint8_t> out(img.pixels.size());
+  for (size_t i = 0; i < out.size(); ++i) {
+    float v = std::round(img.pixels[i] * 255.0f);
+    out[i] = static_cast<uint8_t>(std::clamp(v, 0.0f, 255.0f));
+  }
+  return out;
+}
+
+// stb_image converts on request: gray -> RGB by replication, RGB -> gray with the integer luma
+// (77 R + 150 G + 29 B) >> 8, alpha dropped.
+Image decode_image(const uint8_t* bytes, size_t size, const std::string& name, int64_t channels) {
+  check_channels(channels, "decode_image");
+  int w = 0, h = 0, file_c = 0;
+  uint8_t* px = stbi_load_from_memory(bytes, static_cast<int>(size), &w, &h, &file_c, static_cast<int>(channels));
+  if (px == nullptr) {
+    const char* why = stbi_failure_reason();
+    throw IOError("load_image: cannot decode '" + name + "' (" + (why ? why : "unknown error") +
+                  "). Hint: the file is corrupt or not a PNG/JPEG/BMP image; remove or replace it");
+  }
+  Image img = from_uint8(px, h, w, channels);
+  stbi_image_free(px);
+  return img;
+}
+
+Image load_image(const std::string& path, int64_t channels) {
+  check_channels(channels, "load_image");
+  std::ifstream f(path, std::ios::binary);
+  if (!f)
+    throw IOError("load_image: cannot open '" + path + "' (missing or unreadable). Hint: check the path");
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  if (bytes.empty())
+    throw IOError("load_image: '" + path + "' is empty (got 0 bytes). Hint: the file is truncated; replace it");
+  return decode_image(bytes.data(), bytes.size(), path, channels);
+}
+
+bool probe_image(const std::string& path, int64_t* H, int64_t* W, int64_t* C) {
+  int w = 0, h = 0, c = 0;
+  if (!stbi_info(path.c_str(), &w, &h, &c)) return false;
+  if (w <= 0 || h <= 0) return false;
+  if (H) *H = h;
+  if (W) *W = w;
+  if (C) *C = c;
+  return true;
+}
+
+Image convert_channels(const Image& img, int64_t channels) {
+  check_channels(channels, "convert_channels");
+  if (img.C == channels) return img;
+  if (img.C < 1 || img.C > 4)
+    throw ValueError("convert_channels: unsupported input channel count (got " + std::to_string(img.C) +
+                     ", expected 1 to 4)");
+  Image out(img.H, img.W, channels);
+  const int64_t n = img.H * img.W;
+  for (int64_t p = 0; p < n; ++p) {
+    const float* src = &img.pixels[static_cast<size_t>(p * img.C)];
+    float* dst = &out.pixels[static_cast<size_t>(p * channels)];
+    if (channels == 3) {
+      if (img.C <= 2) {  // gray (+ alpha): replicate
+        dst[0] = dst[1] = dst[2] = src[0];
+      } else {  // RGB(A): drop alpha
+        dst[0] = src[0], dst[1] = src[1], dst[2] = src[2];
+      }
+    } else {  // channels == 1
+      dst[0] = img.C <= 2 ? src[0] : 0.299f * src[0] + 0.587f * src[1] + 0.114f * src[2];
+    }
+  }
+  return out;
+}
+
+void save_png(const Image& img, const std::string& path) {
+  if (img.C != 1 && img.C != 3 && img.C != 4)
+    throw ValueError("save_png: unsupported channel count (got " + std::to_string(img.C) +
+                     ", expected 1, 3 or 4)");
+  if (img.H <= 0 || img.W <= 0)
+    throw ValueError("save_png: empty image (got " + std::to_string(img.H) + "x" + std::to_string(img.W) + ")");
+  std::vector<uint8_t> px = to_uint8(img);
+  int ok = stbi_write_png(path.c_str(), static_cast<int>(img.W), static_cast<int>(img.H), static_cast<int>(img.C),
+                          px.data(), static_cast<int>(img.W * img.C));
+  if (!ok) throw IOError("save_png: cannot write '" + path + "'. Hint: check that the folder exists and is writable");
+}
+
+}  // namespace peft::data

@@ -1,0 +1,242 @@
+// Training loop: AdamW/SGD with warm-up + cosine, metrics.jsonl, progress bar, resumable epochs.
+#include "peft/trainer.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "autograd/ops.h"
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "data/loader.h"
+#include "nn/checkpoint.h"
+#include "nn/optim/optimizer.h"
+#include "nn/safetensors.h"
+
+namespace peft {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// Counts correct top-1 predictions in a batch.
+int64_t count_correct(const Tensor& logits, const Tensor& labels) {
+  Tensor pred = argmax(logits.detach(), 1);
+  const int64_t* p = pred.data<int64_t>();
+  const int64_t* y = labels.data<int64_t>();
+  int64_t c = 0;
+  for (int64_t i = 0; i < labels.numel(); ++i) c += p[i] == y[i];
+  return c;
+}
+
+std::string hms(double s) {
+  int64_t t = static_cast<int64_t>(s + 0.5);
+  return t >= 3600 ? fmt::format("{}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60) : fmt::format("{}:{:02}", t / 60, t % 60);
+}
+
+// One status line on stderr, redrawn in place (only when stderr is a terminal).
+class ProgressBar {
+ public:
+  explicit ProgressBar(bool on) : on_(on && isatty(2)) {}
+  void update(int64_t epoch, int64_t epochs, int64_t step, int64_t steps, double elapsed, double loss, double acc, double ips) {
+    if (!on_) return;
+    const int width = 24;
+    int filled = steps > 0 ? static_cast<int>(width * step / steps) : width;
+    double eta = step > 0 ? elapsed / static_cast<double>(step) * static_cast<double>(steps - step) : 0;
+    fmt::print(stderr, "\repoch {}/{} [{}{}] {}/{} ETA {} loss {:.4f} acc {:5.1f}% {:.0f} img/s ", epoch, epochs,
+               std::string(filled, '#'), std::string(width - filled, '.'), step, steps, hms(eta), loss, acc, ips);
+    std::fflush(stderr);
+  }
+  void done() {
+    if (on_) fmt::print(stderr, "\n");
+  }
+
+ private:
+  bool on_;
+};
+
+data::DataLoader make_loader(const data::DatasetPtr& ds, int64_t batch, bool shuffle, uint64_t seed,
+                             const data::Augment& aug, const data::Normalization& norm) {
+  data::LoaderOptions o;
+  o.batch_size = batch;
+  o.shuffle = shuffle;
+  o.seed = seed;
+  o.transform = data::make_transform(aug, norm);
+  return data::DataLoader(ds, o);
+}
+
+Tensor rng_tensor(const Generator& g) {
+  auto s = g.state();
+  std::vector<int64_t> v(4);
+  std::memcpy(v.data(), s.data(), sizeof(uint64_t) * 4);
+  return from_vector_i64(v, {4});
+}
+
+std::array<uint64_t, 4> rng_from(const Tensor& t) {
+  std::array<uint64_t, 4> s{};
+  auto v = t.to_vector<int64_t>();
+  std::memcpy(s.data(), v.data(), sizeof(uint64_t) * 4);
+  return s;
+}
+
+}  // namespace
+
+data::Normalization normalization_for(const nn::ViTConfig& c) {
+  return c.style == "openai_clip_visual" ? data::clip_normalization() : data::imagenet_normalization();
+}
+
+EvalResult evaluate(nn::VisionTransformer& model, const data::DatasetPtr& ds, int64_t batch) {
+  if (ds->size() == 0) throw ValueError("eval: the dataset is empty");
+  if (model.head && ds->num_classes() > model.head->out_features)
+    throw ValueError(fmt::format("eval: the data has {} classes but the model's head has {}", ds->num_classes(),
+                                 model.head->out_features));
+  NoGradGuard ng;
+  const bool was_training = model.is_training();
+  model.eval();
+  auto loader = make_loader(ds, batch, false, 0, data::parse_augment("none"), normalization_for(model.cfg));
+  loader.start_epoch(0);
+  data::Batch b;
+  double loss_sum = 0;
+  int64_t correct = 0, n = 0;
+  auto t0 = Clock::now();
+  while (loader.next(b)) {
+    Tensor logits = model.forward(b.images);
+    loss_sum += cross_entropy(logits, b.labels).item() * static_cast<double>(b.labels.numel());
+    correct += count_correct(logits, b.labels);
+    n += b.labels.numel();
+  }
+  model.train(was_training);
+  EvalResult r;
+  r.n = n;
+  r.top1 = 100.0 * static_cast<double>(correct) / static_cast<double>(n);
+  r.loss = loss_sum / static_cast<double>(n);
+  r.images_per_s = static_cast<double>(n) / std::max(seconds_since(t0), 1e-9);
+  return r;
+}
+
+TrainResult train_model(nn::VisionTransformer& model, const data::DatasetPtr& train, const data::DatasetPtr& val,
+                        const TrainConfig& cfg) {
+  if (train->size() == 0) throw ValueError("train: the training set is empty");
+  if (cfg.epochs <= 0 || cfg.batch <= 0) throw ValueError("train: --epochs and --batch must be positive");
+  if (!model.head) throw ValueError("train: the model has no head (num_classes 0)");
+  if (train->num_classes() > model.head->out_features)
+    throw ValueError(fmt::format("train: the data has {} classes but the model's head has {}", train->num_classes(),
+                                 model.head->out_features));
+  auto groups = nn::param_groups(model.named_parameters(), cfg.weight_decay);
+  if (groups.empty()) throw ValueError("train: no trainable parameter");
+  std::unique_ptr<nn::Optimizer> opt;
+  if (cfg.optimizer == "adamw")
+    opt = std::make_unique<nn::AdamW>(groups, cfg.lr);
+  else if (cfg.optimizer == "sgd")
+    opt = std::make_unique<nn::SGD>(groups, cfg.lr, 0.9);
+  else
+    throw ValueError(fmt::format("train: unknown optimizer '{}' (adamw | sgd)", cfg.optimizer));
+
+  auto loader = make_loader(train, cfg.batch, true, cfg.seed, data::parse_augment(cfg.augment), normalization_for(model.cfg));
+  const int64_t nb = loader.num_batches(), total = nb * cfg.epochs;
+  const int64_t warmup = static_cast<int64_t>(std::llround(cfg.warmup_epochs * static_cast<double>(nb)));
+
+  namespace fs = std::filesystem;
+  const std::string ckpt = cfg.out_dir.empty() ? "" : (fs::path(cfg.out_dir) / "checkpoint.safetensors").string();
+  const std::string metrics_path = cfg.out_dir.empty() ? "" : (fs::path(cfg.out_dir) / "metrics.jsonl").string();
+  std::string metrics;  // the whole file, rewritten atomically after each epoch
+  int64_t first_epoch = 0;
+  double elapsed_before = 0;
+  if (cfg.resume) {
+    if (ckpt.empty() || !fs::exists(ckpt)) throw IOError(fmt::format("--resume: no checkpoint at '{}'", ckpt));
+    auto sd = nn::read_tensors(ckpt);
+    std::map<std::string, Tensor> params, optim;
+    for (auto& [n, t] : sd) {
+      if (n.rfind("param.", 0) == 0) params[n.substr(6)] = t;
+      if (n.rfind("optim.", 0) == 0) optim[n.substr(6)] = t;
+    }
+    NoGradGuard ng;
+    for (auto& g : groups) {
+      auto it = params.find(g.name);
+      if (it == params.end()) throw IOError(fmt::format("{}: no tensor for trainable '{}'", ckpt, g.name));
+      g.param.copy_(it->second);
+    }
+    opt->load_state_dict(optim);
+    first_epoch = static_cast<int64_t>(sd.at("progress").at({0}));
+    elapsed_before = sd.at("progress_time").item();
+    model.drop_gen.set_state(rng_from(sd.at("rng")));
+    if (fs::exists(metrics_path)) {
+      std::ifstream f(metrics_path);
+      std::string line;
+      for (int64_t e = 0; e < first_epoch && std::getline(f, line); ++e) metrics += line + "\n";
+    }
+  }
+
+  TrainResult res;
+  ProgressBar bar(cfg.progress);
+  auto t_start = Clock::now();
+  model.train();
+  for (int64_t epoch = first_epoch; epoch < cfg.epochs; ++epoch) {
+    loader.start_epoch(epoch);
+    data::Batch b;
+    double loss_sum = 0;
+    int64_t correct = 0, seen = 0, step = 0;
+    auto t_epoch = Clock::now();
+    while (loader.next(b)) {
+      const int64_t gstep = epoch * nb + step;
+      opt->set_lr(nn::warmup_cosine_lr(gstep, warmup, total, cfg.lr));
+      Tensor logits = model.forward(b.images);
+      Tensor loss = cross_entropy(logits, b.labels, cfg.label_smoothing);
+      double lv = loss.item();
+      if (!std::isfinite(lv))
+        throw ValueError(fmt::format("train: the loss became {} at epoch {} step {}; the last checkpoint{} is intact. "
+                                     "Hint: lower --lr",
+                                     lv, epoch + 1, step + 1, ckpt.empty() ? "" : " " + ckpt));
+      opt->zero_grad();
+      backward(loss);
+      if (cfg.clip_grad > 0) nn::clip_grad_norm(opt->params(), cfg.clip_grad);
+      opt->step();
+      loss_sum += lv * static_cast<double>(b.labels.numel());
+      correct += count_correct(logits, b.labels);
+      seen += b.labels.numel();
+      ++step;
+      double el = seconds_since(t_epoch);
+      bar.update(epoch + 1, cfg.epochs, step, nb, el, loss_sum / seen, 100.0 * correct / seen, seen / std::max(el, 1e-9));
+    }
+    double epoch_time = seconds_since(t_epoch);
+    res.train = {100.0 * correct / static_cast<double>(seen), loss_sum / static_cast<double>(seen),
+                 static_cast<double>(seen) / std::max(epoch_time, 1e-9), seen};
+    res.steps += step;
+    EvalResult v = val ? evaluate(model, val, cfg.batch) : EvalResult{};
+    nlohmann::json line = {{"epoch", epoch + 1},
+                           {"step", (epoch + 1) * nb},
+                           {"lr", opt->lr()},
+                           {"train_loss", res.train.loss},
+                           {"train_top1", res.train.top1},
+                           {"val_loss", val ? nlohmann::json(v.loss) : nlohmann::json(nullptr)},
+                           {"val_top1", val ? nlohmann::json(v.top1) : nlohmann::json(nullptr)},
+                           {"images_per_s", res.train.images_per_s},
+                           {"elapsed_s", elapsed_before + seconds_since(t_start)}};
+    metrics += line.dump() + "\n";
+    if (!cfg.out_dir.empty()) {
+      write_text_atomic(metrics_path, metrics);
+      std::vector<std::pair<std::string, Tensor>> out;
+      for (auto& g : groups) out.emplace_back("param." + g.name, g.param);
+      for (auto& [n, t] : opt->state_dict()) out.emplace_back("optim." + n, t);
+      out.emplace_back("progress", from_vector_i64({epoch + 1}, {1}));
+      out.emplace_back("progress_time", from_vector({elapsed_before + seconds_since(t_start)}, {}, DType::f64));
+      out.emplace_back("rng", rng_tensor(model.drop_gen));
+      save_safetensors(ckpt, out, {{"format", "peft-train-checkpoint"}});
+    }
+    res.val = v;
+  }
+  bar.done();
+  res.train_time_s = elapsed_before + seconds_since(t_start);
+  res.images_per_s = res.train.images_per_s;
+  if (!val) res.val = res.train;
+  return res;
+}
+
+}  // namespace peft

@@ -1,0 +1,55 @@
+// The training loop shared by `peft pretrain` and `peft train`: schedule, optimizer, metrics,
+// progress bar, epoch checkpoints for --resume, and evaluation.
+#pragma once
+#include <functional>
+#include <string>
+
+#include "data/dataset.h"
+#include "data/transforms.h"
+#include "nn/vit.h"
+
+namespace peft {
+
+struct TrainConfig {
+  int64_t epochs = 10;
+  int64_t batch = 32;
+  double lr = 1e-3;            // peak
+  double weight_decay = 0.05;
+  double warmup_epochs = 0;    // linear warm-up, then cosine decay to 0
+  std::string optimizer = "adamw";  // adamw | sgd (momentum 0.9)
+  std::string augment = "none";     // cli.md --augment
+  double label_smoothing = 0.0;
+  double clip_grad = 0.0;           // global-norm clipping (0 = off)
+  uint64_t seed = 0;
+  std::string out_dir;        // metrics.jsonl and checkpoint.safetensors go here ("" = none)
+  bool resume = false;        // continue from out_dir/checkpoint.safetensors
+  bool progress = true;       // progress bar on stderr (only when it is a terminal)
+};
+
+struct EvalResult {
+  double top1 = 0;  // percent
+  double loss = 0;
+  double images_per_s = 0;
+  int64_t n = 0;
+};
+
+struct TrainResult {
+  EvalResult train;  // last epoch, measured during training
+  EvalResult val;    // on the validation set (or the training set when none is given)
+  double train_time_s = 0;
+  double images_per_s = 0;
+  int64_t steps = 0;
+};
+
+// Input normalisation for a model: CLIP constants for the OpenAI layout, ImageNet otherwise.
+data::Normalization normalization_for(const nn::ViTConfig& c);
+
+EvalResult evaluate(nn::VisionTransformer& model, const data::DatasetPtr& ds, int64_t batch);
+
+// Trains the model's trainable tensors on `train` (validated on `val` after each epoch when
+// given). Writes out_dir/metrics.jsonl (one JSON object per epoch, cli.md) and
+// out_dir/checkpoint.safetensors (trainable tensors + optimizer state + progress) atomically.
+TrainResult train_model(nn::VisionTransformer& model, const data::DatasetPtr& train, const data::DatasetPtr& val,
+                        const TrainConfig& cfg);
+
+}  // namespace peft

@@ -1,0 +1,255 @@
+// scaled_dot_product_attention: PyTorch parity, gradcheck on strided/broadcast/reused inputs, freeze masks, errors.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <limits>
+#include <nlohmann/json.hpp>
+
+#include "autograd/node.h"
+#include "autograd/ops.h"
+#include "core/counters.h"
+#include "tests/testing.h"
+
+using namespace peft;
+using namespace peft::testing;
+using nlohmann::json;
+
+namespace {
+
+const json& fixture() {
+  static const json j = [] {
+    std::ifstream f(PEFT_SOURCE_DIR "/tests/fixtures/ops_b.json");
+    if (!f) throw std::runtime_error("cannot open tests/fixtures/ops_b.json");
+    return json::parse(f);
+  }();
+  return j;
+}
+
+Tensor load(const json& t, DType dt = DType::f64) {
+  return from_vector(t["data"].get<std::vector<double>>(), t["shape"].get<Shape>(), dt);
+}
+
+// [T, T] additive causal mask: -inf above the diagonal.
+Tensor causal_mask(int64_t T, DType dt = DType::f64) {
+  Tensor m = zeros({T, T}, dt);
+  for (int64_t i = 0; i < T; ++i)
+    for (int64_t j = i + 1; j < T; ++j) m.as_strided({}, {}, i * T + j).fill_(-INFINITY);
+  return m;
+}
+
+// The triple loop: softmax(q k^T * scale + mask) v for contiguous-or-not f64 inputs, mask [Tq, Tk].
+Tensor naive_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, double scale) {
+  const int64_t B = q.size(0), H = q.size(1), Tq = q.size(2), Tk = k.size(2), hd = q.size(3), dv = v.size(3);
+  std::vector<double> out(B * H * Tq * dv);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t i = 0; i < Tq; ++i) {
+        std::vector<double> s(Tk);
+        double mx = -INFINITY;
+        for (int64_t j = 0; j < Tk; ++j) {
+          double acc = 0;
+          for (int64_t c = 0; c < hd; ++c) acc += q.at({b, h, i, c}) * k.at({b, h, j, c});
+          s[j] = acc * scale + (mask.defined() ? mask.at({i, j}) : 0.0);
+          mx = std::max(mx, s[j]);
+        }
+        double tot = 0;
+        for (double& x : s) tot += (x = std::exp(x - mx));
+        for (int64_t c = 0; c < dv; ++c) {
+          double acc = 0;
+          for (int64_t j = 0; j < Tk; ++j) acc += s[j] / tot * v.at({b, h, j, c});
+          out[((b * H + h) * Tq + i) * dv + c] = acc;
+        }
+      }
+  return from_vector(out, {B, H, Tq, dv}, DType::f64);
+}
+
+auto sdpa(const Tensor& mask = Tensor(), double scale = 0.0) {
+  return [=](const std::vector<Tensor>& in) { return scaled_dot_product_attention(in[0], in[1], in[2], mask, scale); };
+}
+
+}  // namespace
+
+TEST(Attention, CausalMatchesTorch) {
+  const json& c = fixture()["attn_causal"];
+  Tensor q = load(c["q"]).requires_grad_(), k = load(c["k"]).requires_grad_(), v = load(c["v"]).requires_grad_();
+  const double scale = c["scale"].get<double>();
+  Tensor out = scaled_dot_product_attention(q, k, v, causal_mask(q.size(2)), scale);
+  EXPECT_LT(max_abs_diff(out, load(c["out"])), 1e-12);
+  backward(sum(mul(out, load(c["gy"]))));
+  EXPECT_LT(max_abs_diff(q.grad(), load(c["dq"])), 1e-12);
+  EXPECT_LT(max_abs_diff(k.grad(), load(c["dk"])), 1e-12);
+  EXPECT_LT(max_abs_diff(v.grad(), load(c["dv"])), 1e-12);
+  // scale <= 0 means hd^-0.5, which is what the fixture used
+  EXPECT_LT(max_abs_diff(scaled_dot_product_attention(q, k, v, causal_mask(q.size(2))), load(c["out"])), 1e-12);
+}
+
+TEST(Attention, CrossAttentionWithLearnableMaskMatchesTorch) {
+  const json& c = fixture()["attn_cross"];
+  Tensor q = load(c["q"]).requires_grad_(), k = load(c["k"]).requires_grad_(), v = load(c["v"]).requires_grad_();
+  Tensor m = load(c["mask"]).requires_grad_();  // [B, 1, Tq, Tk]: broadcast over heads
+  Tensor out = scaled_dot_product_attention(q, k, v, m, c["scale"].get<double>());
+  ASSERT_EQ(out.sizes(), (Shape{1, 3, 3, 2}));
+  EXPECT_LT(max_abs_diff(out, load(c["out"])), 1e-12);
+  backward(sum(mul(out, load(c["gy"]))));
+  EXPECT_LT(max_abs_diff(q.grad(), load(c["dq"])), 1e-12);
+  EXPECT_LT(max_abs_diff(k.grad(), load(c["dk"])), 1e-12);
+  EXPECT_LT(max_abs_diff(v.grad(), load(c["dv"])), 1e-12);
+  EXPECT_LT(max_abs_diff(m.grad(), load(c["dmask"])), 1e-12);
+}
+
+TEST(Attention, Float32MatchesFloat64Reference) {
+  const json& c = fixture()["attn_causal"];
+  Tensor out = scaled_dot_product_attention(load(c["q"], DType::f32), load(c["k"], DType::f32),
+                                            load(c["v"], DType::f32), causal_mask(5, DType::f32));
+  EXPECT_EQ(out.dtype(), DType::f32);
+  EXPECT_LT(max_abs_diff(out.to(DType::f64), load(c["out"])), 1e-5);
+}
+
+TEST(Attention, ProbsAreTheCausalSoftmax) {
+  const json& c = fixture()["attn_causal"];
+  Tensor q = load(c["q"]), k = load(c["k"]), v = load(c["v"]);
+  Tensor P = attention_probs(q, k, causal_mask(5));
+  ASSERT_EQ(P.sizes(), (Shape{2, 2, 5, 5}));
+  EXPECT_FALSE(P.requires_grad());
+  for (int64_t i = 0; i < 5; ++i) {
+    double row = 0;
+    for (int64_t j = 0; j < 5; ++j) {
+      row += P.at({1, 0, i, j});
+      if (j > i) {
+        EXPECT_EQ(P.at({1, 0, i, j}), 0.0);
+      }
+    }
+    EXPECT_NEAR(row, 1.0, 1e-12);
+  }
+  EXPECT_LT(max_abs_diff(matmul(P, v), load(c["out"])), 1e-12);
+}
+
+TEST(Attention, ParallelHeadsMatchTheTripleLoop) {
+  // Large enough for the OpenMP path over (b, h); T not a multiple of anything BLAS likes.
+  Tensor q = randn64({2, 4, 33, 16}, 1, false), k = randn64({2, 4, 33, 16}, 2, false), v = randn64({2, 4, 33, 8}, 3, false);
+  Tensor mask = randn64({33, 33}, 4, false);
+  Tensor out = scaled_dot_product_attention(q, k, v, mask, 0.2);
+  EXPECT_LT(max_abs_diff(out, naive_attention(q, k, v, mask, 0.2)), 1e-12);
+}
+
+TEST(Attention, FullyMaskedRowGivesZerosNotNaN) {
+  Tensor q = randn64({1, 2, 3, 4}, 1), k = randn64({1, 2, 3, 4}, 2), v = randn64({1, 2, 3, 4}, 3);
+  Tensor mask = zeros({3, 3}, DType::f64);
+  for (int64_t j = 0; j < 3; ++j) mask.as_strided({}, {}, j).fill_(-INFINITY);  // query 0 sees nothing
+  Tensor out = scaled_dot_product_attention(q, k, v, mask);
+  for (int64_t h = 0; h < 2; ++h)
+    for (int64_t c = 0; c < 4; ++c) EXPECT_EQ(out.at({0, h, 0, c}), 0.0);
+  for (double x : out.to_vector<double>()) EXPECT_TRUE(std::isfinite(x));
+  backward(sum(out));
+  for (const Tensor& t : {q, k, v})
+    for (double x : t.grad().to_vector<double>()) EXPECT_TRUE(std::isfinite(x));
+  EXPECT_GRADCHECK(sdpa(mask), (std::vector<Tensor>{randn64({1, 2, 3, 4}, 4), randn64({1, 2, 3, 4}, 5),
+                                                    randn64({1, 2, 3, 4}, 6)}));
+}
+
+TEST(Attention, GradcheckContiguousWithBroadcastMask) {
+  // mask [Tq, Tk] broadcast over B and H, trainable like a relative position bias
+  auto fn = [](const std::vector<Tensor>& in) { return scaled_dot_product_attention(in[0], in[1], in[2], in[3], 0.4); };
+  EXPECT_GRADCHECK(fn, (std::vector<Tensor>{randn64({2, 2, 3, 4}, 1), randn64({2, 2, 5, 4}, 2),
+                                            randn64({2, 2, 5, 3}, 3), randn64({3, 5}, 4)}));
+}
+
+TEST(Attention, GradcheckCausal) {
+  EXPECT_GRADCHECK(sdpa(causal_mask(4)), (std::vector<Tensor>{randn64({1, 2, 4, 3}, 1), randn64({1, 2, 4, 3}, 2),
+                                                              randn64({1, 2, 4, 3}, 3)}));
+}
+
+TEST(Attention, GradcheckHeadViewsOfAFusedQkv) {
+  // qkv [B, T, 3*H*hd] -> [B, T, 3, H, hd] -> [3, B, H, T, hd]: q, k, v are strided views
+  const int64_t B = 2, T = 3, H = 2, hd = 2;
+  auto fn = [=](const std::vector<Tensor>& in) {
+    Tensor x = permute(reshape(in[0], {B, T, 3, H, hd}), {2, 0, 3, 1, 4});
+    Tensor q = select(x, 0, 0), k = select(x, 0, 1), v = select(x, 0, 2);
+    EXPECT_FALSE(q.is_contiguous());
+    return scaled_dot_product_attention(q, k, v, causal_mask(T));
+  };
+  EXPECT_GRADCHECK(fn, (std::vector<Tensor>{randn64({B, T, 3 * H * hd}, 7)}));
+}
+
+TEST(Attention, HeadViewsAreReadInPlace) {
+  // With strided head views the op allocates only P [B, H, T, T] and out [B, H, T, hd]: no copies.
+  const int64_t B = 2, T = 5, H = 3, hd = 4;
+  Tensor qkv = randn64({B, T, 3 * H * hd}, 8, false);
+  Tensor x = permute(reshape(qkv, {B, T, 3, H, hd}), {2, 0, 3, 1, 4});
+  Tensor q = select(x, 0, 0), k = select(x, 0, 1), v = select(x, 0, 2);
+  Tensor ref = scaled_dot_product_attention(q.clone(), k.clone(), v.clone());
+  const int64_t before = counters().live_bytes.load();
+  reset_peak_bytes();
+  Tensor out = scaled_dot_product_attention(q, k, v);
+  EXPECT_EQ(counters().peak_bytes.load() - before, (B * H * T * T + B * H * T * hd) * 8);
+  EXPECT_LT(max_abs_diff(out, ref), 1e-13);
+  EXPECT_TRUE(out.is_contiguous());
+}
+
+TEST(Attention, GradcheckTransposedAndUnitStrideFreeInputs) {
+  auto fn = [](const std::vector<Tensor>& in) {
+    Tensor k = transpose(in[1], 2, 3);                  // [B, H, Tk, hd] stored as [B, H, hd, Tk]
+    Tensor q = slice(in[0], 3, 0, 6, 2);                // last-dim stride 2: the op must copy
+    Tensor v = transpose(in[2], 1, 2);                  // heads and tokens swapped
+    return scaled_dot_product_attention(q, k, v, Tensor(), 0.5);
+  };
+  EXPECT_GRADCHECK(fn, (std::vector<Tensor>{randn64({1, 2, 3, 6}, 1), randn64({1, 2, 3, 4}, 2),
+                                            randn64({1, 4, 2, 2}, 3)}));
+}
+
+TEST(Attention, GradcheckSameTensorUsedThrice) {
+  auto fn = [](const std::vector<Tensor>& in) { return scaled_dot_product_attention(in[0], in[0], in[0]); };
+  EXPECT_GRADCHECK(fn, (std::vector<Tensor>{randn64({1, 2, 4, 3}, 9)}));
+}
+
+TEST(Attention, FrozenKeysAndValuesGetNoGradientAndNoGemm) {
+  const int64_t B = 2, H = 3;
+  Tensor k = randn64({B, H, 4, 5}, 2, false), v = randn64({B, H, 4, 5}, 3, false);
+  Tensor q_all = randn64({B, H, 4, 5}, 1), k_all = k.detach().clone().requires_grad_(),
+         v_all = v.detach().clone().requires_grad_();
+  Tensor full = scaled_dot_product_attention(q_all, k_all, v_all);
+  reset_gemm_counters();
+  backward(sum(full));
+  EXPECT_EQ(counters().gemm_calls.load(), 4 * B * H);  // dV, dP, dQ, dK per head
+
+  Tensor q = q_all.detach().clone().requires_grad_();
+  Tensor out = scaled_dot_product_attention(q, k, v);
+  reset_gemm_counters();
+  backward(sum(out));
+  EXPECT_EQ(counters().gemm_calls.load(), 2 * B * H);  // dP and dQ only
+  EXPECT_FALSE(k.grad().defined());
+  EXPECT_FALSE(v.grad().defined());
+  EXPECT_LT(max_abs_diff(q.grad(), q_all.grad()), 1e-14);
+
+  // Only v trainable: dV = P^T dO, one GEMM per head, and only P is kept alive.
+  Tensor v2 = v.detach().clone().requires_grad_();
+  Tensor out2 = scaled_dot_product_attention(q.detach(), k, v2);
+  EXPECT_EQ(out2.grad_fn()->saved_bytes, static_cast<size_t>(B * H * 4 * 4 * 8));
+  reset_gemm_counters();
+  backward(sum(out2));
+  EXPECT_EQ(counters().gemm_calls.load(), B * H);
+  EXPECT_LT(max_abs_diff(v2.grad(), v_all.grad()), 1e-14);
+}
+
+TEST(Attention, NothingRecordedWithoutTrainableInputs) {
+  Tensor q = randn64({1, 1, 2, 2}, 1, false);
+  Tensor out = scaled_dot_product_attention(q, q, q);
+  EXPECT_FALSE(out.requires_grad());
+  EXPECT_EQ(out.grad_fn(), nullptr);
+}
+
+TEST(Attention, BadCallsNameOpAndShapes) {
+  Tensor q = zeros({1, 2, 3, 4}), k = zeros({1, 2, 5, 4}), v = zeros({1, 2, 5, 4});
+  EXPECT_THROW_MSG(scaled_dot_product_attention(zeros({2, 3, 4}), k, v), ShapeError, "scaled_dot_product_attention",
+                   "[2, 3, 4]", "[1, 2, 5, 4]");
+  EXPECT_THROW_MSG(scaled_dot_product_attention(q, zeros({1, 2, 5, 3}), v), ShapeError,
+                   "scaled_dot_product_attention", "[1, 2, 3, 4]", "[1, 2, 5, 3]");
+  EXPECT_THROW_MSG(scaled_dot_product_attention(q, k, zeros({1, 2, 4, 4})), ShapeError,
+                   "scaled_dot_product_attention", "[1, 2, 4, 4]");
+  EXPECT_THROW_MSG(scaled_dot_product_attention(q, k, v, zeros({3, 4})), ShapeError, "scaled_dot_product_attention",
+                   "mask [3, 4]", "[1, 2, 3, 5]");
+  EXPECT_THROW_MSG(scaled_dot_product_attention(q, k.to(DType::f64), v), DTypeError, "scaled_dot_product_attention",
+                   "float64");
+  EXPECT_THROW_MSG(attention_probs(q, zeros({1, 3, 5, 4})), ShapeError, "attention_probs", "[1, 3, 5, 4]");
+}
