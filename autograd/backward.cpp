@@ -7,6 +7,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "autograd/anomaly.h"
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
 #include "autograd/ops/elementwise.h"
@@ -40,7 +41,24 @@ void check_versions(const Node& n) {
   }
 }
 
+// set_debug_grad_scale's state: the op whose gradients are scaled ("" = off).
+std::string g_debug_scale_op;
+double g_debug_scale = 1.0;
+
+void apply_debug_grad_scale(const Node& n, std::vector<Tensor>& grads) {
+  if (n.name != g_debug_scale_op) return;
+  for (Tensor& gi : grads)
+    if (gi.defined()) gi = mul(gi, scalar_tensor(g_debug_scale, gi.dtype()));
+}
+
 }  // namespace
+
+void set_debug_grad_scale(const std::string& op, double scale) {
+  g_debug_scale_op = op;
+  g_debug_scale = scale;
+}
+
+void clear_debug_grad_scale() { set_debug_grad_scale("", 1.0); }
 
 void backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
   if (!root.defined() || !root.requires_grad())
@@ -91,6 +109,7 @@ void backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
                                    n->name));
     check_versions(*n);
     std::vector<Tensor> in_grads = n->backward(g);
+    if (!g_debug_scale_op.empty()) apply_debug_grad_scale(*n, in_grads);
     if (in_grads.size() != n->next.size())
       throw StateError(fmt::format("backward: '{}' returned {} gradients for {} inputs", n->name,
                                    in_grads.size(), n->next.size()));
@@ -101,6 +120,7 @@ void backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
       if (gi.sizes() != e.sizes)
         throw StateError(fmt::format("backward: '{}' returned a gradient of shape {} for input {} of shape {}",
                                      n->name, shape_str(gi.sizes()), i, shape_str(e.sizes)));
+      if (detect_anomaly_enabled()) autograd::check_backward(*n, i, gi, g);
       if (e.leaf) {
         accumulate_leaf(*e.leaf, gi);
       } else {

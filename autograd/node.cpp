@@ -3,6 +3,7 @@
 
 #include <atomic>
 
+#include "autograd/anomaly.h"
 #include "autograd/grad_mode.h"
 
 namespace peft::autograd {
@@ -33,6 +34,8 @@ Recorder::Recorder(const char* op, const std::vector<Tensor>& inputs) {
         e.node = t.grad_fn();
       else
         e.leaf = t.impl_ptr();
+    } else if (t.defined()) {
+      node_->frozen_inputs.push_back({i, t.impl_ptr(), t.sizes()});
     }
     node_->next.push_back(std::move(e));
     ++i;
@@ -55,6 +58,7 @@ void Recorder::finish(Tensor& out, BackwardFn fn) {
   node_->out_dtype = out.dtype();
   out.impl()->grad_fn = node_;
   out.impl()->requires_grad = true;
+  if (detect_anomaly_enabled()) check_forward(*node_, out);
 }
 
 }  // namespace peft::autograd

@@ -39,6 +39,16 @@ struct Node {
   size_t saved_bytes = 0;  // bytes kept alive for backward (graph dumps, labs, memory tests)
   bool released = false;   // set after backward without retain_graph
 
+  // Inputs that need no gradient (frozen parameters, data, constants): they get no Edge, so
+  // without this list a graph dump (autograd/to_dot.h) could not show frozen leaves at all.
+  // Display only: backward never reads it, and weak pointers keep nothing alive.
+  struct FrozenInput {
+    size_t index;                      // argument position in the op
+    std::weak_ptr<TensorImpl> tensor;  // expired once the tensor is gone
+    Shape sizes;
+  };
+  std::vector<FrozenInput> frozen_inputs;
+
   bool needs_grad(size_t i) const { return i < next.size() && next[i].defined(); }
 };
 

@@ -47,6 +47,10 @@ class Mlp : public Module {
   std::shared_ptr<Linear> fc1, fc2;
   std::string act;
   std::shared_ptr<Dropout> drop;
+
+ protected:
+  // drop is not a registered child (it has no tensors): pass train()/eval() on to it.
+  void on_train(bool on) override { drop->train(on); }
 };
 
 // AdaptFormer's parallel bottleneck (methods.md 12): 0.1 * up(dropout(relu(down(x)))).
@@ -58,6 +62,9 @@ class AdaptMlp : public Module {
   std::shared_ptr<Linear> down_proj, up_proj;
   std::shared_ptr<Dropout> drop;
   double scale = 0.1;
+
+ protected:
+  void on_train(bool on) override { drop->train(on); }  // eval(): no adapter dropout (methods.md 1.9)
 };
 
 class Block : public Module {
@@ -71,6 +78,9 @@ class Block : public Module {
   std::shared_ptr<Mlp> mlp;
   std::shared_ptr<DropPath> drop_path;
   std::shared_ptr<AdaptMlp> adaptmlp;  // set by the adaptformer method
+
+ protected:
+  void on_train(bool on) override { drop_path->train(on); }  // eval(): no drop-path
 };
 
 // Prompt tensors of VPT / CVPT, registered under "vpt" / "cvpt" so they are named vpt.prompts.

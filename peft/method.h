@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "core/random.h"
 #include "nn/vit.h"
 
@@ -14,9 +15,14 @@ struct MethodOptions {
   int64_t prompts = 10;          // vpt-shallow, vpt-deep, cvpt
   double prompt_dropout = 0.0;   // vpt-*, cvpt (training only)
   int64_t rank = 8;              // lora
-  double alpha = -1;             // lora scale numerator (default: rank)
+  double alpha = -1;             // lora scale numerator (negative: default = rank)
   std::string targets = "attn.qkv";  // lora
   int64_t bottleneck = 64;       // adaptformer
+};
+
+// A bad method name or option value (names the option): the CLI maps it to a usage error (exit 2).
+struct MethodError : ValueError {
+  using ValueError::ValueError;
 };
 
 struct MethodInfo {
@@ -28,11 +34,23 @@ struct MethodInfo {
 const std::vector<MethodInfo>& vision_methods();
 bool is_vision_method(const std::string& name);
 
+// Throws MethodError for an unknown method or a bad value of an option the method reads
+// (--prompts <= 0, --prompt-dropout outside [0,1), --rank <= 0, --bottleneck <= 0, empty --targets).
+void validate_method_options(const std::string& method, const MethodOptions& o);
+
 // Attaches `method` to the model: adds its tensors (initialised as the official code does),
 // freezes everything else and gives it a fresh head for `num_classes` classes. Throws
-// ValueError for unknown methods or bad options (naming the option).
+// MethodError (a ValueError) for unknown methods or bad options (naming the option).
 void apply_method(nn::VisionTransformer& vit, const std::string& method, const MethodOptions& o, int64_t num_classes,
                   Generator& gen);
+
+// The full names of the linears a LoRA --targets list selects (methods.md 11), in model order.
+// Short names (attn.qkv, attn.proj, mlp.fc1, mlp.fc2) mean that linear in every block; anything
+// else is a glob over full base names. MethodError when a target matches no linear.
+std::vector<std::string> lora_target_names(nn::VisionTransformer& vit, const std::string& targets);
+
+// Names of the trainable tensors (requires_grad), in registration order: an adapter's contents.
+std::vector<std::string> trainable_names(const nn::Module& m);
 
 // The safetensors metadata an adapter file carries: method and its options.
 std::map<std::string, std::string> method_metadata(const std::string& method, const MethodOptions& o);

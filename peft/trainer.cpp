@@ -147,8 +147,10 @@ TrainResult train_model(nn::VisionTransformer& model, const data::DatasetPtr& tr
   const std::string ckpt = cfg.out_dir.empty() ? "" : (fs::path(cfg.out_dir) / "checkpoint.safetensors").string();
   const std::string metrics_path = cfg.out_dir.empty() ? "" : (fs::path(cfg.out_dir) / "metrics.jsonl").string();
   std::string metrics;  // the whole file, rewritten atomically after each epoch
-  int64_t first_epoch = 0;
+  auto t_start = Clock::now();
+  int64_t first_epoch = 0, first_step = 0;
   double elapsed_before = 0;
+  std::vector<double> partial{0, 0, 0};  // loss_sum, correct, seen of an interrupted epoch
   if (cfg.resume) {
     if (ckpt.empty() || !fs::exists(ckpt)) throw IOError(fmt::format("--resume: no checkpoint at '{}'", ckpt));
     auto sd = nn::read_tensors(ckpt);
@@ -165,7 +167,11 @@ TrainResult train_model(nn::VisionTransformer& model, const data::DatasetPtr& tr
     }
     opt->load_state_dict(optim);
     first_epoch = static_cast<int64_t>(sd.at("progress").at({0}));
-    elapsed_before = sd.at("progress_time").item();
+    first_step = static_cast<int64_t>(sd.at("progress").at({1}));
+    // Running sums are float64 in the file; read_tensors converts floats to float32.
+    SafetensorsFile f = SafetensorsFile::open(ckpt);
+    partial = f.get("partial", DType::f64).to_vector<double>();
+    elapsed_before = f.get("progress_time", DType::f64).item();
     model.drop_gen.set_state(rng_from(sd.at("rng")));
     if (fs::exists(metrics_path)) {
       std::ifstream f(metrics_path);
@@ -174,15 +180,30 @@ TrainResult train_model(nn::VisionTransformer& model, const data::DatasetPtr& tr
     }
   }
 
+  // Everything needed to continue exactly: trainable tensors, optimizer state, the position
+  // (epoch, step within it), the partial epoch's running sums and the dropout stream.
+  auto save_checkpoint = [&](int64_t epoch, int64_t step, double loss_sum, int64_t correct, int64_t seen) {
+    if (ckpt.empty()) return;
+    std::vector<std::pair<std::string, Tensor>> out;
+    for (auto& g : groups) out.emplace_back("param." + g.name, g.param);
+    for (auto& [n, t] : opt->state_dict()) out.emplace_back("optim." + n, t);
+    out.emplace_back("progress", from_vector_i64({epoch, step}, {2}));
+    out.emplace_back("partial", from_vector({loss_sum, static_cast<double>(correct), static_cast<double>(seen)}, {3}, DType::f64));
+    out.emplace_back("progress_time", from_vector({elapsed_before + seconds_since(t_start)}, {}, DType::f64));
+    out.emplace_back("rng", rng_tensor(model.drop_gen));
+    save_safetensors(ckpt, out, {{"format", "peft-train-checkpoint"}});
+  };
+
   TrainResult res;
   ProgressBar bar(cfg.progress);
-  auto t_start = Clock::now();
   model.train();
   for (int64_t epoch = first_epoch; epoch < cfg.epochs; ++epoch) {
-    loader.start_epoch(epoch);
+    const bool resumed = epoch == first_epoch && first_step > 0;
+    int64_t step = resumed ? first_step : 0;
+    loader.start_epoch(epoch, step);
     data::Batch b;
-    double loss_sum = 0;
-    int64_t correct = 0, seen = 0, step = 0;
+    double loss_sum = resumed ? partial[0] : 0;
+    int64_t correct = resumed ? static_cast<int64_t>(partial[1]) : 0, seen = resumed ? static_cast<int64_t>(partial[2]) : 0;
     auto t_epoch = Clock::now();
     while (loader.next(b)) {
       const int64_t gstep = epoch * nb + step;
@@ -202,6 +223,7 @@ TrainResult train_model(nn::VisionTransformer& model, const data::DatasetPtr& tr
       correct += count_correct(logits, b.labels);
       seen += b.labels.numel();
       ++step;
+      if (cfg.save_every > 0 && step % cfg.save_every == 0 && step < nb) save_checkpoint(epoch, step, loss_sum, correct, seen);
       double el = seconds_since(t_epoch);
       bar.update(epoch + 1, cfg.epochs, step, nb, el, loss_sum / seen, 100.0 * correct / seen, seen / std::max(el, 1e-9));
     }
@@ -222,13 +244,7 @@ TrainResult train_model(nn::VisionTransformer& model, const data::DatasetPtr& tr
     metrics += line.dump() + "\n";
     if (!cfg.out_dir.empty()) {
       write_text_atomic(metrics_path, metrics);
-      std::vector<std::pair<std::string, Tensor>> out;
-      for (auto& g : groups) out.emplace_back("param." + g.name, g.param);
-      for (auto& [n, t] : opt->state_dict()) out.emplace_back("optim." + n, t);
-      out.emplace_back("progress", from_vector_i64({epoch + 1}, {1}));
-      out.emplace_back("progress_time", from_vector({elapsed_before + seconds_since(t_start)}, {}, DType::f64));
-      out.emplace_back("rng", rng_tensor(model.drop_gen));
-      save_safetensors(ckpt, out, {{"format", "peft-train-checkpoint"}});
+      save_checkpoint(epoch + 1, 0, 0, 0, 0);
     }
     res.val = v;
   }

@@ -23,6 +23,7 @@ struct TrainConfig {
   uint64_t seed = 0;
   std::string out_dir;        // metrics.jsonl and checkpoint.safetensors go here ("" = none)
   bool resume = false;        // continue from out_dir/checkpoint.safetensors
+  int64_t save_every = 0;     // also checkpoint every N steps inside an epoch (0 = at epoch ends only)
   bool progress = true;       // progress bar on stderr (only when it is a terminal)
 };
 

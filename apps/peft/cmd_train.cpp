@@ -2,10 +2,12 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "apps/peft/commands.h"
+#include "autograd/anomaly.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/process_stats.h"
@@ -14,6 +16,7 @@
 #include "nn/checkpoint.h"
 #include "nn/config.h"
 #include "nn/safetensors.h"
+#include "peft/memory_guard.h"
 #include "peft/method.h"
 #include "peft/trainer.h"
 
@@ -51,6 +54,24 @@ void add_training_options(CLI::App* cmd, Args& a) {
   cmd->add_option("--label-smoothing", t.label_smoothing, "label smoothing")->capture_default_str();
   cmd->add_option("--clip-grad", t.clip_grad, "clip the global gradient norm (0 = off)")->capture_default_str();
   cmd->add_flag("--no-progress", [&t](int64_t) { t.progress = false; }, "no progress bar");
+  cmd->add_flag("--detect-anomaly", [](int64_t) { set_detect_anomaly(true); }, "stop at the first op whose output or gradient is NaN/Inf, naming it (slower)");
+  cmd->add_flag("--resume", t.resume, "continue from DIR/checkpoint.safetensors (bit-identical to an uninterrupted run)");
+  cmd->add_option("--save-every", t.save_every, "also checkpoint every N steps (default: at the end of each epoch)");
+}
+
+// Bad values are exit 1 (cli.md) and must be refused before any work, naming the option:
+// a NaN learning rate would otherwise only show up as a NaN loss many steps later.
+void check_training_values(const TrainConfig& t) {
+  auto bad = [](const char* opt, double v, const char* want) {
+    throw ValueError(fmt::format("{}: must be {} (got {})", opt, want, v));
+  };
+  if (t.epochs <= 0) bad("--epochs", static_cast<double>(t.epochs), "positive");
+  if (t.batch <= 0) bad("--batch", static_cast<double>(t.batch), "positive");
+  if (!std::isfinite(t.lr) || t.lr <= 0) bad("--lr", t.lr, "a positive finite number");
+  if (!std::isfinite(t.weight_decay) || t.weight_decay < 0) bad("--weight-decay", t.weight_decay, "finite and >= 0");
+  if (!std::isfinite(t.warmup_epochs) || t.warmup_epochs < 0) bad("--warmup-epochs", t.warmup_epochs, "finite and >= 0");
+  if (!(t.label_smoothing >= 0 && t.label_smoothing < 1)) bad("--label-smoothing", t.label_smoothing, "in [0, 1)");
+  if (!std::isfinite(t.clip_grad) || t.clip_grad < 0) bad("--clip-grad", t.clip_grad, "finite and >= 0");
 }
 
 void add_method_options(CLI::App* cmd, Args& a) {
@@ -122,11 +143,13 @@ void add_train_commands(CLI::App& app, Common& common, Runner& run) {
   add_common_options(pre, common);
   pre->callback([&run, &common] {
     run = [&common] {
+      check_training_values(a.train);
       nn::ViTConfig c = nn::load_vit_config(a.config);
       auto train = open_train(a, c, common.seed);
       auto val = open_val(a.val, a, c, common.seed);
       c.num_classes = train->num_classes();
       nn::VisionTransformer vit(c, common.seed);
+      check_memory(vit, std::min<int64_t>(a.train.batch, train->size()), a.train.optimizer);
       make_out_dir(a.out);
       fmt::print("pretrain: {} on {} ({} parameters)\n", a.config, train->describe(), vit.num_parameters());
       a.train.seed = common.seed;
@@ -144,7 +167,6 @@ void add_train_commands(CLI::App& app, Common& common, Runner& run) {
   tr->add_option("--config", a.config, "model config: preset name or JSON file")->required();
   tr->add_option("--weights", a.weights, "base weights (safetensors)")->required();
   tr->add_option("--method", a.method, "PEFT method (peft methods)")->required();
-  tr->add_flag("--resume", a.train.resume, "continue from DIR/checkpoint.safetensors");
   add_data_options(tr, a, true);
   add_training_options(tr, a);
   add_method_options(tr, a);
@@ -156,6 +178,12 @@ void add_train_commands(CLI::App& app, Common& common, Runner& run) {
         for (auto& m : vision_methods()) names += (names.empty() ? "" : ", ") + m.name;
         throw UsageError(fmt::format("--method: unknown method '{}' (available: {})", a.method, names));
       }
+      check_training_values(a.train);
+      try {  // bad method options are usage errors (exit 2), found before any data is read
+        validate_method_options(a.method, a.method_opts);
+      } catch (const MethodError& e) {
+        throw UsageError(e.what());
+      }
       nn::ViTConfig c = nn::load_vit_config(a.config);
       auto train = open_train(a, c, common.seed);
       auto val = open_val(a.val, a, c, common.seed);
@@ -163,7 +191,12 @@ void add_train_commands(CLI::App& app, Common& common, Runner& run) {
       std::string note;
       nn::load_vit_weights(vit, a.weights, &note);
       Generator gen(common.seed + 1);
-      apply_method(vit, a.method, a.method_opts, train->num_classes(), gen);
+      try {
+        apply_method(vit, a.method, a.method_opts, train->num_classes(), gen);
+      } catch (const MethodError& e) {  // e.g. a --targets entry that matches no linear
+        throw UsageError(e.what());
+      }
+      check_memory(vit, std::min<int64_t>(a.train.batch, train->size()), a.train.optimizer);
       make_out_dir(a.out);
       fmt::print("train: {} on {}: {} of {} parameters trainable ({:.2f}%)\n", a.method, train->describe(),
                  vit.num_parameters(true), vit.num_parameters(), 100.0 * vit.num_parameters(true) / vit.num_parameters());

@@ -24,6 +24,16 @@ void add_info_commands(CLI::App& app, Common& common, Runner& run);     // prese
 void add_inspect_command(CLI::App& app, Common& common, Runner& run);   // inspect
 void add_train_commands(CLI::App& app, Common& common, Runner& run);    // pretrain, train, eval
 void add_demo_command(CLI::App& app, Common& common, Runner& run);      // demo
+void add_graph_command(CLI::App& app, Common& common, Runner& run);     // graph
+void add_gradcheck_command(CLI::App& app, Common& common, Runner& run); // gradcheck
+void add_check_command(CLI::App& app, Common& common, Runner& run);     // check
+void add_merge_command(CLI::App& app, Common& common, Runner& run);     // merge
+void add_clip_commands(CLI::App& app, Common& common, Runner& run);     // tokenize, clip-train (+ check's CLIP options)
+void add_clip_demo_command(CLI::App& app, Common& common, Runner& run); // clip-demo
+void add_bench_command(CLI::App& app, Common& common, Runner& run);     // bench
+void add_clip_check_options(CLI::App* check);                          // --texts, --vocab, --beta on `peft check`
+// The CLIP branch of `peft check`: -1 when `method` is not a CLIP method, else the exit code.
+int run_clip_check(const std::string& config, const std::string& weights, const std::string& method, double alpha, int64_t prompts, const std::string& adapter, const std::string& inputs, const std::string& out, uint64_t seed);
 
 // Adds --threads/--seed/--json to a sub-command.
 void add_common_options(CLI::App* cmd, Common& common);

@@ -1,0 +1,310 @@
+// `peft bench` (cli.md): times one training step or one inference batch of a ViT with a PEFT
+// method, with the same model shapes, batch, loss, optimizer and FLOP count as the PyTorch
+// baseline ../bench/torch_vit_bench.py `one`, so that the two print comparable JSON lines.
+// Beside it, it measures OpenBLAS sgemm on the model's main GEMM shapes (through blas::gemm), so
+// the whole step's arithmetic rate can be read against what the machine's GEMM reaches.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <vector>
+
+#include "apps/peft/commands.h"
+#include "autograd/backward.h"
+#include "autograd/grad_mode.h"
+#include "autograd/ops.h"
+#include "core/blas.h"
+#include "core/counters.h"
+#include "core/error.h"
+#include "core/process_stats.h"
+#include "core/random.h"
+#include "core/threads.h"
+#include "nn/config.h"
+#include "nn/optim/optimizer.h"
+#include "nn/vit.h"
+#include "peft/method.h"
+
+namespace peft::app {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_between(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);  // Python's statistics.median
+}
+
+struct BenchArgs {
+  std::string config, method, phase;
+  int64_t prompts = 10;
+  int64_t warmup = 0, steps = 0;
+  bool gemm_probe = true;
+};
+
+// torch_vit_bench.py's mode names are accepted too; "vpt" there is VPT-deep.
+std::string canonical_method(const std::string& m) { return m == "vpt" ? "vpt-deep" : m; }
+
+bool uses_prompts(const std::string& m) { return m == "vpt-shallow" || m == "vpt-deep" || m == "cvpt"; }
+
+// ---------------------------------------------------------------------------------------------
+// Analytic FLOPs: a faithful C++ copy of torch_vit_bench.py fwd_flops_per_image and
+// train_flops_per_image (2 FLOPs per multiply-add; matmuls, convs and attention only). Its modes
+// map as: vpt-deep = "vpt", the rest by name. Methods the script does not have follow its rules:
+//  - vpt-shallow: as "vpt" (the M prompt tokens run through every block, the prompts are input
+//    to block 0, so data-gradients flow through the whole backbone);
+//  - bitfit: as "ssf" (trainable biases everywhere: data-grads through every block linear, no
+//    weight-grad GEMMs; a bias gradient is a sum, not a GEMM);
+//  - adaptformer: its down/up projections are an extra term like "lora" (fwd 1x, data-grad 1x,
+//    weight-grad 1x), with the backbone's data-grads as in "ssf".
+struct FwdFlops {
+  double pe = 0, lin = 0, att = 0, head = 0, lora = 0, extra_lin = 0, extra_att = 0, adapter = 0;
+  double sum() const { return pe + lin + att + head + lora + extra_lin + extra_att + adapter; }
+};
+
+FwdFlops fwd_flops_per_image(const nn::ViTConfig& c, int64_t batch, const std::string& mode, int64_t M,
+                             const MethodOptions& o) {
+  const double D = static_cast<double>(c.dim), depth = static_cast<double>(c.depth), p = static_cast<double>(c.patch_size);
+  const double Np = static_cast<double>(c.num_patches());
+  const bool prompt_tokens = mode == "vpt-deep" || mode == "vpt-shallow";
+  const double T = 1 + Np + (prompt_tokens ? static_cast<double>(M) : 0.0);
+  const double B = static_cast<double>(batch);
+  const double r = static_cast<double>(o.rank), b = static_cast<double>(o.bottleneck);
+  FwdFlops f;
+  f.pe = 2 * Np * (static_cast<double>(c.in_chans) * p * p) * D;
+  f.lin = depth * 2 * T * D * (3 * D + D + 4 * D + 4 * D);  // qkv, proj, fc1, fc2 = 24 T D^2
+  f.att = depth * 2 * (2 * T * T * D);                     // QK^T + AV
+  f.head = 2 * D * static_cast<double>(c.num_classes);
+  f.lora = mode == "lora" ? depth * 2 * T * r * (D + 3 * D) : 0;  // A: D->r, B: r->3D on qkv
+  if (mode == "cvpt" && M > 0) {
+    const double Tq = 1 + Np, Md = static_cast<double>(M);
+    // q proj + out proj per image; prompt k/v projection once per batch (amortised / B)
+    f.extra_lin = depth * (2 * Tq * D * D * 2 + 2 * Md * D * 2 * D / B);
+    f.extra_att = depth * 2 * (2 * Tq * Md * D);
+  }
+  f.adapter = mode == "adaptformer" ? depth * 2 * T * D * b * 2 : 0;  // down D->b, up b->D
+  return f;
+}
+
+double train_flops_per_image(const nn::ViTConfig& c, int64_t batch, const std::string& mode, int64_t M,
+                             const MethodOptions& o) {
+  const FwdFlops f = fwd_flops_per_image(c, batch, mode, M, o);
+  const double fwd = f.sum();
+  if (mode == "linear" || (uses_prompts(mode) && M == 0)) return fwd + 2 * f.head;  // backbone without graph
+  const double lin = f.lin + f.extra_lin + f.lora + f.adapter;
+  const double att = f.att + f.extra_att;
+  double bwd = lin + 2 * att + 2 * f.head;
+  if (mode == "full") bwd += f.lin + f.pe;  // weight grads of all block linears + patch embed
+  if (mode == "lora") bwd += f.lora;        // weight grads of A, B
+  if (mode == "adaptformer") bwd += f.adapter;
+  return fwd + bwd;
+}
+
+// ---------------------------------------------------------------------------------------------
+// sgemm rate on the block linears' forward shapes: x [R, K] @ W[N, K]^T -> [R, N] with
+// R = batch * tokens, exactly the call nn::Linear makes. Median over enough repetitions to
+// fill ~0.2 s per shape (at least 3).
+struct GemmRate {
+  std::string name;
+  int64_t M, N, K;
+  double gflops;
+  double seconds;  // median seconds per call
+};
+
+std::vector<GemmRate> probe_gemm(const nn::ViTConfig& c, int64_t rows, Generator& gen) {
+  const int64_t D = c.dim, H = c.mlp_hidden();
+  struct Shape3 { const char* name; int64_t N, K; };
+  const Shape3 shapes[] = {{"attn.qkv", 3 * D, D}, {"attn.proj", D, D}, {"mlp.fc1", H, D}, {"mlp.fc2", D, H}};
+  std::vector<GemmRate> out;
+  for (const auto& s : shapes) {
+    std::vector<float> A(static_cast<size_t>(rows * s.K)), W(static_cast<size_t>(s.N * s.K)), C(static_cast<size_t>(rows * s.N));
+    for (auto& v : A) v = static_cast<float>(gen.uniform() - 0.5);
+    for (auto& v : W) v = static_cast<float>(gen.uniform() - 0.5);
+    auto call = [&] {
+      blas::gemm(false, true, rows, s.N, s.K, 1.0f, A.data(), s.K, W.data(), s.K, 0.0f, C.data(), s.N);
+    };
+    auto t0 = Clock::now();
+    call();  // warm-up: pages in the buffers, wakes the threads
+    const double first = std::max(seconds_between(t0, Clock::now()), 1e-6);
+    const int reps = static_cast<int>(std::clamp(0.2 / first, 3.0, 50.0));
+    std::vector<double> times;
+    for (int i = 0; i < reps; ++i) {
+      auto a = Clock::now();
+      call();
+      times.push_back(seconds_between(a, Clock::now()));
+    }
+    const double med = median(times);
+    const double flops = 2.0 * static_cast<double>(rows) * static_cast<double>(s.N) * static_cast<double>(s.K);
+    out.push_back({s.name, rows, s.N, s.K, flops / med / 1e9, med});
+  }
+  return out;
+}
+
+int run_bench(const BenchArgs& a, const Common& common) {
+  const std::string method = canonical_method(a.method);
+  if (!is_vision_method(method)) {
+    std::string names;
+    for (auto& m : vision_methods()) names += (names.empty() ? "" : ", ") + m.name;
+    throw UsageError(fmt::format("--method: unknown method '{}' (available: {}; also vpt = vpt-deep)", a.method, names));
+  }
+  if (a.steps < 1) throw ValueError(fmt::format("--steps: must be >= 1 (got {})", a.steps));
+  if (a.warmup < 0) throw ValueError(fmt::format("--warmup: must be >= 0 (got {})", a.warmup));
+  if (a.prompts < 0) throw ValueError(fmt::format("--prompts: must be >= 0 (got {})", a.prompts));
+  if (common.threads < 0) throw ValueError(fmt::format("--threads: must be >= 0 (got {})", common.threads));
+
+  // The bench shapes (cli.md, torch_vit_bench.py CONFIGS): presets bench-tiny and bench-base.
+  const nn::ViTConfig c = nn::load_vit_config(a.config == "tiny" ? "bench-tiny" : "bench-base");
+  const int64_t batch = a.config == "tiny" ? 32 : 8;
+
+  // M as the script reports it: the prompt count for prompt methods, 0 otherwise. With M = 0 a
+  // prompt method has nothing of its own to train (the script then builds no prompts and only
+  // the head trains): that is the linear probe.
+  const int64_t M = uses_prompts(method) ? a.prompts : 0;
+  MethodOptions opts;  // defaults = the script's: LoRA rank 8 on attn.qkv with alpha = r
+  opts.prompts = M;
+  const std::string attach = uses_prompts(method) && M == 0 ? "linear" : method;
+
+  nn::VisionTransformer vit(c, common.seed);
+  Generator gen(common.seed + 1);
+  try {
+    apply_method(vit, attach, opts, c.num_classes, gen);
+  } catch (const MethodError& e) {
+    throw UsageError(e.what());
+  }
+  const int64_t n_params = vit.num_parameters(false), n_train = vit.num_parameters(true);
+
+  // Random images and labels, seeded.
+  Generator data_gen(common.seed + 2);
+  Tensor x = randn({batch, c.in_chans, c.image_size, c.image_size}, data_gen);
+  std::vector<int64_t> labels(static_cast<size_t>(batch));
+  for (auto& l : labels) l = static_cast<int64_t>(data_gen.next_u64() % static_cast<uint64_t>(c.num_classes));
+  Tensor y = from_vector_i64(labels, {batch});
+  const double rss_build = peak_rss_mb();
+
+  const bool train = a.phase == "train";
+  std::unique_ptr<nn::AdamW> opt;
+  if (train) {
+    vit.train();
+    // The script: AdamW(lr=1e-4, weight_decay=0.05) on every trainable tensor. param_groups
+    // exempts 1-d tensors from decay; that changes no cost worth measuring.
+    opt = std::make_unique<nn::AdamW>(nn::param_groups(vit.named_parameters(), 0.05), 1e-4);
+  } else {
+    vit.eval();
+  }
+  auto step = [&] {
+    if (train) {
+      opt->zero_grad();
+      Tensor loss = cross_entropy(vit.forward(x), y);
+      backward(loss);
+      opt->step();
+    } else {
+      NoGradGuard ng;
+      Tensor logits = vit.forward(x);
+    }
+  };
+
+  for (int64_t i = 0; i < a.warmup; ++i) step();
+  reset_gemm_counters();
+  std::vector<double> times;
+  for (int64_t i = 0; i < a.steps; ++i) {
+    auto t0 = Clock::now();
+    step();
+    times.push_back(seconds_between(t0, Clock::now()));
+  }
+  const double gemm_counted = static_cast<double>(counters().gemm_flops.load()) / static_cast<double>(a.steps);
+  const double peak_rss = peak_rss_mb();  // before the GEMM probe allocates its buffers
+  const double med = median(times), mn = *std::min_element(times.begin(), times.end());
+  const double flops = (train ? train_flops_per_image(c, batch, method, M, opts)
+                              : fwd_flops_per_image(c, batch, method, M, opts).sum()) *
+                       static_cast<double>(batch);
+
+  // GEMM probe on the block linears' shapes (rows = batch x tokens of this run).
+  const int64_t tokens = 1 + c.num_patches() + ((method == "vpt-deep" || method == "vpt-shallow") ? M : 0);
+  std::vector<GemmRate> rates;
+  double gemm_gflops = 0;
+  if (a.gemm_probe) {
+    Generator probe_gen(common.seed + 3);
+    rates = probe_gemm(c, batch * tokens, probe_gen);
+    double fl = 0, sec = 0;  // FLOP-weighted: one call of each shape, as one block runs them
+    for (auto& r : rates) {
+      fl += r.gflops * r.seconds;
+      sec += r.seconds;
+    }
+    gemm_gflops = fl / sec;
+  }
+
+  nlohmann::json s = {{"config", a.config},
+                      {"mode", method},
+                      {"M", M},
+                      {"threads", num_threads()},
+                      {"phase", a.phase},
+                      {"batch", batch},
+                      {"median_s", med},
+                      {"min_s", mn},
+                      {"mean_s", [&] {
+                         double t = 0;
+                         for (double v : times) t += v;
+                         return t / static_cast<double>(times.size());
+                       }()},
+                      {"n_steps", a.steps},
+                      {"warmup", a.warmup},
+                      {"gflop_per_step", flops / 1e9},
+                      {"gflops", flops / med / 1e9},
+                      {"gemm_gflop_counted_per_step", gemm_counted / 1e9},
+                      {"trainable", n_train},
+                      {"params", n_params},
+                      {"rss_build_mb", rss_build},
+                      {"peak_rss_mb", peak_rss}};
+  if (a.gemm_probe) {
+    s["sgemm_gflops"] = gemm_gflops;
+    nlohmann::json shapes = nlohmann::json::object();
+    for (auto& r : rates) shapes[r.name] = {{"M", r.M}, {"N", r.N}, {"K", r.K}, {"gflops", r.gflops}};
+    s["sgemm_shapes"] = shapes;
+  }
+
+  fmt::print("bench {} {} M={} threads={} {} batch {}: median {:.1f} ms, min {:.1f} ms, {:.2f} GFLOP/step, {:.1f} GFLOP/s, "
+             "{} / {} trainable, peak RSS {:.0f} MB\n",
+             a.config, method, M, num_threads(), a.phase, batch, med * 1e3, mn * 1e3, flops / 1e9, flops / med / 1e9,
+             n_train, n_params, peak_rss);
+  if (a.gemm_probe) {
+    std::string parts;
+    for (auto& r : rates) parts += fmt::format("{}{} [{}x{}x{}] {:.1f}", parts.empty() ? "" : ", ", r.name, r.M, r.N, r.K, r.gflops);
+    fmt::print("sgemm ({}, {} threads, C[M,N] = A[M,K] B[N,K]^T): {} GFLOP/s; FLOP-weighted {:.1f} GFLOP/s; "
+               "whole step at {:.0f}% of it\n",
+               blas::backend_name(), num_threads(), parts, gemm_gflops, 100.0 * (flops / med / 1e9) / gemm_gflops);
+  }
+  if (common.json) fmt::print("{}\n", s.dump());
+  return 0;
+}
+
+}  // namespace
+
+void add_bench_command(CLI::App& app, Common& common, Runner& run) {
+  static BenchArgs a;
+  auto* cmd = app.add_subcommand("bench", "time one training step or inference batch (compare: ../bench/torch_vit_bench.py)");
+  cmd->add_option("--config", a.config, "tiny (32 px, patch 4, D192 L12 H3, 10 classes, batch 32) | base (224 px, "
+                                        "patch 16, D768 L12 H12, 1000 classes, batch 8)")
+      ->required()
+      ->check(CLI::IsMember({"tiny", "base"}));
+  cmd->add_option("--method", a.method, "PEFT method (peft methods; also torch_vit_bench.py's vpt = vpt-deep)")->required();
+  cmd->add_option("--prompts", a.prompts, "prompts M (vpt-shallow, vpt-deep, cvpt; 0 = none, the linear probe)")
+      ->capture_default_str();
+  cmd->add_option("--phase", a.phase, "train (forward, cross-entropy, backward, AdamW step) | infer (no-grad forward)")
+      ->required()
+      ->check(CLI::IsMember({"train", "infer"}));
+  cmd->add_option("--threads", common.threads, "compute threads (0 = number of cores)")->required();
+  cmd->add_option("--warmup", a.warmup, "untimed steps first")->required();
+  cmd->add_option("--steps", a.steps, "timed steps (median and min reported)")->required();
+  cmd->add_option("--seed", common.seed, "random seed of the weights, method tensors, images and labels");
+  cmd->add_flag("--json", common.json, "print the JSON summary (torch_vit_bench.py's keys) as the last stdout line");
+  cmd->add_flag("--no-gemm-probe", [](int64_t) { a.gemm_probe = false; }, "skip the sgemm rate measurement");
+  cmd->callback([&run, &common] {
+    run = [&common] { return run_bench(a, common); };
+  });
+}
+
+}  // namespace peft::app

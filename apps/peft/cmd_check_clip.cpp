@@ -1,0 +1,56 @@
+// The CLIP branch of `peft check` (interop.md "The check command", methods.md 1.8): for the CLIP
+// methods, the inputs are image_features [B,E] (or images) and labels, and --texts/--vocab give
+// the class prompts. The vision path lives in cmd_check.cpp; it calls run_clip_check first.
+#include <fmt/format.h>
+
+#include "apps/peft/commands.h"
+#include "core/error.h"
+#include "nn/safetensors.h"
+#include "peft/clip_methods.h"
+
+namespace peft::app {
+
+namespace {
+struct ClipOnlyOptions {
+  std::string texts, vocab;
+  double beta = 1.0;
+};
+ClipOnlyOptions& clip_only() {
+  static ClipOnlyOptions o;
+  return o;
+}
+}  // namespace
+
+void add_clip_check_options(CLI::App* check) {
+  ClipOnlyOptions& o = clip_only();
+  check->add_option("--texts", o.texts, "CLIP methods: one class prompt per line");
+  check->add_option("--vocab", o.vocab, "CLIP methods: BPE merges file (bpe_simple_vocab_16e6.txt.gz)");
+  check->add_option("--beta", o.beta, "tip-adapter(-f) beta")->capture_default_str();
+}
+
+int run_clip_check(const std::string& config, const std::string& weights, const std::string& method, double alpha,
+                   int64_t prompts, const std::string& adapter, const std::string& inputs, const std::string& out,
+                   uint64_t seed) {
+  if (!is_clip_method(method)) return -1;  // not ours: the vision path handles it
+  const ClipOnlyOptions& o = clip_only();
+  if (o.texts.empty()) throw UsageError(fmt::format("--texts is required for the CLIP method '{}'", method));
+  if (method == "coop" && prompts <= 0) throw UsageError(fmt::format("--prompts must be positive (got {})", prompts));
+  ClipCheckRequest r;
+  r.config = config;
+  r.weights = weights;
+  r.method = method;
+  r.options.alpha = alpha;
+  r.options.beta = o.beta;
+  r.options.prompts = prompts;
+  r.adapter = adapter;
+  r.inputs = inputs;
+  r.texts = o.texts;
+  r.vocab = o.vocab;
+  r.seed = seed;
+  nn::NamedTensors result = clip_check_tensors(r);
+  save_safetensors(out, result, clip_method_metadata(method, r.options));
+  fmt::print("check: {} -> {} ({} tensors, loss {:.6f})\n", method, out, result.size(), result[1].second.item());
+  return 0;
+}
+
+}  // namespace peft::app

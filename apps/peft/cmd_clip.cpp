@@ -1,0 +1,161 @@
+// CLIP sub-commands: `peft tokenize` (CLIP BPE ids, cli.md) and `peft clip-train` (few-shot
+// adaptation of a frozen CLIP with zeroshot / taskres / coop / clip-adapter / tip-adapter(-f)).
+// Also adds the CLIP-only options (--texts, --vocab, --beta) to `peft check` (cmd_check_clip.cpp).
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "apps/peft/commands.h"
+#include "autograd/ops.h"
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/process_stats.h"
+#include "data/clip_tokenizer.h"
+#include "data/loader.h"
+#include "nn/checkpoint.h"
+#include "nn/clip.h"
+#include "nn/safetensors.h"
+#include "peft/clip_methods.h"
+#include "peft/feature_cache.h"
+
+namespace peft::app {
+
+namespace {
+
+struct TokenizeArgs {
+  std::string vocab;
+  int64_t context_length = 77;
+  std::vector<std::string> texts;
+};
+
+int run_tokenize(const TokenizeArgs& a) {
+  if (a.context_length < 1) throw UsageError(fmt::format("--context-length must be >= 1 (got {})", a.context_length));
+  ClipTokenizer tok = ClipTokenizer::load(a.vocab);
+  for (const std::string& t : a.texts) {
+    std::vector<int64_t> row = tok.tokenize_row(t, a.context_length);
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      if (i) line += ' ';
+      line += std::to_string(row[i]);
+    }
+    fmt::print("{}\n", line);
+  }
+  return 0;
+}
+
+struct ClipTrainArgs {
+  std::string config, weights, method, data, val, texts, vocab, out, cache_dir;
+  int64_t train_size = 2000, val_size = 500, shots = 0, views = 10;
+  ClipMethodOptions options;
+  ClipTrainConfig train;
+};
+
+int run_clip_train(const ClipTrainArgs& a, const Common& common) {
+  namespace fs = std::filesystem;
+  if (!is_clip_method(a.method)) {
+    std::string names;
+    for (auto& m : clip_methods()) {
+      if (!names.empty()) names += ", ";
+      names += m.name;
+    }
+    throw UsageError(fmt::format("--method: '{}' is not a CLIP method (available: {})", a.method, names));
+  }
+  if (a.method == "coop" && a.options.prompts <= 0)
+    throw UsageError(fmt::format("--prompts must be positive (got {})", a.options.prompts));
+  nn::CLIPConfig cfg = nn::load_clip_config(a.config);
+  nn::CLIP clip(cfg, common.seed);
+  clip.eval();
+  nn::load_weights(clip, a.weights);
+  const std::vector<std::string> lines = nn::read_text_lines(a.texts);
+  nn::TextTokenizer tok(cfg.text, a.vocab);
+  Tensor tokens = tok.tokenize(lines);
+  const nn::ViTConfig& vc = cfg.vision;
+  data::DatasetPtr train = data::open_dataset(a.data, data::Split::train, vc.image_size, vc.in_chans, a.train_size, common.seed);
+  if (train->num_classes() != static_cast<int64_t>(lines.size()))
+    throw ValueError(fmt::format("{} has {} lines but {} has {} classes (one prompt per class, in class order)", a.texts,
+                                 lines.size(), train->describe(), train->num_classes()));
+  if (a.shots > 0) train = std::make_shared<data::Subset>(train, data::few_shot_indices(*train, a.shots, common.seed));
+  data::DatasetPtr val = a.val.empty() ? train
+                                       : data::open_dataset(a.val, data::Split::val, vc.image_size, vc.in_chans,
+                                                            a.val_size, common.seed);
+  fs::create_directories(a.out);
+  FeatureCache cache(a.cache_dir.empty() ? (fs::path(a.out) / "feature_cache").string() : a.cache_dir);
+  FeatureSet ftrain = cache.get(clip, *train), fval = cache.get(clip, *val);
+  Tensor keys, key_labels;
+  if (a.method == "tip-adapter" || a.method == "tip-adapter-f") {
+    EncodeOptions eo;
+    eo.views = a.views;
+    eo.seed = common.seed;
+    FeatureSet views = cache.get(clip, *train, eo);
+    keys = tip_cache_keys(views.features);
+    key_labels = views.labels;
+  }
+  Generator gen(common.seed);
+  auto head = make_clip_head(clip, a.method, a.options, tokens, gen, keys, key_labels);
+  ClipTrainConfig tc = a.train;
+  tc.seed = common.seed;
+  ClipTrainResult tr = train_clip_head(*head, ftrain.features, ftrain.labels, tc);
+  const double top1 = clip_head_accuracy(*head, fval.features, fval.labels);
+  double loss = 0;
+  {
+    NoGradGuard ng;
+    loss = cross_entropy(head->forward(fval.features.to(clip.text_projection.dtype())), fval.labels).item();
+  }
+  save_safetensors((fs::path(a.out) / "adapter.safetensors").string(), head->state_dict(),
+                   clip_method_metadata(a.method, a.options));
+  const int64_t trainable = head->num_parameters(true), total = clip.num_parameters() + head->num_parameters();
+  nlohmann::json js = {{"method", a.method},        {"top1", top1},
+                       {"loss", loss},              {"trainable_params", trainable},
+                       {"total_params", total},     {"train_time_s", tr.train_time_s},
+                       {"images_per_s", tr.train_time_s > 0 ? static_cast<double>(tr.steps * tc.batch) / tr.train_time_s : 0.0},
+                       {"peak_rss_mb", peak_rss_mb()}};
+  write_text_atomic((fs::path(a.out) / "summary.json").string(), js.dump(2) + "\n");
+  fmt::print("{} on {} ({} images, {} classes): top1 {:.2f}%  loss {:.4f}  trainable {}  ({:.1f}s)\n", a.method,
+             val->describe(), val->size(), lines.size(), top1, loss, trainable, tr.train_time_s);
+  if (common.json) fmt::print("{}\n", js.dump());
+  return 0;
+}
+
+}  // namespace
+
+void add_clip_commands(CLI::App& app, Common& common, Runner& run) {
+  static TokenizeArgs t;
+  auto* tokc = app.add_subcommand("tokenize", "CLIP BPE token ids, one line per text: 49406 ids... 49407");
+  tokc->add_option("--vocab", t.vocab, "bpe_simple_vocab_16e6.txt.gz")->required();
+  tokc->add_option("--context-length", t.context_length, "truncate rows to this many ids")->capture_default_str();
+  tokc->add_option("texts", t.texts, "texts to tokenize")->required();
+  tokc->callback([&run] { run = [] { return run_tokenize(t); }; });
+
+  static ClipTrainArgs a;
+  auto* cmd = app.add_subcommand("clip-train", "few-shot adaptation of a frozen CLIP (peft methods: the CLIP ones)");
+  cmd->add_option("--config", a.config, "CLIP config: preset (clip-micro, clip-vit-b32) or JSON file")->required();
+  cmd->add_option("--weights", a.weights, "CLIP weights (safetensors, OpenAI names)")->required();
+  cmd->add_option("--method", a.method, "zeroshot | taskres | coop | clip-adapter | tip-adapter | tip-adapter-f")->required();
+  cmd->add_option("--data", a.data, "training data (folder, cifar10:PATH, procedural:TASK)")->required();
+  cmd->add_option("--val", a.val, "evaluation data (default: the training data)");
+  cmd->add_option("--texts", a.texts, "one class prompt per line, in class order")->required();
+  cmd->add_option("--vocab", a.vocab, "BPE merges file (configs with the bpe tokenizer)");
+  cmd->add_option("--out", a.out, "output folder: adapter.safetensors, summary.json")->required();
+  cmd->add_option("--shots", a.shots, "K training images per class (0 = all)")->capture_default_str();
+  cmd->add_option("--train-size", a.train_size, "procedural training images")->capture_default_str();
+  cmd->add_option("--val-size", a.val_size, "procedural evaluation images")->capture_default_str();
+  cmd->add_option("--epochs", a.train.epochs, "epochs over the few-shot features")->capture_default_str();
+  cmd->add_option("--batch", a.train.batch, "batch size")->capture_default_str();
+  cmd->add_option("--lr", a.train.lr, "peak learning rate")->capture_default_str();
+  cmd->add_option("--weight-decay", a.train.weight_decay, "weight decay")->capture_default_str();
+  cmd->add_option("--optimizer", a.train.optimizer, "adamw | sgd")->capture_default_str();
+  cmd->add_option("--alpha", a.options.alpha, "taskres residual scale (0.5), clip-adapter ratio (0.2), tip alpha (1.17)");
+  cmd->add_option("--beta", a.options.beta, "tip-adapter beta")->capture_default_str();
+  cmd->add_option("--prompts", a.options.prompts, "coop context length M")->capture_default_str();
+  cmd->add_option("--views", a.views, "tip-adapter: augmented views per cache image")->capture_default_str();
+  cmd->add_option("--cache-dir", a.cache_dir, "feature cache folder (default: OUT/feature_cache)");
+  add_common_options(cmd, common);
+  cmd->callback([&run, &common] { run = [&common] { return run_clip_train(a, common); }; });
+
+  // `peft check` is registered by cmd_check.cpp; the CLIP branch needs three more options.
+  for (CLI::App* sub : app.get_subcommands([](CLI::App* s) { return s->get_name() == "check"; }))
+    add_clip_check_options(sub);
+}
+
+}  // namespace peft::app

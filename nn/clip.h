@@ -1,0 +1,110 @@
+// CLIP (OpenAI clip/model.py layout): a text tower with a causal transformer, the openai_clip_visual
+// ViT as the image tower under "visual.", and the learned temperature logit_scale (methods.md 2.2-2.4).
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/random.h"
+#include "nn/config.h"
+#include "nn/layers.h"
+#include "nn/module.h"
+#include "nn/vit.h"
+
+namespace peft {
+class WordTokenizer;
+class ClipTokenizer;
+}  // namespace peft
+
+namespace peft::nn {
+
+// The "text" object of a CLIP config (interop.md).
+struct CLIPTextConfig {
+  int64_t vocab_size = 49408, context_length = 77, width = 512, layers = 12, heads = 8;
+  // Which tokenizer produces the ids (our extension; absent = "bpe"):
+  //   "bpe"        OpenAI's byte-level BPE (data/clip_tokenizer.h), needs the merges file (--vocab);
+  //   "procedural" data::WordTokenizer over data::procedural_vocabulary(): no file, small vocab
+  //                (the built-in tiny CLIP of `peft clip-demo`).
+  std::string tokenizer = "bpe";
+};
+
+struct CLIPConfig {
+  ViTConfig vision;  // style openai_clip_visual, num_classes 0, embed_dim = the CLIP embed_dim
+  CLIPTextConfig text;
+  int64_t embed_dim = 512;
+  void validate() const;  // throws ValueError naming the bad field
+};
+
+// Parses {"arch": "clip", "vision": {...}, "text": {...}, "embed_dim": E}. Vision keys that are
+// absent take CLIP's values (style openai_clip_visual, act quick_gelu, ln_eps 1e-5, num_classes 0,
+// embed_dim E). Unknown keys are errors.
+CLIPConfig clip_config_from_json(const std::string& json_text, const std::string& source = "config");
+std::string clip_config_to_json(const CLIPConfig& c);
+// A preset (clip-micro: the tiny demo/test model with the procedural word tokenizer;
+// clip-vit-b32: OpenAI ViT-B/32 shapes) or a JSON file with "arch": "clip".
+CLIPConfig load_clip_config(const std::string& name_or_path);
+std::vector<std::string> clip_preset_names();
+// True when `name_or_path` is a CLIP preset or a JSON file whose "arch" is "clip".
+bool is_clip_config(const std::string& name_or_path);
+
+// One text resblock uses the openai Block layout (ln_1, attn.in_proj_*, attn.out_proj, ln_2,
+// mlp.c_fc, mlp.c_proj) but runs with the causal mask: x [K, T, W], mask [T, T] additive.
+Tensor text_block_forward(const Block& b, const Tensor& x, const Tensor& mask);
+
+class CLIP : public Module {
+ public:
+  CLIP(const CLIPConfig& c, uint64_t seed = 0);
+  std::string type_name() const override { return "CLIP"; }
+
+  // images [B, C, S, S] -> raw image features [B, E] (methods.md 2.2).
+  Tensor encode_image(const Tensor& images);
+  // tokens [K, T] int64 (T <= context_length) -> raw text features u [K, E] (methods.md 2.3).
+  Tensor encode_text(const Tensor& tokens);
+  // The text tower on given input embeddings (CoOp): embeddings [K, T, W] replace the token
+  // lookup; pooling uses argmax(tokens[k]) of the original ids [K, T]. Positions after the last
+  // row's EOT are skipped (causal mask: they cannot change any u_k).
+  Tensor encode_text_embeddings(const Tensor& embeddings, const Tensor& tokens);
+  // exp(logit_scale): the temperature multiplier s of methods.md 2.4.
+  double logit_scale_exp() const;
+
+  CLIPConfig cfg;
+  std::shared_ptr<VisionTransformer> visual;
+  std::shared_ptr<Embedding> token_embedding;  // [V, W]
+  Tensor positional_embedding;                 // [T, W]
+  std::shared_ptr<ModuleList> resblocks;       // transformer.resblocks.{i}
+  std::vector<std::shared_ptr<Block>> text_blocks;
+  std::shared_ptr<LayerNorm> ln_final;
+  Tensor text_projection;  // [W, E]
+  Tensor logit_scale;      // 0-d, log of the multiplier
+
+ private:
+  Tensor pooled_text_features(const Tensor& x, const std::vector<int64_t>& eot);
+  Generator drop_gen_;  // unused stream for the blocks' (p = 0) dropout modules
+};
+
+// The EOT position of each row: the first position of its largest id (argmax, methods.md 2.3).
+std::vector<int64_t> eot_positions(const Tensor& tokens);
+
+// The tokenizer a config names. For "bpe", `vocab_path` is the merges file (bpe_simple_vocab_16e6.txt.gz);
+// an empty path is an error naming --vocab. Rows are checked against vocab_size.
+class TextTokenizer {
+ public:
+  TextTokenizer(const CLIPTextConfig& c, const std::string& vocab_path);
+  ~TextTokenizer();
+  // [sot] ids [eot], truncated to the context length with eot last (no padding).
+  std::vector<int64_t> row(const std::string& text) const;
+  // tokens [K, context_length] int64, zero-padded.
+  Tensor tokenize(const std::vector<std::string>& texts) const;
+  const CLIPTextConfig& config() const { return cfg_; }
+
+ private:
+  CLIPTextConfig cfg_;
+  std::shared_ptr<WordTokenizer> words_;
+  std::shared_ptr<ClipTokenizer> bpe_;
+};
+
+// Reads a --texts file: one prompt per line (UTF-8), blank / whitespace-only lines skipped.
+// Throws IOError naming the file when it is missing or holds no prompt.
+std::vector<std::string> read_text_lines(const std::string& path);
+
+}  // namespace peft::nn

@@ -1,0 +1,102 @@
+// PEFT methods on a frozen CLIP (methods.md 13-17): zero-shot, TaskRes, CoOp, CLIP-Adapter,
+// Tip-Adapter and Tip-Adapter-F. Each is a head that maps raw image features to class logits.
+//
+// A head is a Module whose named_parameters() are exactly the method's adapter tensors of
+// interop.md (taskres.residual, coop.ctx, clip_adapter.fc{1,2}.weight, tip.cache_keys) and whose
+// buffers hold the fixed tip.cache_labels. The CLIP model is referenced, not owned: building a
+// head freezes every CLIP tensor (logit_scale included), so no gradient ever reaches it.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/random.h"
+#include "nn/clip.h"
+#include "peft/method.h"
+
+namespace peft {
+
+struct ClipMethodOptions {
+  double alpha = -1;     // < 0: the method's default (taskres 0.5, clip-adapter 0.2, tip 1.17)
+  double beta = 1.0;     // tip-adapter(-f): sharpness of the cache affinities
+  int64_t prompts = 16;  // coop: the number M of context vectors
+};
+
+const std::vector<MethodInfo>& clip_methods();
+bool is_clip_method(const std::string& name);
+// The alpha a method uses: o.alpha when given, else its default. Throws ValueError for an
+// unknown method or a non-positive --prompts.
+double resolve_alpha(const std::string& method, const ClipMethodOptions& o);
+
+class ClipHead : public nn::Module {
+ public:
+  ClipHead(nn::CLIP& clip, std::string method) : clip(clip), method(std::move(method)) {}
+  std::string type_name() const override { return "ClipHead"; }
+  // image_features: raw encode_image output [B, E] -> logits [B, K].
+  virtual Tensor forward(const Tensor& image_features) = 0;
+  int64_t num_classes = 0;  // K, the number of prompt lines
+  nn::CLIP& clip;
+  std::string method;
+};
+
+// Builds `method` on `clip` for the prompts `tokens` [K, T] (one line per class). Its tensors are
+// initialised as the official code does (TaskRes R = 0, CoOp ctx ~ N(0, .02^2), CLIP-Adapter the
+// PyTorch Linear default) in the CLIP model's dtype.
+// tip-adapter(-f) need the cache: cache_keys [NK, E] (the normalised keys, see tip_cache_keys) and
+// cache_labels [NK] int64 in [0, K). Errors (ValueError) name the method and the problem, e.g. a
+// CoOp prompt whose EOT position is <= M.
+std::shared_ptr<ClipHead> make_clip_head(nn::CLIP& clip, const std::string& method, const ClipMethodOptions& o,
+                                         const Tensor& tokens, Generator& gen, const Tensor& cache_keys = Tensor(),
+                                         const Tensor& cache_labels = Tensor());
+
+// Tip-Adapter cache keys: features [NK, E] (one view) or [NK, V, E] (V augmented views) ->
+// norm(mean over views) [NK, E] (methods.md 17). No autograd.
+Tensor tip_cache_keys(const Tensor& features);
+
+// Adapter file metadata (method + options) and back.
+std::map<std::string, std::string> clip_method_metadata(const std::string& method, const ClipMethodOptions& o);
+std::string clip_method_from_metadata(const std::map<std::string, std::string>& md, ClipMethodOptions& o);
+
+// ---- few-shot training on cached image features (every method: the image tower is frozen)
+
+struct ClipTrainConfig {
+  int64_t epochs = 50;
+  int64_t batch = 32;
+  double lr = 1e-3;  // peak; linear warm-up over the first epoch, then cosine decay to 0
+  double weight_decay = 0.0;
+  std::string optimizer = "adamw";  // adamw | sgd (momentum 0.9)
+  uint64_t seed = 0;                // batch order
+};
+
+struct ClipTrainResult {
+  double last_loss = 0;  // mean training loss of the last epoch
+  double train_time_s = 0;
+  int64_t steps = 0;
+};
+
+// Trains the head's trainable tensors on features [N, E] (raw) with labels [N]; a head with no
+// trainable tensor (zeroshot, tip-adapter) returns at once.
+ClipTrainResult train_clip_head(ClipHead& head, const Tensor& features, const Tensor& labels, const ClipTrainConfig& c);
+// Top-1 accuracy in percent (no autograd).
+double clip_head_accuracy(ClipHead& head, const Tensor& features, const Tensor& labels, int64_t batch = 512);
+
+// ---- `peft check` for CLIP methods (interop.md "The check command", methods.md 1.8)
+
+struct ClipCheckRequest {
+  std::string config, weights, method;
+  ClipMethodOptions options;
+  std::string adapter;  // initial trainable tensors (and the tip cache); "" = the method's init
+  std::string inputs;   // image_features [B,E] (raw) or images [B,C,S,S], and labels [B] I64
+  std::string texts;    // one prompt per line (required)
+  std::string vocab;    // BPE merges file (configs with the bpe tokenizer)
+  uint64_t seed = 0;
+};
+
+// Builds the CLIP and the method, runs one eval forward on the inputs (image_features wins over
+// images), the mean cross-entropy and backward. Returns logits [B,K], loss [], grad.{name} for
+// every trainable tensor, tokens [K,T] and text_features [K,E] (raw u of the lines). Without
+// --adapter, Tip-Adapter's cache is the batch itself (keys norm(f), labels). Errors name the file.
+nn::NamedTensors clip_check_tensors(const ClipCheckRequest& r);
+
+}  // namespace peft

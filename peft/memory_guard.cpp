@@ -1,0 +1,121 @@
+// Memory guard: a float32 footprint model of one ViT training step, and /proc/meminfo.
+#include "peft/memory_guard.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace peft {
+
+namespace {
+
+constexpr int64_t kF32 = 4;  // bytes per element: the trainer runs in float32
+
+// First integer after `key` in a "Key:   value kB" file such as /proc/meminfo; -1 if absent.
+int64_t read_meminfo_kb(const std::string& path, const std::string& key) {
+  std::ifstream f(path);
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind(key + ":", 0) != 0) continue;
+    std::istringstream is(line.substr(key.size() + 1));
+    int64_t kb = -1;
+    is >> kb;
+    return kb;
+  }
+  return -1;
+}
+
+// The single number in a cgroup file ("max" or a missing file -> -1).
+int64_t read_number(const std::string& path) {
+  std::ifstream f(path);
+  std::string s;
+  if (!(f >> s) || s == "max") return -1;
+  try {
+    return std::stoll(s);
+  } catch (const std::exception&) {
+    return -1;
+  }
+}
+
+}  // namespace
+
+std::string format_bytes(int64_t b) {
+  const double x = static_cast<double>(b);
+  if (b >= (int64_t{1} << 40)) return fmt::format("{:.2f} TiB", x / static_cast<double>(int64_t{1} << 40));
+  if (b >= (int64_t{1} << 30)) return fmt::format("{:.2f} GiB", x / (1 << 30));
+  if (b >= (int64_t{1} << 20)) return fmt::format("{:.1f} MiB", x / (1 << 20));
+  if (b >= (int64_t{1} << 10)) return fmt::format("{:.1f} KiB", x / (1 << 10));
+  return fmt::format("{} B", b);
+}
+
+std::string MemoryEstimate::str() const {
+  return fmt::format("{} (parameters {}, gradients {}, optimizer {}, activations {}, data {})", format_bytes(total()),
+                     format_bytes(params), format_bytes(grads), format_bytes(optimizer), format_bytes(activations),
+                     format_bytes(data));
+}
+
+MemoryEstimate estimate_training_memory(const MemoryInputs& in) {
+  const nn::ViTConfig& c = in.cfg;
+  const int64_t B = in.batch, D = c.dim, M = c.mlp_hidden(), H = c.heads;
+  const int64_t T = 1 + c.num_patches() + in.extra_tokens;  // class token + patches + prompts
+  MemoryEstimate e;
+  e.params = in.total_params * kF32;
+  e.grads = in.trainable_params * kF32;
+  e.optimizer = in.trainable_params * kF32 * (in.optimizer == "sgd" ? 1 : 2);  // momentum | m and v
+
+  // Live while one block runs forward (or backward): its input, LayerNorm output, q/k/v, attention
+  // output, the MLP hidden layer before and after the activation, and scores + probabilities.
+  const int64_t working = B * T * (7 * D + 2 * M) + 2 * B * H * T * T;
+  // Kept per block for backward: the inputs of both LayerNorms, of qkv, proj, fc1 and fc2, q/k/v,
+  // the activation's input ([B, T, M] twice: fc2 input and GELU input) and the softmax output.
+  const int64_t saved = B * T * (8 * D + 2 * M) + B * H * T * T;
+  e.activations = kF32 * (working + (in.backbone_grad ? c.depth * saved : 0));
+  e.data = 2 * kF32 * B * c.in_chans * c.image_size * c.image_size;  // this batch and the next
+  return e;
+}
+
+MemoryInputs memory_inputs(const nn::VisionTransformer& vit, int64_t batch, const std::string& optimizer) {
+  MemoryInputs in;
+  in.cfg = vit.cfg;
+  in.batch = batch;
+  in.total_params = vit.num_parameters(false);
+  in.trainable_params = vit.num_parameters(true);
+  in.optimizer = optimizer;
+  in.backbone_grad = false;
+  for (const auto& [name, p] : vit.named_parameters())
+    if (p.requires_grad() && name.rfind("head.", 0) != 0) in.backbone_grad = true;
+  // Prompts lengthen the sequence (vpt) or are attended to in every block (cvpt): count them as tokens.
+  if (vit.vpt && vit.vpt->prompts.defined()) in.extra_tokens += vit.vpt->prompts.size(1);
+  if (vit.cvpt && vit.cvpt->prompts.defined()) in.extra_tokens += vit.cvpt->prompts.size(1);
+  return in;
+}
+
+int64_t available_memory_bytes(const std::string& meminfo, const std::string& cgroup_dir) {
+  const int64_t kb = read_meminfo_kb(meminfo, "MemAvailable");
+  int64_t avail = kb >= 0 ? kb * 1024 : -1;
+  // In a container the cgroup limit, not the host's free memory, is what the OOM killer enforces.
+  const int64_t max = read_number(cgroup_dir + "/memory.max");
+  const int64_t cur = read_number(cgroup_dir + "/memory.current");
+  if (max >= 0 && cur >= 0) {
+    const int64_t room = std::max<int64_t>(max - cur, 0);
+    avail = avail < 0 ? room : std::min(avail, room);
+  }
+  return avail;
+}
+
+void check_memory(const MemoryEstimate& e, int64_t available_bytes) {
+  if (available_bytes < 0 || e.total() <= available_bytes) return;
+  throw ValueError(fmt::format("memory: training needs about {} but only {} is available. Hint: lower --batch, "
+                               "use a smaller --config or a method with fewer trainable parameters",
+                               e.str(), format_bytes(available_bytes)));
+}
+
+void check_memory(const nn::VisionTransformer& vit, int64_t batch, const std::string& optimizer) {
+  check_memory(estimate_training_memory(memory_inputs(vit, batch, optimizer)), available_memory_bytes());
+}
+
+}  // namespace peft
