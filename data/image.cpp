@@ -45,8 +45,52 @@ std::vector<uint8_t> to_uint8(const Image& img) {
 
 // stb_image converts on request: gray -> RGB by replication, RGB -> gray with the integer luma
 // (77 R + 150 G + 29 B) >> 8, alpha dropped.
+// stb_image 2.27 (Debian's libstb) writes past its 257-entry Huffman size table when a JPEG DHT
+// segment declares more than 256 codes (fixed upstream in 2.28: "bad size list"); found by
+// tests/fuzz/fuzz_image. Walks the JPEG markers the way stb does and returns false for such a
+// table, so the file is rejected before stb sees it. Other formats pass through.
+static bool jpeg_huffman_tables_ok(const uint8_t* p, size_t n) {
+  if (n < 2 || p[0] != 0xFF) return true;  // stb takes FF..FF D8 as a JPEG start too (fill bytes)
+  size_t i = 0;
+  while (i + 1 < n) {
+    if (p[i] != 0xFF || p[i + 1] == 0xFF) {  // entropy-coded data or fill bytes: look for a marker
+      ++i;
+      continue;
+    }
+    const uint8_t m = p[i + 1];
+    if (m == 0x00 || m == 0x01 || (m >= 0xD0 && m <= 0xD8)) {  // stuffed 0xFF, TEM, RSTn, SOI: no length
+      i += 2;
+      continue;
+    }
+    if (m == 0xD9) return true;  // EOI
+    const size_t len = i + 3 < n ? (static_cast<size_t>(p[i + 2]) << 8 | p[i + 3]) : 0;
+    const size_t end = std::min(n, i + 2 + std::max<size_t>(len, 2));
+    if (m == 0xC4) {  // DHT: one or more tables of 1 + 16 count bytes + the codes
+      for (size_t q = i + 4; q < end;) {
+        size_t codes = 0;
+        for (size_t k = 1; k <= 16 && q + k < n; ++k) codes += p[q + k];  // stb reads 0 past the end
+        if (codes > 256) return false;
+        q += 17 + codes;
+      }
+    }
+    i = end;
+  }
+  return true;
+}
+
 Image decode_image(const uint8_t* bytes, size_t size, const std::string& name, int64_t channels) {
   check_channels(channels, "decode_image");
+  if (!jpeg_huffman_tables_ok(bytes, size))
+    throw IOError("load_image: cannot decode '" + name + "' (corrupt JPEG: a Huffman table has more than 256 codes). "
+                  "Hint: the file is corrupt; remove or replace it");
+  // A few header bytes can claim a gigapixel image: stb would allocate it and decode for minutes
+  // (a 244-byte TGA took > 25 s in tests/fuzz/fuzz_image). 2^26 pixels is 8192 x 8192.
+  constexpr int64_t kMaxPixels = int64_t{1} << 26;
+  int iw = 0, ih = 0, ic = 0;
+  if (stbi_info_from_memory(bytes, static_cast<int>(size), &iw, &ih, &ic) && int64_t{iw} * ih > kMaxPixels)
+    throw IOError("load_image: '" + name + "' is too large (got " + std::to_string(iw) + " x " + std::to_string(ih) +
+                  " pixels, expected at most " + std::to_string(kMaxPixels) + "). Hint: the file is corrupt or needs "
+                  "downscaling first");
   int w = 0, h = 0, file_c = 0;
   uint8_t* px = stbi_load_from_memory(bytes, static_cast<int>(size), &w, &h, &file_c, static_cast<int>(channels));
   if (px == nullptr) {
@@ -72,6 +116,15 @@ Image load_image(const std::string& path, int64_t channels) {
 
 bool probe_image(const std::string& path, int64_t* H, int64_t* W, int64_t* C) {
   int w = 0, h = 0, c = 0;
+  {  // stb parses JPEG Huffman tables even for the header: check them first (see above)
+    std::ifstream f(path, std::ios::binary);
+    char magic = 0;
+    if (f.read(&magic, 1) && static_cast<uint8_t>(magic) == 0xFF) {
+      f.seekg(0);
+      std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+      if (!jpeg_huffman_tables_ok(bytes.data(), bytes.size())) return false;
+    }
+  }
   if (!stbi_info(path.c_str(), &w, &h, &c)) return false;
   if (w <= 0 || h <= 0) return false;
   if (H) *H = h;

@@ -4,12 +4,14 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
+#include <type_traits>
 
 #include "core/error.h"
 
@@ -22,6 +24,13 @@ void ViTConfig::validate() const {
   if (image_size <= 0 || patch_size <= 0 || image_size % patch_size != 0)
     bad(fmt::format("patch_size {} must divide image_size {}", patch_size, image_size));
   if (in_chans <= 0) bad(fmt::format("in_chans must be positive, got {}", in_chans));
+  // Far beyond any real model, and small enough that sizes and products of sizes (tokens x dim,
+  // dim x mlp_ratio) cannot overflow int64 (found by tests/fuzz/fuzz_config).
+  constexpr int64_t kMax = int64_t{1} << 20;
+  if (image_size > kMax || in_chans > kMax || dim > kMax || depth > kMax || num_classes > kMax || embed_dim > kMax)
+    bad(fmt::format("a size is too large (image_size {}, in_chans {}, dim {}, depth {}, num_classes {}, embed_dim {}; "
+                    "expected <= {})", image_size, in_chans, dim, depth, num_classes, embed_dim, kMax));
+  if (!(mlp_ratio <= 1024)) bad(fmt::format("mlp_ratio must be <= 1024, got {}", mlp_ratio));
   if (dim <= 0 || heads <= 0 || dim % heads != 0) bad(fmt::format("heads {} must divide dim {}", heads, dim));
   if (depth <= 0) bad(fmt::format("depth must be positive, got {}", depth));
   if (mlp_ratio <= 0) bad(fmt::format("mlp_ratio must be positive, got {}", mlp_ratio));
@@ -49,7 +58,20 @@ ViTConfig vit_config_from_json(const std::string& text, const std::string& sourc
     if (!known.count(k)) throw ValueError(fmt::format("{}: unknown key '{}'", source, k));
   try {
     auto get = [&](const char* k, auto& field) {
-      if (j.contains(k)) field = j[k].get<std::decay_t<decltype(field)>>();
+      using F = std::decay_t<decltype(field)>;
+      if (!j.contains(k)) return;
+      // An integer field given as a float (1e70) would overflow the conversion (UB, found by
+      // tests/fuzz/fuzz_config): only whole numbers that fit are accepted.
+      if constexpr (std::is_integral_v<F>) {
+        if (j[k].is_number_float()) {
+          const double v = j[k].get<double>();
+          if (!(v == std::floor(v) && std::fabs(v) < 9.0e15))
+            throw ValueError(fmt::format("{}: '{}' must be an integer (got {})", source, k, j[k].dump()));
+          field = static_cast<F>(v);
+          return;
+        }
+      }
+      field = j[k].get<F>();
     };
     get("arch", c.arch);
     get("style", c.style);

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "autograd/anomaly.h"
 #include "autograd/ops.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -180,10 +181,18 @@ TrainResult train_model(nn::VisionTransformer& model, const data::DatasetPtr& tr
     }
   }
 
+  auto all_finite = [&groups] {
+    for (auto& g : groups)
+      if (autograd::count_non_finite(g.param) > 0) return false;
+    return true;
+  };
   // Everything needed to continue exactly: trainable tensors, optimizer state, the position
   // (epoch, step within it), the partial epoch's running sums and the dropout stream.
   auto save_checkpoint = [&](int64_t epoch, int64_t step, double loss_sum, int64_t correct, int64_t seen) {
     if (ckpt.empty()) return;
+    // A step can turn the weights non-finite while the loss still was finite: such weights must
+    // never replace the last good checkpoint. Skip the save; the next forward reports the NaN.
+    if (!all_finite()) return;
     std::vector<std::pair<std::string, Tensor>> out;
     for (auto& g : groups) out.emplace_back("param." + g.name, g.param);
     for (auto& [n, t] : opt->state_dict()) out.emplace_back("optim." + n, t);
@@ -249,6 +258,11 @@ TrainResult train_model(nn::VisionTransformer& model, const data::DatasetPtr& tr
     res.val = v;
   }
   bar.done();
+  for (auto& g : groups)
+    if (autograd::count_non_finite(g.param) > 0)
+      throw ValueError(fmt::format("train: '{}' became non-finite (NaN/Inf) during the last epoch; the last checkpoint{} is "
+                                   "intact and no weights were written. Hint: lower --lr",
+                                   g.name, ckpt.empty() ? "" : " " + ckpt));
   res.train_time_s = elapsed_before + seconds_since(t_start);
   res.images_per_s = res.train.images_per_s;
   if (!val) res.val = res.train;

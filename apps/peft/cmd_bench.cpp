@@ -237,7 +237,7 @@ int run_bench(const BenchArgs& a, const Common& common) {
     gemm_gflops = fl / sec;
   }
 
-  nlohmann::json s = {{"config", a.config},
+  nlohmann::ordered_json s = {{"config", a.config},
                       {"mode", method},
                       {"M", M},
                       {"threads", num_threads()},
@@ -261,7 +261,7 @@ int run_bench(const BenchArgs& a, const Common& common) {
                       {"peak_rss_mb", peak_rss}};
   if (a.gemm_probe) {
     s["sgemm_gflops"] = gemm_gflops;
-    nlohmann::json shapes = nlohmann::json::object();
+    nlohmann::ordered_json shapes = nlohmann::ordered_json::object();
     for (auto& r : rates) shapes[r.name] = {{"M", r.M}, {"N", r.N}, {"K", r.K}, {"gflops", r.gflops}};
     s["sgemm_shapes"] = shapes;
   }

@@ -44,8 +44,8 @@ void add_demo_command(CLI::App& app, Common& common, Runner& run) {
       namespace fs = std::filesystem;
       fs::create_directories(o.out);
       nn::ViTConfig cfg = nn::load_vit_config("vit-micro");
-      const int64_t n_src = o.quick ? 256 : 6000, n_tgt = o.quick ? 128 : 1000, n_val = o.quick ? 64 : 1000;
-      const int64_t pre_epochs = o.quick ? 1 : 12, ft_epochs = o.quick ? 1 : 8;
+      const int64_t n_src = o.quick ? 128 : 6000, n_tgt = o.quick ? 64 : 1000, n_val = o.quick ? 32 : 500;
+      const int64_t pre_epochs = o.quick ? 1 : 10, ft_epochs = o.quick ? 1 : 6;
       auto src_train = std::make_shared<data::ProceduralDataset>(o.source, n_src, cfg.image_size, common.seed, data::Split::train);
       auto src_val = std::make_shared<data::ProceduralDataset>(o.source, n_val, cfg.image_size, common.seed, data::Split::val);
       auto tgt_train = std::make_shared<data::ProceduralDataset>(o.target, n_tgt, cfg.image_size, common.seed, data::Split::train);
@@ -79,7 +79,11 @@ void add_demo_command(CLI::App& app, Common& common, Runner& run) {
         bool pretrained;
         double lr;
       };
-      std::vector<Run> runs = {{"linear", false, 1e-2}, {"linear", true, 1e-2}, {"full", true, 1e-3}};
+      // Peak learning rates per method (AdamW, warm-up + cosine): heads and prompts like larger steps.
+      std::vector<Run> runs = {{"linear", false, 1e-2},     {"linear", true, 1e-2},      {"full", true, 1e-3},
+                               {"bitfit", true, 5e-3},      {"vpt-shallow", true, 1e-2}, {"vpt-deep", true, 1e-2},
+                               {"cvpt", true, 1e-2},        {"ssf", true, 5e-3},         {"lora", true, 5e-3},
+                               {"adaptformer", true, 5e-3}};
       fmt::print("[2/2] adapting to procedural:{} ({} images, {} epochs per method)\n", o.target, n_tgt, ft_epochs);
       for (const Run& r : runs) {
         nn::VisionTransformer vit(cfg, common.seed + 100);  // a different random init for the random row
@@ -96,18 +100,18 @@ void add_demo_command(CLI::App& app, Common& common, Runner& run) {
         TrainResult res = train_model(vit, tgt_train, tgt_val, tc);
         rows.push_back({r.method, r.pretrained ? "pretrained" : "random", vit.num_parameters(true), vit.num_parameters(),
                         res.val.top1, res.train_time_s, peak_rss_mb()});
-        fmt::print("      {:<8} {:<10} top1 {:5.1f}%  ({:.0f}s)\n", r.method, rows.back().backbone, res.val.top1, res.train_time_s);
+        fmt::print("      {:<12} {:<10} top1 {:5.1f}%  ({:.0f}s)\n", r.method, rows.back().backbone, res.val.top1, res.train_time_s);
       }
 
       fmt::print("\nprocedural:{} -> procedural:{}, vit-micro (D{} L{} H{}), {} target images, {} epochs\n", o.source, o.target,
                  cfg.dim, cfg.depth, cfg.heads, n_tgt, ft_epochs);
-      fmt::print("{:<10} {:<11} {:>10} {:>8} {:>8} {:>11} {:>9}\n", "method", "backbone", "trainable", "%", "top1", "train time",
+      fmt::print("{:<12} {:<11} {:>10} {:>8} {:>8} {:>11} {:>9}\n", "method", "backbone", "trainable", "%", "top1", "train time",
                  "peak MB");
       nlohmann::json js = nlohmann::json::array();
       std::string csv = "method,backbone,trainable,percent,top1,train_time_s,peak_rss_mb\n";
       for (auto& r : rows) {
         double pct = 100.0 * static_cast<double>(r.trainable) / static_cast<double>(r.total);
-        fmt::print("{:<10} {:<11} {:>10} {:>7.2f}% {:>7.1f}% {:>10.1f}s {:>9.0f}\n", r.method, r.backbone, r.trainable, pct, r.top1,
+        fmt::print("{:<12} {:<11} {:>10} {:>7.2f}% {:>7.1f}% {:>10.1f}s {:>9.0f}\n", r.method, r.backbone, r.trainable, pct, r.top1,
                    r.train_time, r.peak_mb);
         js.push_back({{"method", r.method}, {"backbone", r.backbone}, {"trainable_params", r.trainable},
                       {"total_params", r.total}, {"top1", r.top1}, {"train_time_s", r.train_time}, {"peak_rss_mb", r.peak_mb}});

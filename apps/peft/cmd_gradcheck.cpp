@@ -73,7 +73,7 @@ void add_gradcheck_command(CLI::App& app, Common& common, Runner& run) {
   cmd->add_flag("--no-perturb", a.no_perturb,
                 "keep the method's initial values (zero-initialised tensors such as LoRA B then hide other gradients)");
   cmd->add_option("--eps", a.check.eps, "central-difference step")->capture_default_str();
-  cmd->add_option("--atol", a.check.atol, "absolute tolerance")->capture_default_str();
+  cmd->add_option("--atol", a.check.atol, "absolute tolerance, scaled by a tensor's largest gradient when that is below 1 (floor 1e-9)")->capture_default_str();
   cmd->add_option("--rtol", a.check.rtol, "relative tolerance")->capture_default_str();
   // Hidden testing aids: prove that the check fails on a wrong backward.
   cmd->add_option("--break-op", a.break_op, "scale the gradients of this op by --break-scale")->group("");

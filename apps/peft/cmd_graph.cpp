@@ -83,11 +83,13 @@ void add_graph_command(CLI::App& app, Common& common, Runner& run) {
       Tensor images = randn({a.batch, c.in_chans, c.image_size, c.image_size}, data_gen);
       std::vector<int64_t> y(a.batch);
       for (auto& v : y) v = static_cast<int64_t>(data_gen.next_u64() % static_cast<uint64_t>(K));
-      Tensor loss = cross_entropy(vit.forward(images), from_vector_i64(y, {a.batch}));
+      Tensor labels = from_vector_i64(y, {a.batch});
+      Tensor loss = cross_entropy(vit.forward(images), labels);
 
       std::map<const TensorImpl*, std::string> names;
       for (auto& [n, p] : vit.named_parameters()) names[p.impl()] = n;
       names[images.impl()] = "images";
+      names[labels.impl()] = "labels";
       write_text_atomic(a.out, autograd::to_dot(loss, names));
       autograd::TapeStats s = autograd::tape_stats(loss);
       fmt::print("graph: {} on {}: {} ops, {} trainable tensors, {:.1f} KiB saved for backward -> {}\n", a.method,

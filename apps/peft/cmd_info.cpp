@@ -4,6 +4,7 @@
 
 #include "apps/peft/commands.h"
 #include "data/procedural.h"
+#include "nn/clip.h"
 #include "nn/config.h"
 
 namespace peft::app {
@@ -17,6 +18,12 @@ void add_info_commands(CLI::App& app, Common& /*common*/, Runner& run) {
         nn::ViTConfig c = nn::load_vit_config(n);
         fmt::print("{:<12} {:>6} {:>5} {:>5} {:>5} {:>5} {:>8}\n", n, c.image_size, c.patch_size, c.dim, c.depth, c.heads,
                    c.num_classes);
+      }
+      for (const auto& n : nn::clip_preset_names()) {
+        nn::CLIPConfig c = nn::load_clip_config(n);
+        fmt::print("{:<12} {:>6} {:>5} {:>5} {:>5} {:>5} {:>8}  CLIP: text width {}, {} layers, embed {}\n", n,
+                   c.vision.image_size, c.vision.patch_size, c.vision.dim, c.vision.depth, c.vision.heads, "-",
+                   c.text.width, c.text.layers, c.embed_dim);
       }
       return 0;
     };

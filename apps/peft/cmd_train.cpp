@@ -17,6 +17,7 @@
 #include "nn/config.h"
 #include "nn/safetensors.h"
 #include "peft/memory_guard.h"
+#include "peft/clip_methods.h"
 #include "peft/method.h"
 #include "peft/trainer.h"
 
@@ -129,8 +130,12 @@ void add_train_commands(CLI::App& app, Common& common, Runner& run) {
   auto* methods = app.add_subcommand("methods", "list the PEFT methods and their options");
   methods->callback([&run] {
     run = [] {
+      fmt::print("ViT methods (peft train --method M):\n");
       for (auto& m : vision_methods())
-        fmt::print("{:<14} {}{}\n", m.name, m.description, m.options.empty() ? "" : fmt::format(" [{}]", m.options));
+        fmt::print("  {:<14} {}{}\n", m.name, m.description, m.options.empty() ? "" : fmt::format(" [{}]", m.options));
+      fmt::print("CLIP methods (peft clip-train --method M):\n");
+      for (auto& m : clip_methods())
+        fmt::print("  {:<14} {}{}\n", m.name, m.description, m.options.empty() ? "" : fmt::format(" [{}]", m.options));
       return 0;
     };
   });

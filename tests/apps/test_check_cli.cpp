@@ -141,7 +141,7 @@ TEST(CheckCli, MethodsListsEveryVisionMethod) {
   CmdResult r = peft(tmp, "methods");
   ASSERT_EQ(r.code, 0) << r.err;
   for (const char* m : {"linear", "full", "bitfit", "vpt-shallow", "vpt-deep", "cvpt", "ssf", "lora", "adaptformer"})
-    EXPECT_NE(("\n" + r.out).find(std::string("\n") + m + " "), std::string::npos) << m << " in\n" << r.out;
+    EXPECT_NE(("\n" + r.out).find(std::string("\n  ") + m + " "), std::string::npos) << m << " in\n" << r.out;
   EXPECT_NE(r.out.find("--bottleneck"), std::string::npos);
   EXPECT_NE(r.out.find("in_proj_bias"), std::string::npos);
 }

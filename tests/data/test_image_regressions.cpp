@@ -1,0 +1,104 @@
+// Regressions found by tests/fuzz/fuzz_image: inputs that crashed or corrupted memory in the
+// decoder, now rejected with an IOError naming the file.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.h"
+#include "data/dataset.h"
+#include "data/image.h"
+#include "tests/testing.h"
+
+namespace peft::data {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::vector<uint8_t> from_hex(const std::string& h) {
+  std::vector<uint8_t> out;
+  for (size_t i = 0; i + 1 < h.size(); i += 2) out.push_back(static_cast<uint8_t>(std::stoi(h.substr(i, 2), nullptr, 16)));
+  return out;
+}
+
+// A JPEG whose DHT segment declares more than 256 Huffman codes: stb_image 2.27 wrote past its
+// 257-entry size table (UBSan: index 257 out of bounds in stbi__build_huffman).
+const std::string kHuffmanOverflowJpeg =
+    "ffd8ffe000104a46494600010100000100010000ffdb0043000201010101010201010102020202020403020202020504"
+    "040304060506060605060606070908060709070606080b08090a0a0a0a0a06080b0c0b0a0c090a0a0affdb0043010202"
+    "02020202050303050a0706070a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a"
+    "0a0a0a0a0a0a0a0a0a0a0a0a0a0affc00011080008000803011100021101031101ffc4001f000708090a0bffc400b511"
+    "00020102040403040705040400010277000102031104052131061241510761711322328108144291a1b1c109233352f0"
+    "156272d10a162434e125f11718191a262728292a35363738393a434445464748494a535455565758595a636465666768"
+    "696a737475767778797a82838485868788898a92939495969798999aa2a3a4a5a6a7a8a9aab2b3b4b5b6b7b8b9bac2c3"
+    "c4c5c6c7c8c9cad2d3d4d5d6d7d8d9dae2e3e4e5e6e7e8e9eaf2f3f4f5f6f7f8f9faffda000c03010002110311003900"
+    "e27e13fecdff00ea89b0f4fe1afb3f133c52f8fdff00c4e2f0738cff0087ef763fffd9";
+
+// The same overflow behind leading 0xFF fill bytes, which stb accepts before the SOI marker.
+const std::string kHuffmanOverflowJpegFill =
+    "ffffffffffffffffffffffffffd8ffe000104a46494600010100000100010000ffdb0043000201010101010201010102"
+    "020202020403020202020504040304060506060605060606070908060709070606080b08090a0a0a0a0a06080b0c0b0a"
+    "0c090a0a0affdb004301020202020202050303050a0706070a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0ad8"
+    "d8d8d8d8d8d80a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0affc000110800080008030111000211"
+    "01031101ffc4001f0000010501010101010100000000000000000102030405060708090a0bffc400b510000201030302"
+    "0403050504040000017d01020300041105122130410613516107227114328191a1082342b1c11552d1f0243362728209"
+    "0a161718191a25262728292a3435363738393a434445464748494a535455565758595a636465666768696a7374757677"
+    "78797a838485868788898a92939495969798999aa2a3a4a5a6a7a8a9aab2b3b4b5b6b7b8b9bac2c3c4c5c6c7c8c9cad2"
+    "d3d4d5d6d7d8d9dae1e2e3e4e5e6e7e8e9eaf1f2f3f4f5f6f7f8f9faffc4001f0100030101010101ffffffffffffffff"
+    "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff0101010100000000000001020304050607"
+    "08090a0bffc400b511000201020404010000000000003402770001f6f7f8f9faffc4001f01ffffffffffffffffffffff"
+    "ffffffffffffffff1b47a800030101010101010101010000000000000102030405060708090a0bffc40032";
+
+TEST(ImageRegressions, JpegHuffmanOverflowBehindFillBytesIsRejected) {
+  auto bytes = from_hex(kHuffmanOverflowJpegFill);
+  ASSERT_EQ(bytes.size(), 571u);
+  EXPECT_THROW_MSG(decode_image(bytes.data(), bytes.size(), "fill.jpg", 3), IOError, "fill.jpg", "more than 256 codes");
+}
+
+TEST(ImageRegressions, JpegHuffmanTableWithTooManyCodesIsRejected) {
+  auto bytes = from_hex(kHuffmanOverflowJpeg);
+  ASSERT_EQ(bytes.size(), 419u);
+  for (int64_t c : {int64_t{1}, int64_t{3}})
+    EXPECT_THROW_MSG(decode_image(bytes.data(), bytes.size(), "evil.jpg", c), IOError, "evil.jpg",
+                     "more than 256 codes");
+}
+
+// 244 bytes whose TGA header claims a huge image: stb allocated it and decoded for > 25 s.
+const std::string kHugeTga =
+    "89000a500a3842505300000d4940d8ff080a0a0a0a0a0a0afec0003011080008000803014c00021101031101ffc4001f"
+    "0001010101010000000003020403050504040000017d0102031241510761711322328108144291a1b1c109233652f015"
+    "6272d10a1624e034e125f11718191a262728292a35363738383a4344455d4695969798999aa2a3a4a5a6ffffffffffff"
+    "ffd8ffffd8ffe000104a46494600010100000100010000ffdb004300020105e00010010100a7a8a9aaffd8ffe000104a"
+    "46494600010100000100010000ffdb004300020105e00010010100a7a8a9aab2b3b4b5b694f50089504e470d0d444852"
+    "1a4e6844";
+
+TEST(ImageRegressions, HeaderClaimingAGigapixelImageIsRejectedQuickly) {
+  auto bytes = from_hex(kHugeTga);
+  ASSERT_EQ(bytes.size(), 244u);
+  EXPECT_THROW_MSG(decode_image(bytes.data(), bytes.size(), "huge.tga", 3), IOError, "huge.tga", "too large", "pixels");
+}
+
+TEST(ImageRegressions, ProbeAndImageFolderRejectItToo) {
+  // stbi_info parses the Huffman tables of a JPEG header as well.
+  fs::path d = fs::temp_directory_path() / ("peft_img_regr_" + std::to_string(::getpid()));
+  fs::create_directories(d / "a");
+  auto bytes = from_hex(kHuffmanOverflowJpeg);
+  std::ofstream(d / "a" / "evil.jpg", std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  EXPECT_FALSE(probe_image((d / "a" / "evil.jpg").string()));
+  EXPECT_THROW_MSG(load_image((d / "a" / "evil.jpg").string()), IOError, "evil.jpg", "Huffman");
+  EXPECT_THROW_MSG(ImageFolder(d.string(), 8), IOError, "evil.jpg", "not a readable image");
+  fs::remove_all(d);
+}
+
+TEST(ImageRegressions, ValidJpegStillDecodes) {
+  // The check walks the markers of real JPEGs without rejecting them.
+  const std::string path = PEFT_SOURCE_DIR "/tests/fixtures/images/smooth.jpg";
+  EXPECT_TRUE(probe_image(path));
+  Image img = load_image(path, 3);
+  EXPECT_GT(img.H, 0);
+  EXPECT_EQ(img.C, 3);
+}
+
+}  // namespace
+}  // namespace peft::data
