@@ -31,6 +31,7 @@ void add_merge_command(CLI::App& app, Common& common, Runner& run);     // merge
 void add_clip_commands(CLI::App& app, Common& common, Runner& run);     // tokenize, clip-train (+ check's CLIP options)
 void add_clip_demo_command(CLI::App& app, Common& common, Runner& run); // clip-demo
 void add_bench_command(CLI::App& app, Common& common, Runner& run);     // bench
+void add_compare_commands(CLI::App& app, Common& common, Runner& run); // compare, sweep, attention
 void add_clip_check_options(CLI::App* check);                          // --texts, --vocab, --beta on `peft check`
 // The CLIP branch of `peft check`: -1 when `method` is not a CLIP method, else the exit code.
 int run_clip_check(const std::string& config, const std::string& weights, const std::string& method, double alpha, int64_t prompts, const std::string& adapter, const std::string& inputs, const std::string& out, uint64_t seed);

@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
   app::add_clip_commands(app, common, run);  // after add_check_command: adds check's CLIP options
   app::add_clip_demo_command(app, common, run);
   app::add_bench_command(app, common, run);
+  app::add_compare_commands(app, common, run);
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;
     for (auto* sub : app.get_subcommands([](CLI::App*) { return true; })) known = known || sub->get_name() == argv[1];

@@ -9,6 +9,7 @@
 
 #include "autograd/node.h"
 #include "autograd/ops.h"
+#include "tests/autograd/ops_a_fixture.h"
 #include "tests/testing.h"
 
 using namespace peft;
@@ -17,29 +18,7 @@ using json = nlohmann::json;
 
 namespace {
 
-const json& fixture() {
-  static const json j = [] {
-    std::ifstream f(PEFT_SOURCE_DIR "/tests/fixtures/ops_a.json");
-    if (!f) throw IOError("cannot open tests/fixtures/ops_a.json. Hint: run tools/reference/make_op_fixtures_a.py");
-    return json::parse(f);
-  }();
-  return j;
-}
-
-Tensor from_json(const json& t, DType dt) {
-  return from_vector(t["data"].get<std::vector<double>>(), t["shape"].get<Shape>(), dt);
-}
-
-// Every element of got within atol + rtol * |want| of the fixture tensor `want`.
-void expect_close(const Tensor& got, const json& want, double atol, double rtol, const std::string& what) {
-  ASSERT_TRUE(got.defined()) << what << ": undefined";
-  ASSERT_EQ(got.sizes(), want["shape"].get<Shape>()) << what;
-  std::vector<double> g = got.to_vector<double>(), w = want["data"].get<std::vector<double>>();
-  ASSERT_EQ(g.size(), w.size()) << what;
-  for (size_t i = 0; i < g.size(); ++i)
-    ASSERT_LE(std::abs(g[i] - w[i]), atol + rtol * std::abs(w[i]))
-        << what << " element " << i << ": got " << g[i] << ", expected " << w[i];
-}
+const json& fixture() { return ops_a_fixture(); }
 
 }  // namespace
 
