@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "nn/pos_embed.h"
 #include "nn/safetensors.h"
 
 namespace peft::nn {
@@ -41,6 +42,18 @@ LoadResult load_vit_weights(VisionTransformer& vit, const std::string& path, std
   } else {
     sd.erase("head.weight");
     sd.erase("head.bias");
+  }
+  // A checkpoint for another image size: resample its position embedding (bicubic, as timm).
+  for (const char* name : {"pos_embed", "positional_embedding"}) {
+    auto it = sd.find(name);
+    if (it == sd.end() || !vit.has_parameter(name)) continue;
+    Tensor mine = vit.parameter(name);
+    if (it->second.sizes() == mine.sizes() || it->second.dim() != mine.dim() || it->second.size(-1) != mine.size(-1)) continue;
+    const int64_t old_rows = it->second.size(-2);
+    it->second = resample_pos_embed(it->second, vit.cfg.grid());
+    if (note)
+      *note += fmt::format("{}{} resampled from {} to {} tokens (bicubic)", note->empty() ? "" : "; ", name, old_rows,
+                           mine.size(-2));
   }
   LoadResult r = vit.load_state_dict(sd, false);
   std::vector<std::string> missing;

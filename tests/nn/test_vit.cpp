@@ -3,7 +3,11 @@
 #include <gtest/gtest.h>
 
 #include "autograd/ops.h"
+#include <fstream>
+#include <nlohmann/json.hpp>
+
 #include "nn/checkpoint.h"
+#include "nn/pos_embed.h"
 #include "nn/safetensors.h"
 #include "nn/vit.h"
 #include "tests/testing.h"
@@ -112,4 +116,29 @@ TEST(ViT, BadConfigsAreRejected) {
   EXPECT_THROW_MSG(nn::vit_config_from_json(R"({"image_size": 30, "patch_size": 4})"), ValueError, "patch_size");
   EXPECT_THROW_MSG(nn::vit_config_from_json(R"({"dmi": 10})"), ValueError, "unknown key 'dmi'");
   EXPECT_THROW(nn::vit_config_from_json("{not json"), IOError);
+}
+
+TEST(ViT, PosEmbedResamplingMatchesTimm) {
+  std::ifstream f(std::string(PEFT_SOURCE_DIR) + "/tests/fixtures/pos_embed.json");
+  auto cases = nlohmann::json::parse(f);
+  ASSERT_EQ(cases.size(), 5u);
+  for (auto& c : cases) {
+    const int64_t go = c["g_old"], gn = c["g_new"], d = c["d"];
+    Tensor pos = from_vector(c["pos"].get<std::vector<double>>(), {1, 1 + go * go, d}, DType::f64);
+    Tensor want = from_vector(c["out"].get<std::vector<double>>(), {1, 1 + gn * gn, d}, DType::f64);
+    EXPECT_LE(max_abs_diff(nn::resample_pos_embed(pos, gn), want), 1e-12) << go << " -> " << gn;
+  }
+  EXPECT_THROW(nn::resample_pos_embed(zeros({1, 1 + 5, 2}), 3), ShapeError);
+}
+
+TEST(ViT, LoadsACheckpointForAnotherImageSize) {
+  nn::ViTConfig cfg = nn::load_vit_config(fixture("timm", "config.json"));
+  cfg.image_size = 12;  // 3x3 patches instead of 2x2
+  nn::VisionTransformer vit(cfg);
+  std::string note;
+  nn::load_vit_weights(vit, fixture("timm", "weights.safetensors"), &note);
+  EXPECT_NE(note.find("pos_embed resampled from 5 to 10 tokens"), std::string::npos) << note;
+  EXPECT_EQ(vit.pos_embed.sizes(), (Shape{1, 10, cfg.dim}));
+  auto w = nn::read_tensors(fixture("timm", "weights.safetensors"));
+  EXPECT_EQ(vit.pos_embed.at({0, 0, 3}), w["pos_embed"].at({0, 0, 3}));  // CLS row kept
 }
