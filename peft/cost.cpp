@@ -132,11 +132,11 @@ CostReport measure_cost(nn::VisionTransformer& vit, int64_t batch, int steps) {
 std::string format_cost_table(const std::vector<CostReport>& reports) {
   constexpr double MiB = 1024.0 * 1024.0;
   std::string s = fmt::format("{:<12} {:>5} {:>11} {:>9} {:>11} {:>9} {:>9} {:>10} {:>10} {:>9}\n", "method", "M",
-                              "trainable", "% backb.", "GFLOPs/img", "step ms", "infer ms", "train MiB", "infer MiB",
+                              "trainable", "% backb.", "MFLOPs/img", "step ms", "infer ms", "train MiB", "infer MiB",
                               "RSS MiB");
   for (const CostReport& r : reports)
-    s += fmt::format("{:<12} {:>5} {:>11} {:>8.3f}% {:>11.4f} {:>9.2f} {:>9.2f} {:>10.2f} {:>10.2f} {:>9.1f}\n", r.method,
-                     r.prompts, r.trainable, r.trainable_pct, static_cast<double>(r.flops_per_image) / 1e9,
+    s += fmt::format("{:<12} {:>5} {:>11} {:>8.3f}% {:>11.3f} {:>9.2f} {:>9.2f} {:>10.2f} {:>10.2f} {:>9.1f}\n", r.method,
+                     r.prompts, r.trainable, r.trainable_pct, static_cast<double>(r.flops_per_image) / 1e6,
                      r.train_step_s * 1e3, r.infer_batch_s * 1e3, static_cast<double>(r.train_peak_bytes) / MiB,
                      static_cast<double>(r.infer_peak_bytes) / MiB, r.peak_rss_mb);
   return s;

@@ -16,7 +16,7 @@ struct CostReport {
   int64_t trainable = 0;          // tensors with requires_grad, head included
   int64_t backbone = 0;           // every parameter except the head (adapters and prompts included)
   int64_t total = 0;              // every parameter
-  double trainable_pct = 0;       // 100 * trainable / backbone (the usual "% of the backbone")
+  double trainable_pct = 0;       // 100 * trainable / backbone (head included: full > 100%)
   int64_t flops_per_image = 0;    // forward GEMM FLOPs (2*M*N*K summed) of one no_grad forward / batch
   double train_step_s = 0;        // median of the timed steps: forward + loss + backward + AdamW step
   double infer_batch_s = 0;       // median no_grad forward of one batch (eval mode)
@@ -32,7 +32,7 @@ struct CostReport {
 // no head or batch/steps are not positive.
 CostReport measure_cost(nn::VisionTransformer& vit, int64_t batch, int steps);
 
-// One row per report, aligned columns: method, M, trainable (count and %), GFLOPs/img,
+// One row per report, aligned columns: method, M, trainable (count and %), MFLOPs/img,
 // step ms, infer ms, train/infer peak MiB, peak RSS MiB.
 std::string format_cost_table(const std::vector<CostReport>& reports);
 

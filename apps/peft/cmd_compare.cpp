@@ -3,6 +3,7 @@
 // the share of the CLS token's attention that goes to VPT-deep's prompts (its Figure 2).
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -234,15 +235,15 @@ int run_sweep(const SweepArgs& a, const Common& common) {
   std::vector<const SweepRow*> all = {&base};
   for (const auto& r : rows) all.push_back(&r);
   fmt::print("sweep: {} on {} ({}), batch {}\n", a.methods, a.config, a.weights.empty() ? "random init" : a.weights, a.batch);
-  fmt::print("{:<12} {:>5} {:>11} {:>11} {:>9} {:>10} {:>10} {:>8}\n", "method", "M", "trainable", "GFLOPs/img", "step ms",
+  fmt::print("{:<12} {:>5} {:>11} {:>11} {:>9} {:>10} {:>10} {:>8}\n", "method", "M", "trainable", "MFLOPs/img", "step ms",
              "train MiB", "infer MiB", "top1");
   std::string csv = "method,prompts,trainable,flops_per_image,train_step_s,infer_batch_s,train_peak_bytes,infer_peak_bytes,peak_rss_mb,top1\n";
   nlohmann::json jrows = nlohmann::json::array();
   for (const SweepRow* r : all) {
     const CostReport& k = r->cost;
     const std::string top1 = std::isnan(r->top1) ? "-" : fmt::format("{:.2f}%", r->top1);
-    fmt::print("{:<12} {:>5} {:>11} {:>11.4f} {:>9.2f} {:>10.2f} {:>10.2f} {:>8}\n", k.method, k.prompts, k.trainable,
-               static_cast<double>(k.flops_per_image) / 1e9, k.train_step_s * 1e3,
+    fmt::print("{:<12} {:>5} {:>11} {:>11.3f} {:>9.2f} {:>10.2f} {:>10.2f} {:>8}\n", k.method, k.prompts, k.trainable,
+               static_cast<double>(k.flops_per_image) / 1e6, k.train_step_s * 1e3,
                static_cast<double>(k.train_peak_bytes) / kMiB, static_cast<double>(k.infer_peak_bytes) / kMiB, top1);
     csv += fmt::format("{},{},{},{},{:.6g},{:.6g},{},{},{:.6g},{}\n", k.method, k.prompts, k.trainable, k.flops_per_image,
                        k.train_step_s, k.infer_batch_s, k.train_peak_bytes, k.infer_peak_bytes, k.peak_rss_mb,
@@ -276,8 +277,13 @@ int run_sweep(const SweepArgs& a, const Common& common) {
       p.series = s;
       return p;
     };
-    data::save_line_plot(curves("FLOPs vs prompts", "GFLOPs/image",
-                                [](const SweepRow& r) { return static_cast<double>(r.cost.flops_per_image) / 1e9; }, ""),
+    // GFLOPs for real models, MFLOPs for the small ones (readable tick numbers either way).
+    int64_t max_flops = base.cost.flops_per_image;
+    for (const auto& r : rows) max_flops = std::max(max_flops, r.cost.flops_per_image);
+    const bool giga = max_flops >= 1000000000;
+    const double unit = giga ? 1e9 : 1e6;
+    data::save_line_plot(curves("FLOPs vs prompts", giga ? "GFLOPs/image" : "MFLOPs/image",
+                                [unit](const SweepRow& r) { return static_cast<double>(r.cost.flops_per_image) / unit; }, ""),
                          in_dir(a.out, "flops.png"));
     data::LinePlot mem = curves("memory vs prompts", "peak MiB",
                                 [](const SweepRow& r) { return static_cast<double>(r.cost.train_peak_bytes) / kMiB; }, " train");

@@ -18,6 +18,7 @@
 #include "nn/safetensors.h"
 #include "peft/memory_guard.h"
 #include "peft/clip_methods.h"
+#include "peft/cost.h"
 #include "peft/method.h"
 #include "peft/trainer.h"
 
@@ -210,6 +211,12 @@ void add_train_commands(CLI::App& app, Common& common, Runner& run) {
       TrainResult r = train_model(vit, train, val, a.train);
       nn::save_weights(vit, (fs::path(a.out) / "adapter.safetensors").string(), method_metadata(a.method, a.method_opts),
                        /*trainable_only=*/true);
+      // The method's cost on this model: trainable share, FLOPs, step and inference time, memory
+      // (before the summary, whose JSON must stay the last stdout line).
+      CostReport cost = measure_cost(vit, std::min<int64_t>(a.train.batch, 8), 2);
+      cost.method = a.method;
+      if (a.method == "vpt-shallow" || a.method == "vpt-deep" || a.method == "cvpt") cost.prompts = a.method_opts.prompts;
+      fmt::print("\n{}", format_cost_table({cost}));
       finish(a.method, r, vit, a, common, val != nullptr);
       return 0;
     };
