@@ -26,4 +26,11 @@ double status_kb(const char* key) {
 double peak_rss_mb() { return status_kb("VmHWM:") / 1024.0; }
 double current_rss_mb() { return status_kb("VmRSS:") / 1024.0; }
 
+void reset_peak_rss() {
+  if (std::FILE* f = std::fopen("/proc/self/clear_refs", "w")) {
+    std::fputs("5", f);
+    std::fclose(f);
+  }
+}
+
 }  // namespace peft

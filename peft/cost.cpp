@@ -30,13 +30,6 @@ double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-// Linux resets VmHWM (the peak RSS) when "5" is written to /proc/self/clear_refs; elsewhere
-// (or when not permitted) the peak stays the process-wide one, which is still an upper bound.
-void reset_peak_rss() {
-  std::ofstream f("/proc/self/clear_refs");
-  if (f) f << "5";
-}
-
 bool is_head(const std::string& name) { return name.rfind("head.", 0) == 0; }
 
 }  // namespace

@@ -86,6 +86,7 @@ void add_demo_command(CLI::App& app, Common& common, Runner& run) {
                                {"adaptformer", true, 5e-3}};
       fmt::print("[2/2] adapting to procedural:{} ({} images, {} epochs per method)\n", o.target, n_tgt, ft_epochs);
       for (const Run& r : runs) {
+        reset_peak_rss();  // each row's peak memory is its own
         nn::VisionTransformer vit(cfg, common.seed + 100);  // a different random init for the random row
         if (r.pretrained) nn::load_vit_weights(vit, weights);
         Generator gen(common.seed + 1);
