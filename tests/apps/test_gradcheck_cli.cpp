@@ -123,5 +123,21 @@ TEST_F(GradcheckCli, GraphWritesTheDotOfATrainingStep) {
   EXPECT_NE(f.out.find("20 trainable tensors"), std::string::npos) << f.out;
 }
 
+// Every vision method passes the float64 check of all its trainable tensors and the input, and a
+// broken backward on its path (linear: every method has trainable linears or feeds the head)
+// makes it fail.
+TEST_F(GradcheckCli, EveryMethodPassesAndABrokenBackwardFails) {
+  for (const char* m : {"bitfit", "vpt-shallow", "vpt-deep", "cvpt", "ssf", "lora", "adaptformer"}) {
+    std::string opts = std::string(" --method ") + m + " --prompts 2 --rank 2 --bottleneck 4";
+    auto ok = run_peft("gradcheck --config " + config + opts, std::string("ok_") + m);
+    EXPECT_EQ(ok.status, 0) << m << "\n" << ok.out << ok.err;
+    EXPECT_NE(ok.out.find("gradcheck: PASS"), std::string::npos) << m << "\n" << ok.out;
+    auto bad = run_peft("gradcheck --config " + config + opts + " --break-op linear", std::string("bad_") + m);
+    EXPECT_EQ(bad.status, 1) << m << "\n" << bad.out << bad.err;
+    EXPECT_NE(bad.out.find("gradcheck: FAIL"), std::string::npos) << m << "\n" << bad.out;
+  }
+}
+
+
 }  // namespace
 }  // namespace peft
