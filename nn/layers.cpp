@@ -3,6 +3,7 @@
 
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
+#include "core/error.h"
 #include "nn/linear.h"
 
 namespace peft::nn {
@@ -32,10 +33,15 @@ void LayerNorm::merge_adapters() {
   ssf_shift.fill_(0.0);
 }
 
-Tensor Dropout::forward(const Tensor& x) const { return dropout(x, p, is_training(), *gen); }
+Tensor Dropout::forward(const Tensor& x) const {
+  if (!is_training() || p <= 0.0) return x;  // identity: no generator needed
+  if (!gen) throw StateError("Dropout: training with p > 0 needs a generator. Hint: pass the model's Generator");
+  return dropout(x, p, true, *gen);
+}
 
 Tensor DropPath::forward(const Tensor& x) const {
   if (!is_training() || p <= 0.0) return x;
+  if (!gen) throw StateError("DropPath: training with p > 0 needs a generator. Hint: pass the model's Generator");
   // One Bernoulli(1-p) draw per sample, broadcast over the rest of the sample.
   Shape ms(x.dim(), 1);
   ms[0] = x.size(0);
