@@ -71,7 +71,7 @@ class ClipCli : public ::testing::Test {
 fs::path ClipCli::dir;
 
 TEST_F(ClipCli, TokenizeEqualsTheTokenizerRows) {
-  if (!fs::exists(kVocab)) GTEST_SKIP() << "no BPE vocabulary at " << kVocab;
+  ASSERT_TRUE(fs::exists(kVocab)) << "no BPE vocabulary at " << kVocab << " (../shared must sit beside the repository)";
   const std::vector<std::string> texts = {"a photo of a cat.", "Hello, World!  it's 2024", "&amp; <|endoftext|> x"};
   CmdRun r = run("tokenize --vocab " + kVocab + " 'a photo of a cat.' 'Hello, World!  it'\"'\"'s 2024' '&amp; <|endoftext|> x'");
   ASSERT_EQ(r.code, 0) << r.err;
