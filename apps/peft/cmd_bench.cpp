@@ -146,11 +146,9 @@ std::vector<GemmRate> probe_gemm(const nn::ViTConfig& c, int64_t rows, Generator
 
 int run_bench(const BenchArgs& a, const Common& common) {
   const std::string method = canonical_method(a.method);
-  if (!is_vision_method(method)) {
-    std::string names;
-    for (auto& m : vision_methods()) names += (names.empty() ? "" : ", ") + m.name;
-    throw UsageError(fmt::format("--method: unknown method '{}' (available: {}; also vpt = vpt-deep)", a.method, names));
-  }
+  if (!is_vision_method(method))
+    throw UsageError(fmt::format("--method: unknown method '{}' (available: {}; also vpt = vpt-deep)", a.method,
+                                 vision_method_list()));
   if (a.steps < 1) throw ValueError(fmt::format("--steps: must be >= 1 (got {})", a.steps));
   if (a.warmup < 0) throw ValueError(fmt::format("--warmup: must be >= 0 (got {})", a.warmup));
   if (a.prompts < 0) throw ValueError(fmt::format("--prompts: must be >= 0 (got {})", a.prompts));

@@ -71,11 +71,8 @@ std::vector<std::string> parse_methods(const std::string& s) {
     return out;
   }
   for (const std::string& m : split_list(s)) {
-    if (!is_vision_method(m)) {
-      std::string names;
-      for (auto& v : vision_methods()) names += (names.empty() ? "" : ", ") + v.name;
-      throw UsageError(fmt::format("--methods: unknown method '{}' (available: {})", m, names));
-    }
+    if (!is_vision_method(m))
+      throw UsageError(fmt::format("--methods: unknown method '{}' (available: {})", m, vision_method_list()));
     out.push_back(m);
   }
   if (out.empty()) throw UsageError("--methods: empty list (expected e.g. vpt-deep,cvpt)");

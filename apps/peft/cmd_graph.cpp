@@ -55,21 +55,11 @@ void add_graph_command(CLI::App& app, Common& common, Runner& run) {
   cmd->add_option("--out", a.out, "DOT file to write (a PNG beside it when Graphviz is installed)")->capture_default_str();
   cmd->add_option("--batch", a.batch, "images in the random batch")->capture_default_str();
   cmd->add_flag("--no-png", a.no_png, "do not run Graphviz even when it is installed");
-  MethodOptions& m = a.method_opts;
-  cmd->add_option("--prompts", m.prompts, "prompts (vpt-shallow, vpt-deep, cvpt)")->capture_default_str();
-  cmd->add_option("--prompt-dropout", m.prompt_dropout, "prompt dropout (training only)")->capture_default_str();
-  cmd->add_option("--rank", m.rank, "LoRA rank")->capture_default_str();
-  cmd->add_option("--alpha", m.alpha, "LoRA alpha (default: rank)");
-  cmd->add_option("--targets", m.targets, "LoRA target linears (names or globs, comma-separated)")->capture_default_str();
-  cmd->add_option("--bottleneck", m.bottleneck, "AdaptFormer bottleneck")->capture_default_str();
+  add_method_options(cmd, a.method_opts);
   add_common_options(cmd, common);
   cmd->callback([&run, &common] {
     run = [&common] {
-      if (!is_vision_method(a.method)) {
-        std::string names;
-        for (auto& mi : vision_methods()) names += (names.empty() ? "" : ", ") + mi.name;
-        throw UsageError(fmt::format("--method: unknown method '{}' (available: {})", a.method, names));
-      }
+      require_vision_method(a.method);
       if (a.batch < 1) throw UsageError(fmt::format("--batch: must be at least 1 (got {})", a.batch));
       nn::ViTConfig c = nn::load_vit_config(a.config);
       const int64_t K = c.num_classes > 0 ? c.num_classes : 10;

@@ -22,10 +22,7 @@ void add_inspect_command(CLI::App& app, Common& common, Runner& run) {
   cmd->add_option("--config", o.config, "model config: preset name or JSON file")->required();
   cmd->add_option("--weights", o.weights, "safetensors weights to load (optional)");
   cmd->add_option("--method", o.method, "attach a PEFT method first (peft methods) to see its trainable tensors");
-  cmd->add_option("--prompts", o.opts.prompts, "prompts (vpt-shallow, vpt-deep, cvpt)");
-  cmd->add_option("--rank", o.opts.rank, "LoRA rank");
-  cmd->add_option("--targets", o.opts.targets, "LoRA targets");
-  cmd->add_option("--bottleneck", o.opts.bottleneck, "AdaptFormer bottleneck");
+  add_method_options(cmd, o.opts);
   add_common_options(cmd, common);
   cmd->callback([&run, &common] {
     run = [&common] {
@@ -33,7 +30,7 @@ void add_inspect_command(CLI::App& app, Common& common, Runner& run) {
       std::string note;
       if (!o.weights.empty()) nn::load_vit_weights(vit, o.weights, &note);
       if (!o.method.empty()) {
-        if (!is_vision_method(o.method)) throw UsageError(fmt::format("--method: unknown method '{}' (see peft methods)", o.method));
+        require_vision_method(o.method);
         Generator gen(common.seed + 1);
         apply_method(vit, o.method, o.opts, vit.cfg.num_classes > 0 ? vit.cfg.num_classes : 10, gen);
       }

@@ -76,16 +76,6 @@ void check_training_values(const TrainConfig& t) {
   if (!std::isfinite(t.clip_grad) || t.clip_grad < 0) bad("--clip-grad", t.clip_grad, "finite and >= 0");
 }
 
-void add_method_options(CLI::App* cmd, Args& a) {
-  MethodOptions& m = a.method_opts;
-  cmd->add_option("--prompts", m.prompts, "prompts (vpt-shallow, vpt-deep, cvpt)")->capture_default_str();
-  cmd->add_option("--prompt-dropout", m.prompt_dropout, "prompt dropout (training only)")->capture_default_str();
-  cmd->add_option("--rank", m.rank, "LoRA rank")->capture_default_str();
-  cmd->add_option("--alpha", m.alpha, "LoRA alpha (default: rank)");
-  cmd->add_option("--targets", m.targets, "LoRA target linears (names or globs, comma-separated)")->capture_default_str();
-  cmd->add_option("--bottleneck", m.bottleneck, "AdaptFormer bottleneck")->capture_default_str();
-}
-
 data::DatasetPtr open_train(const Args& a, const nn::ViTConfig& c, uint64_t seed) {
   auto ds = data::open_dataset(a.data, data::Split::train, c.image_size, c.in_chans, a.train_size, seed);
   if (a.shots > 0) ds = std::make_shared<data::Subset>(ds, data::few_shot_indices(*ds, a.shots, seed));
@@ -175,15 +165,11 @@ void add_train_commands(CLI::App& app, Common& common, Runner& run) {
   tr->add_option("--method", a.method, "PEFT method (peft methods)")->required();
   add_data_options(tr, a, true);
   add_training_options(tr, a);
-  add_method_options(tr, a);
+  add_method_options(tr, a.method_opts);
   add_common_options(tr, common);
   tr->callback([&run, &common] {
     run = [&common] {
-      if (!is_vision_method(a.method)) {
-        std::string names;
-        for (auto& m : vision_methods()) names += (names.empty() ? "" : ", ") + m.name;
-        throw UsageError(fmt::format("--method: unknown method '{}' (available: {})", a.method, names));
-      }
+      require_vision_method(a.method);
       check_training_values(a.train);
       try {  // bad method options are usage errors (exit 2), found before any data is read
         validate_method_options(a.method, a.method_opts);

@@ -4,6 +4,8 @@
 #include <functional>
 #include <string>
 
+#include "peft/method.h"
+
 namespace peft::app {
 
 // Bad usage (exit 2): unknown method, option values that make no sense together.
@@ -38,5 +40,11 @@ int run_clip_check(const std::string& config, const std::string& weights, const 
 
 // Adds --threads/--seed/--json to a sub-command.
 void add_common_options(CLI::App* cmd, Common& common);
+// Adds the method flags (--prompts, --prompt-dropout, --rank, --alpha, --targets, --bottleneck).
+void add_method_options(CLI::App* cmd, MethodOptions& m);
+// "linear, full, bitfit, ...": the vision method names for messages.
+std::string vision_method_list();
+// UsageError listing the vision methods when `method` is not one of them.
+void require_vision_method(const std::string& method);
 
 }  // namespace peft::app
