@@ -254,21 +254,12 @@ std::map<std::string, std::string> clip_method_metadata(const std::string& metho
 }
 
 std::string clip_method_from_metadata(const std::map<std::string, std::string>& md, ClipMethodOptions& o) {
-  auto it = md.find("method");
-  if (it == md.end()) throw ValueError("adapter: its metadata names no method");
-  auto num = [&](const char* k, auto& field) {
-    auto f = md.find(k);
-    if (f == md.end()) return;
-    try {
-      field = static_cast<std::decay_t<decltype(field)>>(std::stod(f->second));
-    } catch (const std::exception&) {
-      throw ValueError(fmt::format("adapter: metadata '{}' = '{}' is not a number", k, f->second));
-    }
-  };
+  const std::string method = metadata_method(md);
+  auto num = [&](const char* k, auto& field) { read_metadata_number(md, k, field); };
   num("alpha", o.alpha);
   num("beta", o.beta);
   num("prompts", o.prompts);
-  return it->second;
+  return method;
 }
 
 // ---------------------------------------------------------------- training and evaluation

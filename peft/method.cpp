@@ -156,25 +156,38 @@ std::map<std::string, std::string> method_metadata(const std::string& method, co
           {"bottleneck", std::to_string(o.bottleneck)}};
 }
 
-std::string method_from_metadata(const std::map<std::string, std::string>& md, MethodOptions& o) {
+void read_metadata_number(const std::map<std::string, std::string>& md, const char* key, double& field) {
+  auto f = md.find(key);
+  if (f == md.end()) return;
+  try {
+    field = std::stod(f->second);
+  } catch (const std::exception&) {
+    throw ValueError(fmt::format("adapter: metadata '{}' = '{}' is not a number", key, f->second));
+  }
+}
+
+void read_metadata_number(const std::map<std::string, std::string>& md, const char* key, int64_t& field) {
+  double v = static_cast<double>(field);
+  read_metadata_number(md, key, v);
+  field = static_cast<int64_t>(v);
+}
+
+std::string metadata_method(const std::map<std::string, std::string>& md) {
   auto it = md.find("method");
   if (it == md.end()) throw ValueError("adapter: its metadata names no method");
-  auto num = [&](const char* k, auto& field) {
-    auto f = md.find(k);
-    if (f == md.end()) return;
-    try {
-      field = static_cast<std::decay_t<decltype(field)>>(std::stod(f->second));
-    } catch (const std::exception&) {
-      throw ValueError(fmt::format("adapter: metadata '{}' = '{}' is not a number", k, f->second));
-    }
-  };
+  return it->second;
+}
+
+std::string method_from_metadata(const std::map<std::string, std::string>& md, MethodOptions& o) {
+  const std::string method = metadata_method(md);
+  auto num = [&](const char* k, auto& field) { read_metadata_number(md, k, field); };
   num("prompts", o.prompts);
   num("prompt_dropout", o.prompt_dropout);
   num("rank", o.rank);
   num("alpha", o.alpha);
   num("bottleneck", o.bottleneck);
   if (auto f = md.find("targets"); f != md.end()) o.targets = f->second;
-  return it->second;
+  return method;
 }
 
 }  // namespace peft

@@ -54,6 +54,12 @@ std::vector<std::string> trainable_names(const nn::Module& m);
 
 // The safetensors metadata an adapter file carries: method and its options.
 std::map<std::string, std::string> method_metadata(const std::string& method, const MethodOptions& o);
+// Reads a numeric metadata entry into field when present (ValueError naming the key otherwise);
+// shared by the vision and the CLIP adapter readers.
+void read_metadata_number(const std::map<std::string, std::string>& md, const char* key, double& field);
+void read_metadata_number(const std::map<std::string, std::string>& md, const char* key, int64_t& field);
+// The "method" entry (ValueError when the file has none).
+std::string metadata_method(const std::map<std::string, std::string>& md);
 // Reads them back (ValueError when the file has no method).
 std::string method_from_metadata(const std::map<std::string, std::string>& md, MethodOptions& o);
 

@@ -7,6 +7,7 @@
 #include "autograd/node.h"
 #include "autograd/ops.h"
 #include "core/counters.h"
+#include "tests/autograd/ops_b_fixture.h"
 #include "tests/testing.h"
 
 using namespace peft;
@@ -15,18 +16,7 @@ using nlohmann::json;
 
 namespace {
 
-const json& fixture() {
-  static const json j = [] {
-    std::ifstream f(PEFT_SOURCE_DIR "/tests/fixtures/ops_b.json");
-    if (!f) throw std::runtime_error("cannot open tests/fixtures/ops_b.json");
-    return json::parse(f);
-  }();
-  return j;
-}
-
-Tensor load(const json& t, DType dt = DType::f64) {
-  return from_vector(t["data"].get<std::vector<double>>(), t["shape"].get<Shape>(), dt);
-}
+const json& fixture() { return ops_b_fixture(); }
 
 auto patch_fn() {
   return [](const std::vector<Tensor>& in) { return conv2d_patch(in[0], in[1], in[2]); };

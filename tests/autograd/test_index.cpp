@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "autograd/ops.h"
+#include "tests/autograd/ops_b_fixture.h"
 #include "tests/testing.h"
 
 using namespace peft;
@@ -14,18 +15,7 @@ using nlohmann::json;
 
 namespace {
 
-const json& fixture() {
-  static const json j = [] {
-    std::ifstream f(PEFT_SOURCE_DIR "/tests/fixtures/ops_b.json");
-    if (!f) throw std::runtime_error("cannot open tests/fixtures/ops_b.json");
-    return json::parse(f);
-  }();
-  return j;
-}
-
-Tensor load(const json& t, DType dt = DType::f64) {
-  return from_vector(t["data"].get<std::vector<double>>(), t["shape"].get<Shape>(), dt);
-}
+const json& fixture() { return ops_b_fixture(); }
 Tensor load_i64(const json& t) {
   return from_vector_i64(t["data"].get<std::vector<int64_t>>(), t["shape"].get<Shape>());
 }
