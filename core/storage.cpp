@@ -35,12 +35,12 @@ struct KeepFreedMemory {
 } keep_freed_memory;
 }  // namespace
 
-Storage::Storage(size_t n) : nbytes(n) {
+Storage::Storage(size_t n, bool zero_fill) : nbytes(n) {
   size_t rounded = ((n + 63) / 64) * 64;
   if (rounded == 0) rounded = 64;
   data = std::aligned_alloc(64, rounded);
   if (!data) throw std::bad_alloc();
-  std::memset(data, 0, rounded);
+  if (zero_fill) std::memset(data, 0, rounded);
   auto& c = counters();
   int64_t live = c.live_bytes += static_cast<int64_t>(n);
   c.live_storages += 1;

@@ -7,7 +7,7 @@
 namespace peft {
 
 struct Storage {
-  explicit Storage(size_t nbytes);  // zero-filled
+  explicit Storage(size_t nbytes, bool zero_fill = true);
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;

@@ -14,11 +14,11 @@ namespace peft {
 
 namespace {
 
-std::shared_ptr<TensorImpl> make_impl(const Shape& sizes, DType dtype) {
+std::shared_ptr<TensorImpl> make_impl(const Shape& sizes, DType dtype, bool zero_fill = true) {
   for (int64_t s : sizes)
     if (s < 0) throw ShapeError(fmt::format("empty: negative size in {}", shape_str(sizes)));
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>(static_cast<size_t>(shape_numel(sizes)) * dtype_size(dtype));
+  impl->storage = std::make_shared<Storage>(static_cast<size_t>(shape_numel(sizes)) * dtype_size(dtype), zero_fill);
   impl->sizes = sizes;
   impl->strides = contiguous_strides(sizes);
   impl->dtype = dtype;
@@ -266,6 +266,7 @@ std::string Tensor::str() const {
 // ---- factories
 
 Tensor empty(const Shape& sizes, DType dtype) { return Tensor(make_impl(sizes, dtype)); }
+Tensor empty_uninitialized(const Shape& sizes, DType dtype) { return Tensor(make_impl(sizes, dtype, false)); }
 Tensor zeros(const Shape& sizes, DType dtype) { return empty(sizes, dtype); }
 Tensor ones(const Shape& sizes, DType dtype) { return full(sizes, 1.0, dtype); }
 Tensor full(const Shape& sizes, double value, DType dtype) {

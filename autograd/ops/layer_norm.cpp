@@ -49,8 +49,8 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
   const int64_t D = x.size(-1);
   const int64_t R = D == 0 ? 0 : x.numel() / D;
   Tensor xc = contiguous_or_undefined(x), wc = contiguous_or_undefined(weight), bc = contiguous_or_undefined(bias);
-  Tensor y = empty(x.sizes(), x.dtype());
-  Tensor mean = empty({R}, DType::f64), rstd = empty({R}, DType::f64);
+  Tensor y = empty_uninitialized(x.sizes(), x.dtype());  // the kernels write every element
+  Tensor mean = empty_uninitialized({R}, DType::f64), rstd = empty_uninitialized({R}, DType::f64);
   dispatch_float(x.dtype(), "layer_norm", [&](auto tag) {
     using T = decltype(tag);
     kernels::layer_norm_forward<T>(xc.data<T>(), wc.defined() ? wc.template data<T>() : nullptr,
@@ -72,9 +72,9 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
     const DType dt = x.dtype();
     rec.finish(y, [=](const Tensor& g0) -> std::vector<Tensor> {
       Tensor g = g0.is_contiguous() ? g0 : g0.clone();
-      Tensor dx = nx ? empty(xshape, dt) : Tensor();
-      Tensor dw = nw ? empty(wshape, dt) : Tensor();
-      Tensor db = nb ? empty(bshape, dt) : Tensor();
+      Tensor dx = nx ? empty_uninitialized(xshape, dt) : Tensor();
+      Tensor dw = nw ? empty_uninitialized(wshape, dt) : Tensor();
+      Tensor db = nb ? empty_uninitialized(bshape, dt) : Tensor();
       dispatch_float(dt, "layer_norm backward", [&](auto tag) {
         using T = decltype(tag);
         kernels::layer_norm_backward<T>(g.data<T>(), xs.defined() ? xs.template data<T>() : nullptr,

@@ -121,7 +121,9 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   const int64_t R = shape_numel(Shape(x.sizes().begin(), x.sizes().end() - 1));  // rows, also when in == 0
   Shape out_shape = x.sizes();
   out_shape.back() = outf;
-  Tensor y = empty(out_shape, x.dtype());
+  // Written in full by the bias copy and/or the GEMM; only an empty product (in == 0) without a
+  // bias needs the zeros.
+  Tensor y = (in > 0 || b.defined()) ? empty_uninitialized(out_shape, x.dtype()) : empty(out_shape, x.dtype());
   Tensor wb = blas_ready(w);
   dispatch_float(x.dtype(), "linear", [&](auto tag) {
     using T = decltype(tag);
@@ -151,9 +153,11 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
       dispatch_float(g.dtype(), "linear backward", [&](auto tag) {
         using T = decltype(tag);
         kernels::MatView<T> G{g.template data<T>(), R, outf, false, outf};
-        // Zero-filled gradients are already the answer when a dim is 0 (no BLAS layout then).
-        if (nx) gx = empty(xshape, g.dtype());
-        if (nw) gw = empty(wshape, g.dtype());
+        // Zero-filled gradients are already the answer when a dim is 0 (no BLAS layout then);
+        // otherwise the GEMMs below write every element.
+        const bool full = R > 0 && in > 0 && outf > 0;
+        if (nx) gx = full ? empty_uninitialized(xshape, g.dtype()) : empty(xshape, g.dtype());
+        if (nw) gw = full ? empty_uninitialized(wshape, g.dtype()) : empty(wshape, g.dtype());
         if (R == 0 || in == 0 || outf == 0) return;
         if (nx) {  // dX [R, in] = dY [R, out] W [out, in]
           kernels::MatView<T> W{};

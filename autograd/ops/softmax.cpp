@@ -22,7 +22,7 @@ void rows_cols(const Tensor& x, int64_t& rows, int64_t& n) {
 // The last-dim case: x: [..., N] -> y: [..., N] contiguous.
 Tensor softmax_last(const char* op, const Tensor& x, bool log) {
   Tensor xc = x.is_contiguous() ? x : x.clone();  // raw copy: the node below is recorded on x
-  Tensor y = empty(x.sizes(), x.dtype());
+  Tensor y = empty_uninitialized(x.sizes(), x.dtype());  // the kernels write every element
   int64_t rows = 0, n = 0;
   rows_cols(x, rows, n);
   dispatch_float(x.dtype(), op, [&](auto tag) {
@@ -36,7 +36,7 @@ Tensor softmax_last(const char* op, const Tensor& x, bool log) {
     rec.save({ys});
     rec.finish(y, [op, ys, rows, n, log](const Tensor& g0) -> std::vector<Tensor> {
       Tensor g = g0.is_contiguous() ? g0 : g0.clone();  // e.g. the stride-0 gradient of a sum
-      Tensor dx = empty(ys.sizes(), ys.dtype());
+      Tensor dx = empty_uninitialized(ys.sizes(), ys.dtype());
       dispatch_float(ys.dtype(), op, [&](auto tag) {
         using T = decltype(tag);
         kernels::softmax_backward<T>(g.data<T>(), ys.data<T>(), dx.data<T>(), rows, n, log);

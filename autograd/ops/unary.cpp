@@ -7,6 +7,7 @@
 
 #include "autograd/node.h"
 #include "core/error.h"
+#include "core/kernels/gelu.h"
 #include "core/kernels/map.h"
 
 namespace peft {
@@ -138,17 +139,36 @@ constexpr double kQuickGeluScale = 1.702;
 }  // namespace
 
 Tensor gelu(const Tensor& x) {
-  // Exact erf form (not the tanh approximation): pretrained ViT/CLIP weights expect it.
-  Tensor y = forward_map("gelu", x, [](auto v) {
-    using T = decltype(v);
-    return T(0.5) * v * (T(1) + std::erf(v * T(kInvSqrt2)));
+  // Exact erf form (not the tanh approximation): pretrained ViT/CLIP weights expect it. The
+  // kernels (core/kernels/gelu.cpp) work on contiguous buffers; backward needs only the input.
+  check_unary("gelu", x);
+  const Tensor xc = x.is_contiguous() ? x : x.clone();
+  Tensor y = empty_uninitialized(xc.sizes(), xc.dtype());
+  dispatch_float(xc.dtype(), "gelu", [&](auto tag) {
+    using T = decltype(tag);
+    kernels::gelu_forward(xc.data<T>(), y.data<T>(), xc.numel());
   });
-  // d/dx = Phi(x) + x phi(x), with Phi the normal CDF and phi its density.
-  record("gelu", x, y, x, [](auto g, auto xv) {
-    using T = decltype(g);
-    T cdf = T(0.5) * (T(1) + std::erf(xv * T(kInvSqrt2)));
-    T pdf = T(kInvSqrt2Pi) * std::exp(T(-0.5) * xv * xv);
-    return g * (cdf + xv * pdf);
+  autograd::Recorder rec("gelu", {x});
+  if (!rec) return y;
+  Tensor s = xc.detach();
+  rec.save({s});
+  rec.finish(y, [s](const Tensor& g) -> std::vector<Tensor> {
+    if (g.sizes() != s.sizes() || !g.is_contiguous()) {
+      // A broadcast or strided gradient (e.g. of a sum): the general elementwise path.
+      return {grad_map("gelu", g, s, [](auto gv, auto xv) {
+        using T = decltype(gv);
+        T cdf = T(0.5) * (T(1) + std::erf(xv * T(kInvSqrt2)));
+        T pdf = T(kInvSqrt2Pi) * std::exp(T(-0.5) * xv * xv);
+        return gv * (cdf + xv * pdf);
+      })};
+    }
+    const Tensor& gc = g;
+    Tensor dx = empty_uninitialized(s.sizes(), s.dtype());
+    dispatch_float(s.dtype(), "gelu backward", [&](auto tag) {
+      using T = decltype(tag);
+      kernels::gelu_backward(gc.data<T>(), s.data<T>(), dx.data<T>(), s.numel());
+    });
+    return {dx};
   });
   return y;
 }

@@ -18,7 +18,7 @@ inline Shape broadcast_strides(const Tensor& t, const Shape& out) {
 // out[i] = f(x[i]); out is a new contiguous tensor of x's shape and dtype T.
 template <class T, class F>
 Tensor unary_map(const Tensor& x, F f) {
-  Tensor out = empty(x.sizes(), x.dtype());
+  Tensor out = empty_uninitialized(x.sizes(), x.dtype());  // every element written below
   T* o = out.data<T>();
   const int64_t n = x.numel();
   if (x.is_contiguous()) {
@@ -42,7 +42,7 @@ Tensor unary_map(const Tensor& x, F f) {
 // out[i] = f(a[i], b[i]) with a, b broadcast to `shape`; out contiguous, dtype T.
 template <class T, class F>
 Tensor binary_map(const Tensor& a, const Tensor& b, const Shape& shape, F f) {
-  Tensor out = empty(shape, a.dtype());
+  Tensor out = empty_uninitialized(shape, a.dtype());  // every element written below
   T* o = out.data<T>();
   const int64_t n = out.numel();
   if (a.sizes() == shape && b.sizes() == shape && a.is_contiguous() && b.is_contiguous()) {
