@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "core/storage.h"
+
 namespace peft {
 
 namespace {
@@ -31,6 +33,7 @@ double current_rss_mb() { return status_kb("VmRSS:") / 1024.0; }
 void reset_peak_rss() {
   // The allocator keeps freed activation memory (core/storage.cpp); give it back first so the
   // new peak starts from what is really in use.
+  release_cached_storage();
   malloc_trim(0);
   if (std::FILE* f = std::fopen("/proc/self/clear_refs", "w")) {
     std::fputs("5", f);

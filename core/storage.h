@@ -20,4 +20,9 @@ struct Storage {
 
 using StoragePtr = std::shared_ptr<Storage>;
 
+// Large blocks (>= 256 KiB) are kept after their storage dies and handed to the next storage of
+// the same page-rounded size (a training step allocates the same sizes every step).
+size_t cached_storage_bytes();    // bytes held in the cache, not in any tensor
+size_t release_cached_storage();  // unmaps every cached block; returns the bytes released
+
 }  // namespace peft

@@ -181,7 +181,7 @@ Tensor Tensor::as_strided(const Shape& sizes, const Shape& strides, int64_t offs
 Tensor Tensor::clone() const { return to(dtype()); }
 
 Tensor Tensor::to(DType dt) const {
-  Tensor out = empty(sizes(), dt);
+  Tensor out = empty_uninitialized(sizes(), dt);  // copy_ writes every element
   out.copy_(*this);
   return out;
 }

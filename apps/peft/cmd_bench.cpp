@@ -207,6 +207,7 @@ int run_bench(const BenchArgs& a, const Common& common) {
 
   for (int64_t i = 0; i < a.warmup; ++i) step();
   reset_gemm_counters();
+  reset_peak_bytes();
   std::vector<double> times;
   for (int64_t i = 0; i < a.steps; ++i) {
     auto t0 = Clock::now();
@@ -215,6 +216,9 @@ int run_bench(const BenchArgs& a, const Common& common) {
   }
   const double gemm_counted = static_cast<double>(counters().gemm_flops.load()) / static_cast<double>(a.steps);
   const double peak_rss = peak_rss_mb();  // before the GEMM probe allocates its buffers
+  // The most tensor memory alive at once during the timed steps (parameters included): what the
+  // freeze masks decide; RSS adds the program, the libraries and the allocator's slack.
+  const double peak_tensor_mb = static_cast<double>(counters().peak_bytes.load()) / (1024.0 * 1024.0);
   const double med = median(times), mn = *std::min_element(times.begin(), times.end());
   const double flops = (train ? train_flops_per_image(c, batch, method, M, opts)
                               : fwd_flops_per_image(c, batch, method, M, opts).sum()) *
@@ -256,7 +260,8 @@ int run_bench(const BenchArgs& a, const Common& common) {
                       {"trainable", n_train},
                       {"params", n_params},
                       {"rss_build_mb", rss_build},
-                      {"peak_rss_mb", peak_rss}};
+                      {"peak_rss_mb", peak_rss},
+                      {"peak_tensor_mb", peak_tensor_mb}};
   if (a.gemm_probe) {
     s["sgemm_gflops"] = gemm_gflops;
     nlohmann::ordered_json shapes = nlohmann::ordered_json::object();
@@ -265,9 +270,9 @@ int run_bench(const BenchArgs& a, const Common& common) {
   }
 
   fmt::print("bench {} {} M={} threads={} {} batch {}: median {:.1f} ms, min {:.1f} ms, {:.2f} GFLOP/step, {:.1f} GFLOP/s, "
-             "{} / {} trainable, peak RSS {:.0f} MB\n",
+             "{} / {} trainable, peak RSS {:.0f} MB (tensors {:.0f} MB)\n",
              a.config, method, M, num_threads(), a.phase, batch, med * 1e3, mn * 1e3, flops / 1e9, flops / med / 1e9,
-             n_train, n_params, peak_rss);
+             n_train, n_params, peak_rss, peak_tensor_mb);
   if (a.gemm_probe) {
     std::string parts;
     for (auto& r : rates) parts += fmt::format("{}{} [{}x{}x{}] {:.1f}", parts.empty() ? "" : ", ", r.name, r.M, r.N, r.K, r.gflops);

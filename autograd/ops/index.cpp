@@ -157,7 +157,7 @@ Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
                                    shape_str(x0.sizes()), shape_str(t.sizes()), d));
     out_shape[d] += t.size(d);
   }
-  Tensor out = empty(out_shape, x0.dtype());
+  Tensor out = empty_uninitialized(out_shape, x0.dtype());  // every input lands in its slice
   std::vector<int64_t> starts;
   int64_t start = 0;
   for (const Tensor& t : xs) {

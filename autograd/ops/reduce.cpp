@@ -101,7 +101,7 @@ void sum_kernel(const Tensor& x, const std::vector<bool>& m, Tensor& out) {
 Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
   auto m = reduce_mask(x, dims, "sum");
   Shape kshape = keepdim_shape(x, m);
-  Tensor out = empty(kshape, x.dtype());
+  Tensor out = empty_uninitialized(kshape, x.dtype());  // sum_kernel writes every output
   dispatch_float(x.dtype(), "sum", [&](auto tag) { sum_kernel<decltype(tag)>(x, m, out); });
   if (!keepdim) out = out.as_strided(squeezed_shape(x, m), contiguous_strides(squeezed_shape(x, m)), 0);
   autograd::Recorder rec("sum", {x});
