@@ -19,6 +19,7 @@
 #include "nn/checkpoint.h"
 #include "nn/optim/optimizer.h"
 #include "nn/safetensors.h"
+#include "peft/head_cache.h"
 
 namespace peft {
 
@@ -46,13 +47,14 @@ std::string hms(double s) {
 class ProgressBar {
  public:
   explicit ProgressBar(bool on) : on_(on && isatty(2)) {}
-  void update(int64_t epoch, int64_t epochs, int64_t step, int64_t steps, double elapsed, double loss, double acc, double ips) {
+  void update(int64_t epoch, int64_t epochs, int64_t step, int64_t steps, double elapsed, double loss, double acc, double ips,
+              const char* note = "") {
     if (!on_) return;
     const int width = 24;
     int filled = steps > 0 ? static_cast<int>(width * step / steps) : width;
     double eta = step > 0 ? elapsed / static_cast<double>(step) * static_cast<double>(steps - step) : 0;
-    fmt::print(stderr, "\repoch {}/{} [{}{}] {}/{} ETA {} loss {:.4f} acc {:5.1f}% {:.0f} img/s ", epoch, epochs,
-               std::string(filled, '#'), std::string(width - filled, '.'), step, steps, hms(eta), loss, acc, ips);
+    fmt::print(stderr, "\repoch {}/{} [{}{}] {}/{} ETA {} loss {:.4f} acc {:5.1f}% {:.0f} img/s {}", epoch, epochs,
+               std::string(filled, '#'), std::string(width - filled, '.'), step, steps, hms(eta), loss, acc, ips, note);
     std::fflush(stderr);
   }
   void done() {
@@ -93,11 +95,60 @@ data::Normalization normalization_for(const nn::ViTConfig& c) {
   return c.style == "openai_clip_visual" ? data::clip_normalization() : data::imagenet_normalization();
 }
 
-EvalResult evaluate(nn::VisionTransformer& model, const data::DatasetPtr& ds, int64_t batch) {
+namespace {
+
+void check_eval_data(const nn::VisionTransformer& model, const data::DatasetPtr& ds) {
   if (ds->size() == 0) throw ValueError("eval: the dataset is empty");
   if (model.head && ds->num_classes() > model.head->out_features)
     throw ValueError(fmt::format("eval: the data has {} classes but the model's head has {}", ds->num_classes(),
                                  model.head->out_features));
+}
+
+// evaluate() for a frozen backbone: the head on cached features. The first call encodes the
+// images (in the batches evaluate() uses); later calls only run the head.
+EvalResult evaluate_cached(nn::VisionTransformer& model, const data::DatasetPtr& ds, int64_t batch,
+                           HeadFeatureCache& cache, const std::vector<int64_t>& labels) {
+  check_eval_data(model, ds);
+  NoGradGuard ng;
+  const bool was_training = model.is_training();
+  model.eval();
+  double loss_sum = 0;
+  int64_t correct = 0, n = 0;
+  auto add = [&](const Tensor& logits, const Tensor& y) {
+    loss_sum += cross_entropy(logits, y).item() * static_cast<double>(y.numel());
+    correct += count_correct(logits, y);
+    n += y.numel();
+  };
+  auto t0 = Clock::now();
+  if (!cache.complete()) {
+    auto loader = make_loader(ds, batch, false, 0, data::parse_augment("none"), normalization_for(model.cfg));
+    loader.start_epoch(0);
+    data::Batch b;
+    while (loader.next(b)) add(model.forward_head(cache.features(model, b.indices, b.images)), b.labels);
+  } else {
+    for (int64_t begin = 0; begin < ds->size(); begin += batch) {
+      const int64_t end = std::min(ds->size(), begin + batch);
+      std::vector<int64_t> idx, y;
+      for (int64_t i = begin; i < end; ++i) {
+        idx.push_back(i);
+        y.push_back(labels[static_cast<size_t>(i)]);
+      }
+      add(model.forward_head(cache.gather(idx)), from_vector_i64(y, {end - begin}));
+    }
+  }
+  model.train(was_training);
+  EvalResult r;
+  r.n = n;
+  r.top1 = 100.0 * static_cast<double>(correct) / static_cast<double>(n);
+  r.loss = loss_sum / static_cast<double>(n);
+  r.images_per_s = static_cast<double>(n) / std::max(seconds_since(t0), 1e-9);
+  return r;
+}
+
+}  // namespace
+
+EvalResult evaluate(nn::VisionTransformer& model, const data::DatasetPtr& ds, int64_t batch) {
+  check_eval_data(model, ds);
   NoGradGuard ng;
   const bool was_training = model.is_training();
   model.eval();
@@ -142,6 +193,23 @@ TrainResult train_model(nn::VisionTransformer& model, const data::DatasetPtr& tr
 
   auto loader = make_loader(train, cfg.batch, true, cfg.seed, data::parse_augment(cfg.augment), normalization_for(model.cfg));
   const int64_t nb = loader.num_batches(), total = nb * cfg.epochs;
+
+  // Head-only training on a deterministic pipeline: encode each image once (peft/head_cache.h).
+  const HeadCachePlan cache_plan =
+      plan_head_cache(model, train, val, cfg.augment, cfg.feature_cache, cfg.feature_cache_limit);
+  std::unique_ptr<HeadFeatureCache> train_cache, val_cache;
+  std::vector<int64_t> train_labels, val_labels;
+  if (cache_plan.on) {
+    train_cache = std::make_unique<HeadFeatureCache>(train->size(), model.cfg.feature_dim());
+    train_labels = train->labels();
+    if (val) {
+      val_cache = std::make_unique<HeadFeatureCache>(val->size(), model.cfg.feature_dim());
+      val_labels = val->labels();
+    }
+  }
+  auto encoded = [&] {
+    return (train_cache ? train_cache->encoded() : 0) + (val_cache ? val_cache->encoded() : 0);
+  };
   const int64_t warmup = static_cast<int64_t>(std::llround(cfg.warmup_epochs * static_cast<double>(nb)));
 
   namespace fs = std::filesystem;
@@ -209,15 +277,39 @@ TrainResult train_model(nn::VisionTransformer& model, const data::DatasetPtr& tr
   for (int64_t epoch = first_epoch; epoch < cfg.epochs; ++epoch) {
     const bool resumed = epoch == first_epoch && first_step > 0;
     int64_t step = resumed ? first_step : 0;
-    loader.start_epoch(epoch, step);
+    // Once every training image is cached, an epoch needs only the order of its examples and
+    // their labels: the loader builds no images. Until then (the first epoch, and the epoch
+    // after a resume that began mid-epoch) the loader runs and the cache fills from its batches.
+    const bool from_cache = train_cache && train_cache->complete();
+    const int64_t encoded_before = encoded();
+    std::vector<int64_t> order;
+    if (from_cache)
+      order = loader.epoch_order(epoch);
+    else
+      loader.start_epoch(epoch, step);
+    auto next_batch = [&](data::Batch& out) {
+      if (!from_cache) return loader.next(out);
+      if (step >= nb) return false;
+      const int64_t begin = step * cfg.batch, end = std::min(train->size(), begin + cfg.batch);
+      out.indices.assign(order.begin() + begin, order.begin() + end);
+      std::vector<int64_t> y;
+      for (int64_t i : out.indices) y.push_back(train_labels[static_cast<size_t>(i)]);
+      out.labels = from_vector_i64(y, {end - begin});
+      out.images = Tensor();
+      out.epoch = epoch;
+      out.index = step;
+      return true;
+    };
     data::Batch b;
     double loss_sum = resumed ? partial[0] : 0;
     int64_t correct = resumed ? static_cast<int64_t>(partial[1]) : 0, seen = resumed ? static_cast<int64_t>(partial[2]) : 0;
     auto t_epoch = Clock::now();
-    while (loader.next(b)) {
+    while (next_batch(b)) {
       const int64_t gstep = epoch * nb + step;
       opt->set_lr(nn::warmup_cosine_lr(gstep, warmup, total, cfg.lr));
-      Tensor logits = model.forward(b.images);
+      Tensor logits = !train_cache ? model.forward(b.images)
+                      : from_cache ? model.forward_head(train_cache->gather(b.indices))
+                                   : model.forward_head(train_cache->features(model, b.indices, b.images));
       Tensor loss = cross_entropy(logits, b.labels, cfg.label_smoothing);
       double lv = loss.item();
       if (!std::isfinite(lv))
@@ -234,13 +326,16 @@ TrainResult train_model(nn::VisionTransformer& model, const data::DatasetPtr& tr
       ++step;
       if (cfg.save_every > 0 && step % cfg.save_every == 0 && step < nb) save_checkpoint(epoch, step, loss_sum, correct, seen);
       double el = seconds_since(t_epoch);
-      bar.update(epoch + 1, cfg.epochs, step, nb, el, loss_sum / seen, 100.0 * correct / seen, seen / std::max(el, 1e-9));
+      bar.update(epoch + 1, cfg.epochs, step, nb, el, loss_sum / seen, 100.0 * correct / seen, seen / std::max(el, 1e-9),
+                 !train_cache ? "" : from_cache ? "(cached features) " : "(computing features) ");
     }
     double epoch_time = seconds_since(t_epoch);
     res.train = {100.0 * correct / static_cast<double>(seen), loss_sum / static_cast<double>(seen),
                  static_cast<double>(seen) / std::max(epoch_time, 1e-9), seen};
     res.steps += step;
-    EvalResult v = val ? evaluate(model, val, cfg.batch) : EvalResult{};
+    EvalResult v = !val         ? EvalResult{}
+                   : val_cache ? evaluate_cached(model, val, cfg.batch, *val_cache, val_labels)
+                               : evaluate(model, val, cfg.batch);
     nlohmann::json line = {{"epoch", epoch + 1},
                            {"step", (epoch + 1) * nb},
                            {"lr", opt->lr()},
@@ -250,6 +345,7 @@ TrainResult train_model(nn::VisionTransformer& model, const data::DatasetPtr& tr
                            {"val_top1", val ? nlohmann::json(v.top1) : nlohmann::json(nullptr)},
                            {"images_per_s", res.train.images_per_s},
                            {"elapsed_s", elapsed_before + seconds_since(t_start)}};
+    if (train_cache) line["feature_cache"] = encoded() > encoded_before ? "computed" : "cached";
     metrics += line.dump() + "\n";
     if (!cfg.out_dir.empty()) {
       write_text_atomic(metrics_path, metrics);
@@ -264,6 +360,8 @@ TrainResult train_model(nn::VisionTransformer& model, const data::DatasetPtr& tr
                                    "intact and no weights were written. Hint: lower --lr",
                                    g.name, ckpt.empty() ? "" : " " + ckpt));
   res.train_time_s = elapsed_before + seconds_since(t_start);
+  res.feature_cache = cache_plan.on;
+  res.backbone_images = encoded();
   res.images_per_s = res.train.images_per_s;
   if (!val) res.val = res.train;
   return res;

@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -19,6 +20,7 @@
 #include "peft/memory_guard.h"
 #include "peft/clip_methods.h"
 #include "peft/cost.h"
+#include "peft/head_cache.h"
 #include "peft/method.h"
 #include "peft/trainer.h"
 
@@ -166,6 +168,8 @@ void add_train_commands(CLI::App& app, Common& common, Runner& run) {
   add_data_options(tr, a, true);
   add_training_options(tr, a);
   add_method_options(tr, a.method_opts);
+  tr->add_flag("--no-feature-cache", [](int64_t) { a.train.feature_cache = false; },
+               "head-only methods (linear): run the backbone every epoch instead of caching its features");
   add_common_options(tr, common);
   tr->callback([&run, &common] {
     run = [&common] {
@@ -194,6 +198,19 @@ void add_train_commands(CLI::App& app, Common& common, Runner& run) {
                  vit.num_parameters(true), vit.num_parameters(), 100.0 * vit.num_parameters(true) / vit.num_parameters());
       a.train.seed = common.seed;
       a.train.out_dir = a.out;
+      // A frozen backbone (linear): say whether its features are computed once and cached
+      // (peft/head_cache.h), or why not. Methods that train the backbone never cache.
+      auto names = trainable_names(vit);
+      if (std::all_of(names.begin(), names.end(), [](const std::string& n) { return n.rfind("head.", 0) == 0; })) {
+        HeadCachePlan plan = plan_head_cache(vit, train, val, a.train.augment, a.train.feature_cache,
+                                             a.train.feature_cache_limit);
+        if (plan.on)
+          fmt::print("train: frozen backbone: features computed once per image in epoch 1 and cached ({}); "
+                     "later epochs train the head only\n",
+                     format_bytes(plan.bytes));
+        else
+          fmt::print("train: frozen backbone, but features are not cached: {}\n", plan.why_not);
+      }
       TrainResult r = train_model(vit, train, val, a.train);
       nn::save_weights(vit, (fs::path(a.out) / "adapter.safetensors").string(), method_metadata(a.method, a.method_opts),
                        /*trainable_only=*/true);
