@@ -10,6 +10,7 @@
 #include "autograd/ops/reduce.h"
 #include "core/error.h"
 #include "core/kernels/gemm_view.h"
+#include "core/kernels/softmax.h"
 #include "core/kernels/map.h"
 #include "core/threads.h"
 
@@ -106,20 +107,7 @@ void probs_forward(const Dims& d, const Tensor& q, const Tensor& k, const Tensor
         const T* m = mbase + moff + b * ms[0] + h * ms[1] + i * ms[2];
         for (int64_t j = 0; j < d.Tk; ++j) row[j] += m[j * ms[3]];
       }
-      // subtract the row max: exp overflows above ~88 in float32
-      T mx = -std::numeric_limits<T>::infinity();
-      for (int64_t j = 0; j < d.Tk; ++j) mx = std::max(mx, row[j]);
-      if (mx == -std::numeric_limits<T>::infinity()) {
-        std::fill(row, row + d.Tk, T(0));
-        continue;
-      }
-      T total = 0;
-      for (int64_t j = 0; j < d.Tk; ++j) {
-        row[j] = std::exp(row[j] - mx);
-        total += row[j];
-      }
-      const T inv = T(1) / total;
-      for (int64_t j = 0; j < d.Tk; ++j) row[j] *= inv;
+      kernels::softmax_row_inplace(row, d.Tk);  // max-subtracted; an all -inf row gives zeros
     }
   });
 }
@@ -184,13 +172,7 @@ Tensor scaled_dot_product_attention(const Tensor& q0, const Tensor& k0, const Te
           T* ds = dS.data<T>() + bh * d.Tq * d.Tk;
           kernels::gemm(G, head<T>(vs, b, h).t(), ds, d.Tk);  // dP = dO V^T
           // softmax backward per row: dS = P * (dP - sum_j dP_j P_j)
-          for (int64_t i = 0; i < d.Tq; ++i) {
-            const T* pr = Pm.p + i * d.Tk;
-            T* r = ds + i * d.Tk;
-            T dot = 0;
-            for (int64_t j = 0; j < d.Tk; ++j) dot += r[j] * pr[j];
-            for (int64_t j = 0; j < d.Tk; ++j) r[j] = pr[j] * (r[j] - dot);
-          }
+          for (int64_t i = 0; i < d.Tq; ++i) kernels::softmax_row_backward_inplace(Pm.p + i * d.Tk, ds + i * d.Tk, d.Tk);
           kernels::MatView<T> dSm{ds, d.Tq, d.Tk, false, d.Tk};
           const T sc = static_cast<T>(d.scale);
           if (nq) kernels::gemm(dSm, head<T>(ks, b, h), dq.data<T>() + bh * d.Tq * d.hd, d.hd, sc);  // dQ = dS K s

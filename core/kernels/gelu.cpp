@@ -3,8 +3,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 
+#include "core/kernels/fast_math.h"
 #include "core/threads.h"
 
 namespace peft::kernels {
@@ -14,44 +14,6 @@ namespace {
 constexpr float kInvSqrt2 = 0.70710678118654752440f;
 constexpr float kInvSqrt2Pi = 0.39894228040143267794f;
 
-// e^x for x in [-87, 88]: 0 below (float's normal range ends at e^-87.3), the clamped value
-// above. Cephes expf: x = n ln2 + r with |r| <= ln2 / 2, e^r by a degree-6
-// polynomial, 2^n put straight into the exponent bits. No branches, so loops of it vectorise.
-inline float exp_poly(float x0) {
-  const float x = std::min(88.0f, std::max(-87.0f, x0));
-  // Round to nearest by adding and removing 1.5 * 2^23 (no SSE4.1 round instruction needed).
-  constexpr float kRound = 12582912.0f;
-  const float n = (x * 1.44269504088896341f + kRound) - kRound;
-  // ln2 split in two so that n * ln2_hi is exact.
-  float r = x - n * 0.693359375f;
-  r = r + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return x0 < -87.0f ? 0.0f : p * scale;
-}
-
-// erf(z) = sign(z) (1 - t (a1 + a2 t + ... + a5 t^4) e^{-z^2}), t = 1 / (1 + p |z|), given
-// e = e^{-z^2} (the caller may already have it).
-inline float erf_with_exp(float z, float e) {
-  const float a = std::fabs(z);
-  const float t = 1.0f / (1.0f + 0.3275911f * a);
-  float q = 1.061405429f;
-  q = q * t - 1.453152027f;
-  q = q * t + 1.421413741f;
-  q = q * t - 0.284496736f;
-  q = q * t + 0.254829592f;
-  const float r = 1.0f - q * t * e;
-  return std::copysign(r, z);
-}
-
 // One slice [0, n) of each kernel, compiled for AVX-512, AVX2 and plain x86-64 (the loader picks
 // the best the CPU has), so a portable build still gets wide vectors here.
 __attribute__((target_clones("avx512f", "avx2", "default"))) void gelu_forward_slice(const float* x, float* y,
@@ -59,7 +21,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void gelu_forward_s
   for (int64_t i = 0; i < n; ++i) {
     const float v = x[i];
     const float z = v * kInvSqrt2;
-    const float cdf = 0.5f * (1.0f + erf_with_exp(z, exp_poly(-z * z)));
+    const float cdf = 0.5f * (1.0f + erf_with_exp(z, exp_fast(-z * z)));
     y[i] = v * cdf;
   }
 }
@@ -69,7 +31,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void gelu_backward_
   for (int64_t i = 0; i < n; ++i) {
     const float v = x[i];
     const float z = v * kInvSqrt2;
-    const float e = exp_poly(-z * z);  // = exp(-x^2 / 2)
+    const float e = exp_fast(-z * z);  // = exp(-x^2 / 2)
     const float cdf = 0.5f * (1.0f + erf_with_exp(z, e));
     dx[i] = g[i] * (cdf + v * kInvSqrt2Pi * e);
   }
@@ -88,9 +50,6 @@ void parallel_slices(int64_t n, F f) {
 }
 
 }  // namespace
-
-float erf_fast(float x) { return erf_with_exp(x, exp_poly(-x * x)); }
-float exp_fast(float x) { return exp_poly(x); }
 
 void gelu_forward(const float* x, float* y, int64_t n) {
   parallel_slices(n, [&](int64_t i0, int64_t len) { gelu_forward_slice(x + i0, y + i0, len); });

@@ -21,8 +21,4 @@ void gelu_forward(const double* x, double* y, int64_t n);
 void gelu_backward(const float* g, const float* x, float* dx, int64_t n);
 void gelu_backward(const double* g, const double* x, double* dx, int64_t n);
 
-// The float32 erf and exp used above, exposed for tests (compared against std::erf / std::exp).
-float erf_fast(float x);
-float exp_fast(float x);
-
 }  // namespace peft::kernels

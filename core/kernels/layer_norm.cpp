@@ -76,9 +76,15 @@ void layer_norm_backward(const T* g, const T* x, const T* w, const double* mean,
       const T* xr = x + r * D;
       T* dr = dx + r * D;
       const Acc m = Acc(mean[r]), rs = Acc(rstd[r]);
-      auto gh = [&](int64_t i) { return w ? Acc(gr[i]) * Acc(w[i]) : Acc(gr[i]); };
-      const Acc a = lane_sum<Acc>(D, gh) * inv_d;
-      const Acc c = lane_sum<Acc>(D, [&](int64_t i) { return gh(i) * ((Acc(xr[i]) - m) * rs); }) * inv_d;
+      // The two sums of the formula; w == null (no affine) in its own loops, no branch inside.
+      Acc a, c;
+      if (w) {
+        a = lane_sum<Acc>(D, [&](int64_t i) { return Acc(gr[i]) * Acc(w[i]); }) * inv_d;
+        c = lane_sum<Acc>(D, [&](int64_t i) { return Acc(gr[i]) * Acc(w[i]) * ((Acc(xr[i]) - m) * rs); }) * inv_d;
+      } else {
+        a = lane_sum<Acc>(D, [&](int64_t i) { return Acc(gr[i]); }) * inv_d;
+        c = lane_sum<Acc>(D, [&](int64_t i) { return Acc(gr[i]) * ((Acc(xr[i]) - m) * rs); }) * inv_d;
+      }
       if (w) {
         for (int64_t i = 0; i < D; ++i)
           dr[i] = T(rs * (Acc(gr[i]) * Acc(w[i]) - a - (Acc(xr[i]) - m) * rs * c));

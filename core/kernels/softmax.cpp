@@ -1,9 +1,11 @@
 // Row softmax / log_softmax: one pass for the max, one for the sum, one to write (rows in parallel).
 #include "core/kernels/softmax.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
+#include "core/kernels/fast_math.h"
 #include "core/threads.h"
 
 namespace peft::kernels {
@@ -54,6 +56,71 @@ void softmax_backward(const T* g, const T* y, T* dx, int64_t rows, int64_t n, bo
       for (int64_t i = 0; i < n; ++i) dr[i] = yr[i] * (gr[i] - st);
     }
   }
+}
+
+namespace {
+// Lane-parallel reductions (each lane its own running max/sum), so that they vectorise without
+// reassociating float additions behind the compiler's back.
+constexpr int64_t kLanes = 16;
+}  // namespace
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) void softmax_row_inplace(float* row, int64_t n) {
+  float lanes[kLanes];
+  for (int64_t j = 0; j < kLanes; ++j) lanes[j] = -std::numeric_limits<float>::infinity();
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int64_t j = 0; j < kLanes; ++j) lanes[j] = row[i + j] > lanes[j] ? row[i + j] : lanes[j];
+  float mx = -std::numeric_limits<float>::infinity();
+  for (; i < n; ++i) mx = row[i] > mx ? row[i] : mx;
+  for (int64_t j = 0; j < kLanes; ++j) mx = lanes[j] > mx ? lanes[j] : mx;
+  if (mx == -std::numeric_limits<float>::infinity()) {
+    for (int64_t j = 0; j < n; ++j) row[j] = 0.0f;
+    return;
+  }
+  for (int64_t j = 0; j < n; ++j) row[j] = exp_fast(row[j] - mx);
+  float sums[kLanes] = {};
+  i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int64_t j = 0; j < kLanes; ++j) sums[j] += row[i + j];
+  float total = 0;
+  for (; i < n; ++i) total += row[i];
+  for (int64_t j = 0; j < kLanes; ++j) total += sums[j];
+  const float inv = 1.0f / total;
+  for (int64_t j = 0; j < n; ++j) row[j] *= inv;
+}
+
+void softmax_row_inplace(double* row, int64_t n) {
+  double mx = -std::numeric_limits<double>::infinity();
+  for (int64_t j = 0; j < n; ++j) mx = std::max(mx, row[j]);
+  if (mx == -std::numeric_limits<double>::infinity()) {
+    for (int64_t j = 0; j < n; ++j) row[j] = 0.0;
+    return;
+  }
+  double total = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    row[j] = std::exp(row[j] - mx);
+    total += row[j];
+  }
+  const double inv = 1.0 / total;
+  for (int64_t j = 0; j < n; ++j) row[j] *= inv;
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) void softmax_row_backward_inplace(const float* p, float* r,
+                                                                                               int64_t n) {
+  float sums[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int64_t j = 0; j < kLanes; ++j) sums[j] += r[i + j] * p[i + j];
+  float dot = 0;
+  for (; i < n; ++i) dot += r[i] * p[i];
+  for (int64_t j = 0; j < kLanes; ++j) dot += sums[j];
+  for (int64_t j = 0; j < n; ++j) r[j] = p[j] * (r[j] - dot);
+}
+
+void softmax_row_backward_inplace(const double* p, double* r, int64_t n) {
+  double dot = 0;
+  for (int64_t j = 0; j < n; ++j) dot += r[j] * p[j];
+  for (int64_t j = 0; j < n; ++j) r[j] = p[j] * (r[j] - dot);
 }
 
 template void softmax_forward<float>(const float*, float*, int64_t, int64_t, bool);

@@ -15,4 +15,13 @@ void softmax_forward(const T* x, T* y, int64_t rows, int64_t n, bool log);
 template <class T>
 void softmax_backward(const T* g, const T* y, T* dx, int64_t rows, int64_t n, bool log);
 
+// One attention row in place: row = softmax(row); a row that is all -inf (every key masked)
+// becomes zeros instead of 0/0. The float32 version is vectorised (kernels/fast_math.h exp).
+void softmax_row_inplace(float* row, int64_t n);
+void softmax_row_inplace(double* row, int64_t n);
+
+// The matching backward in place: r = p * (r - sum(r * p)), r holding dP on entry.
+void softmax_row_backward_inplace(const float* p, float* r, int64_t n);
+void softmax_row_backward_inplace(const double* p, double* r, int64_t n);
+
 }  // namespace peft::kernels

@@ -5,6 +5,7 @@
 #include <limits>
 #include <vector>
 
+#include "core/kernels/fast_math.h"
 #include "core/kernels/gelu.h"
 
 namespace peft {
@@ -32,6 +33,7 @@ TEST(GeluKernel, ExpFastHasFloatRelativeAccuracy) {
   EXPECT_LT(worst, 3e-7);
   EXPECT_EQ(kernels::exp_fast(0.0f), 1.0f);
   EXPECT_EQ(kernels::exp_fast(-1000.0f), 0.0f);  // underflows to 0, not garbage
+  EXPECT_TRUE(std::isnan(kernels::exp_fast(std::numeric_limits<float>::quiet_NaN())));
 }
 
 // Every length from 0 to 70 (vector bodies and scalar tails) over a wide range of inputs.
