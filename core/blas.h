@@ -1,4 +1,5 @@
-// GEMM entry point: the only place that talks to a BLAS library (OpenBLAS by default).
+// GEMM entry point: the only place that talks to a BLAS library (OpenBLAS by default, BLIS with
+// -DPEFT_BLAS=blis; core/blas.cpp is the only file that includes a BLAS header).
 #pragma once
 #include <cstdint>
 
@@ -31,6 +32,8 @@ void gemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
 
 // Keeps the BLAS library single-threaded (the thread policy of core/threads.h).
 void set_blas_threads(int n);
+// The library this build calls and the kernel set it picked for this CPU, e.g.
+// "OpenBLAS (Cooperlake)" or "BLIS 0.9.0 (zen3)"; starts with "OpenBLAS" or "BLIS".
 const char* backend_name();
 
 }  // namespace peft::blas

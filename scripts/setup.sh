@@ -1,12 +1,25 @@
 #!/usr/bin/env bash
 # Installs the Debian packages peft needs (when missing and running as root) and configures a build.
-# Usage: scripts/setup.sh [--sanitize | --fuzz]   (build dir: build/, build-asan/; --fuzz only installs clang)
+# Usage: scripts/setup.sh [--sanitize | --fuzz | --blas openblas|blis [DIR]]
+#   (build dir: build/, build-asan/; --fuzz only installs clang; --blas blis also installs
+#    libblis-dev and configures DIR, default build-blis/, with -DPEFT_BLAS=blis)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+mode="${1:-}"
+blas=openblas
+if [ "$mode" = "--blas" ]; then
+  blas="${2:-}"
+  if [ "$blas" != openblas ] && [ "$blas" != blis ]; then
+    echo "setup: --blas takes openblas or blis, not '$blas'" >&2
+    exit 2
+  fi
+fi
+
 PKGS=(build-essential cmake pkg-config libopenblas-dev libgtest-dev libbenchmark-dev libstb-dev
       libfmt-dev nlohmann-json3-dev libcli11-dev zlib1g-dev)
-[ "${1:-}" = "--fuzz" ] && PKGS+=(clang libclang-rt-14-dev)
+[ "$mode" = "--fuzz" ] && PKGS+=(clang libclang-rt-14-dev)
+[ "$blas" = blis ] && PKGS+=(libblis-dev)  # OpenBLAS stays libblas.so.3's provider (higher priority)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -23,9 +36,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
-if [ "${1:-}" = "--fuzz" ]; then
+if [ "$mode" = "--fuzz" ]; then
   exit 0  # scripts/fuzz.sh configures its own clang build
-elif [ "${1:-}" = "--sanitize" ]; then
+elif [ "$blas" = blis ]; then
+  cmake -S . -B "${3:-build-blis}" -DCMAKE_BUILD_TYPE=Release -DPEFT_BLAS=blis >/dev/null
+elif [ "$mode" = "--sanitize" ]; then
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPEFT_SANITIZE=ON -DPEFT_BUILD_BENCH=OFF >/dev/null
 else
   cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null

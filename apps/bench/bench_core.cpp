@@ -1,4 +1,7 @@
 // Core micro-benchmark (float32): linear, layer_norm, softmax and attention fwd+bwd, and raw sgemm, at ViT shapes.
+// The `gemm/...` benchmarks time blas::gemm on every linear layer's three GEMMs at 1 and 2
+// threads: build once per BLAS backend (-DPEFT_BLAS=openblas|blis) and compare
+// (`bench_core --benchmark_filter=^gemm/`; docs/performance.md, "BLAS backends").
 //
 // Two configurations, chosen by the benchmark argument:
 //   0: ViT-Ti/CIFAR-like [B=32, T=65, D=192], 3 heads of 64
@@ -7,6 +10,7 @@
 // memory-bound, so they report GB/s of tensor traffic instead (reads + writes of x, y, dy, dx).
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -170,6 +174,89 @@ void BM_Sgemm(benchmark::State& state) {
   state.SetLabel(std::string(c.name) + " " + kGemmNames[state.range(1)]);
 }
 
+// ---------------------------------------------------------------- every linear GEMM, per backend
+
+// The three GEMMs of a linear layer y[R,N] = x[R,K] W[N,K]^T, with the flags and leading
+// dimensions the autograd ops pass:
+//   fwd NT: y  = x  W^T   (M=R, N=N, K=K)
+//   dX  NN: dX = dY W     (M=R, N=K, K=N)
+//   dW  TN: dW = dY^T x   (M=N, N=K, K=R)
+struct LinearGemm {
+  const char* config;  // "tiny" / "base", as `peft bench --config`
+  const char* layer;   // qkv, proj, fc1, fc2
+  int64_t R, N, K;     // rows (batch x tokens), out features, in features
+};
+
+const LinearGemm kLinearGemms[] = {
+    // tiny: B*T = 32*65 rows, D = 192, MLP 768
+    {"tiny", "qkv", 32 * 65, 576, 192},
+    {"tiny", "proj", 32 * 65, 192, 192},
+    {"tiny", "fc1", 32 * 65, 768, 192},
+    {"tiny", "fc2", 32 * 65, 192, 768},
+    // base: B*T = 8*197 rows, D = 768, MLP 3072
+    {"base", "qkv", 8 * 197, 2304, 768},
+    {"base", "proj", 8 * 197, 768, 768},
+    {"base", "fc1", 8 * 197, 3072, 768},
+    {"base", "fc2", 8 * 197, 768, 3072},
+};
+
+enum Direction { kFwdNT, kDxNN, kDwTN };
+const char* kDirectionNames[] = {"fwd_NT", "dX_NN", "dW_TN"};
+
+GemmShape linear_gemm_shape(const LinearGemm& l, Direction d) {
+  switch (d) {
+    case kFwdNT: return {false, true, l.R, l.N, l.K, l.K, l.K, 1};
+    case kDxNN: return {false, false, l.R, l.K, l.N, l.N, l.K, 1};
+    default: return {true, false, l.N, l.K, l.R, l.N, l.K, 1};
+  }
+}
+
+// blas::gemm on one shape with `threads` OpenMP threads (our split; the library stays at one
+// thread), checked against gemm_reference on the first rows of C before timing.
+void BM_LinearGemm(benchmark::State& state, GemmShape g, int threads) {
+  const int prev_threads = num_threads();
+  set_num_threads(threads);
+  Tensor A = leaf({g.M * g.K}, 1, false), B = leaf({g.K * g.N}, 2, false);
+  Tensor C = zeros({g.M * g.N});
+  const float* pa = A.data<float>();
+  const float* pb = B.data<float>();
+  float* pc = C.data<float>();
+  auto run = [&] { blas::gemm(g.ta, g.tb, g.M, g.N, g.K, 1.0f, pa, g.lda, pb, g.ldb, 0.0f, pc, g.N); };
+  run();
+  const int64_t m = std::min<int64_t>(3, g.M);
+  std::vector<float> ref(m * g.N);
+  blas::gemm_reference(g.ta, g.tb, m, g.N, g.K, 1.0f, pa, g.lda, pb, g.ldb, 0.0f, ref.data(), g.N);
+  for (int64_t i = 0; i < m * g.N; ++i)
+    if (std::fabs(ref[i] - pc[i]) > 1e-3f * (1.0f + std::fabs(ref[i]))) {
+      state.SkipWithError("blas::gemm disagrees with gemm_reference");
+      set_num_threads(prev_threads);
+      return;
+    }
+  for (auto _ : state) {
+    run();
+    benchmark::ClobberMemory();
+  }
+  set_gflops(state, 2.0 * g.M * g.N * g.K);
+  state.SetLabel(blas::backend_name());
+  set_num_threads(prev_threads);
+}
+
+// Names read gemm/<config>/<layer>/<direction>/<M>x<N>x<K>/threads:<T>, e.g.
+// gemm/base/fc1/dW_TN/3072x768x1576/threads:2.
+void register_linear_gemms() {
+  for (int threads : {1, 2})
+    for (const LinearGemm& l : kLinearGemms)
+      for (Direction d : {kFwdNT, kDxNN, kDwTN}) {
+        const GemmShape g = linear_gemm_shape(l, d);
+        const std::string name = std::string("gemm/") + l.config + "/" + l.layer + "/" + kDirectionNames[d] + "/" +
+                                 std::to_string(g.M) + "x" + std::to_string(g.N) + "x" + std::to_string(g.K) +
+                                 "/threads:" + std::to_string(threads);
+        benchmark::RegisterBenchmark(name.c_str(), BM_LinearGemm, g, threads)
+            ->Unit(benchmark::kMillisecond)
+            ->UseRealTime();
+      }
+}
+
 void configs(benchmark::internal::Benchmark* b) { b->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime(); }
 void gemm_configs(benchmark::internal::Benchmark* b) {
   for (int64_t cfg = 0; cfg < 2; ++cfg)
@@ -187,6 +274,7 @@ BENCHMARK(BM_AttentionFwdBwd)->Apply(configs);
 BENCHMARK(BM_Sgemm)->Apply(gemm_configs);
 
 int main(int argc, char** argv) {
+  register_linear_gemms();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::AddCustomContext("peft threads", thread_policy());
