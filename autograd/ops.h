@@ -9,6 +9,7 @@
 #include "autograd/ops/index.h"
 #include "autograd/ops/layer_norm.h"
 #include "autograd/ops/loss.h"
+#include "autograd/ops/lora.h"
 #include "autograd/ops/matmul.h"
 #include "autograd/ops/normalize.h"
 #include "autograd/ops/reduce.h"

@@ -21,8 +21,9 @@ Linear::Linear(int64_t in, int64_t out, bool has_bias, Generator& gen) : in_feat
 Tensor ssf_apply(const Tensor& y, const Tensor& scale, const Tensor& shift) { return add(mul(y, scale), shift); }
 
 Tensor Linear::forward(const Tensor& x) const {
-  Tensor y = linear(x, weight, bias);
-  if (lora_A.defined()) y = add(y, mul(linear(linear(x, lora_A), lora_B), lora_scale));
+  // LoRA: one fused op (autograd/ops/lora.cpp), the same math as
+  // add(linear(x, W, b), mul(linear(linear(x, A), B), scale)).
+  Tensor y = lora_A.defined() ? lora_linear(x, weight, bias, lora_A, lora_B, lora_scale) : linear(x, weight, bias);
   if (ssf_scale.defined()) y = ssf_apply(y, ssf_scale, ssf_shift);
   return y;
 }
