@@ -12,6 +12,7 @@
 #include "autograd/node.h"
 #include "autograd/ops/elementwise.h"
 #include "core/error.h"
+#include "core/threads.h"
 
 namespace peft {
 
@@ -59,6 +60,28 @@ void set_debug_grad_scale(const std::string& op, double scale) {
 }
 
 void clear_debug_grad_scale() { set_debug_grad_scale("", 1.0); }
+
+namespace {
+// acc += g. In place when acc is a contiguous buffer nobody else holds (the usual case: a
+// gradient an op just allocated), saving a [R, D] allocation per residual connection; else a
+// new tensor, since acc may be shared (add's backward hands the same g to both inputs).
+void accumulate_into(Tensor& acc, const Tensor& g) {
+  const bool sole_owner = acc.impl_ptr().use_count() == 1 && acc.impl()->storage.use_count() == 1;
+  if (!sole_owner || !acc.is_contiguous() || !g.is_contiguous() || acc.sizes() != g.sizes() ||
+      acc.dtype() != g.dtype()) {
+    acc = add(acc, g);
+    return;
+  }
+  dispatch_float(acc.dtype(), "backward accumulate", [&](auto tag) {
+    using T = decltype(tag);
+    T* a = acc.data<T>();
+    const T* b = g.data<T>();
+    const int64_t n = acc.numel();
+#pragma omp parallel for if (n > kParallelGrain)
+    for (int64_t i = 0; i < n; ++i) a[i] += b[i];
+  });
+}
+}  // namespace
 
 void backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
   if (!root.defined() || !root.requires_grad())
@@ -125,7 +148,7 @@ void backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
         accumulate_leaf(*e.leaf, gi);
       } else {
         auto [slot, inserted] = grads.try_emplace(e.node.get(), gi);
-        if (!inserted) slot->second = add(slot->second, gi);
+        if (!inserted) accumulate_into(slot->second, gi);
       }
     }
     if (!retain_graph) {

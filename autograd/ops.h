@@ -6,6 +6,7 @@
 #include "autograd/ops/conv.h"
 #include "autograd/ops/dropout.h"
 #include "autograd/ops/elementwise.h"
+#include "autograd/ops/gelu_linear.h"
 #include "autograd/ops/index.h"
 #include "autograd/ops/layer_norm.h"
 #include "autograd/ops/loss.h"

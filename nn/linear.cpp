@@ -28,6 +28,13 @@ Tensor Linear::forward(const Tensor& x) const {
   return y;
 }
 
+Tensor Linear::forward_after_gelu(const Tensor& h) const {
+  if (lora_A.defined()) return forward(gelu(h));
+  Tensor y = gelu_linear(h, weight, bias);
+  if (ssf_scale.defined()) y = ssf_apply(y, ssf_scale, ssf_shift);
+  return y;
+}
+
 void Linear::add_lora(int64_t rank, double alpha, Generator& gen) {
   Tensor a = empty({rank, in_features}, weight.dtype());
   kaiming_uniform_(a, gen, std::sqrt(5.0));

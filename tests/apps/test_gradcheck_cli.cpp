@@ -58,8 +58,9 @@ TEST_F(GradcheckCli, FullFineTuningPassesOnEveryTensor) {
 }
 
 TEST_F(GradcheckCli, ABrokenGeluBackwardFails) {
-  // gelu's gradient scaled by 1.01: fc1 (before gelu) and everything upstream must fail.
-  auto r = run_peft("gradcheck --config " + config + " --method full --break-op gelu", "broken_full");
+  // The MLP's fused gelu -> fc2 op (gelu_linear) with its gradients scaled by 1.01: fc1 (before
+  // it) and everything upstream must fail.
+  auto r = run_peft("gradcheck --config " + config + " --method full --break-op gelu_linear", "broken_full");
   EXPECT_EQ(r.status, 1) << r.out << r.err;
   EXPECT_NE(r.out.find("gradcheck: FAIL"), std::string::npos) << r.out;
   for (const char* name : {"blocks.0.mlp.fc1.weight", "patch_embed.proj.weight", "input (images)"}) {
@@ -68,7 +69,7 @@ TEST_F(GradcheckCli, ABrokenGeluBackwardFails) {
     std::string line = r.out.substr(at, r.out.find('\n', at) - at);
     EXPECT_NE(line.find("FAIL"), std::string::npos) << line;
   }
-  // Tensors after gelu (fc2, the head) do not see its gradient and still pass.
+  // Tensors after it (the head) do not see its gradient and still pass.
   size_t at = r.out.find("head.weight ");
   ASSERT_NE(at, std::string::npos);
   EXPECT_NE(r.out.substr(at, r.out.find('\n', at) - at).find("PASS"), std::string::npos);
@@ -79,9 +80,9 @@ TEST_F(GradcheckCli, ABrokenBackwardFailsForTheLinearProbeToo) {
   auto head = run_peft("gradcheck --config " + config + " --method linear --no-input --break-op linear", "broken_head");
   EXPECT_EQ(head.status, 1) << head.out << head.err;
   EXPECT_EQ(count(head.out, "  FAIL\n"), 2u) << head.out;
-  // gelu is not on the linear probe's training tape, but the input check runs through it: the
+  // gelu_linear is not on the linear probe's training tape, but the input check runs through it: the
   // per-tensor tolerance (scaled to the input's small gradients) must still catch a 1% error.
-  auto input = run_peft("gradcheck --config " + config + " --method linear --break-op gelu", "broken_input");
+  auto input = run_peft("gradcheck --config " + config + " --method linear --break-op gelu_linear", "broken_input");
   EXPECT_EQ(input.status, 1) << input.out << input.err;
   EXPECT_EQ(count(input.out, "  FAIL\n"), 1u) << input.out;
   EXPECT_NE(input.out.find("analytic"), std::string::npos);  // the failing element is named
@@ -116,7 +117,7 @@ TEST_F(GradcheckCli, GraphWritesTheDotOfATrainingStep) {
   ASSERT_EQ(f.status, 0) << f.out << f.err;
   std::string ft = testing::read_file(full);
   EXPECT_NE(ft.find("blocks.0.mlp.fc1.weight"), std::string::npos);
-  EXPECT_NE(ft.find("label=\"gelu\\n"), std::string::npos);
+  EXPECT_NE(ft.find("label=\"gelu_linear\\n"), std::string::npos);
   EXPECT_NE(ft.find("label=\"images\\n[2, 3, 8, 8]"), std::string::npos);
   EXPECT_NE(ft.find("label=\"labels\\n[2]"), std::string::npos);  // frozen inputs are shown too
   EXPECT_GT(count(ft, "shape=box"), 20u);
