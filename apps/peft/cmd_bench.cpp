@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
+#include <string>
 #include <nlohmann/json.hpp>
 #include <vector>
 
@@ -105,9 +107,8 @@ double train_flops_per_image(const nn::ViTConfig& c, int64_t batch, const std::s
 }
 
 // ---------------------------------------------------------------------------------------------
-// sgemm rate on the block linears' forward shapes: x [R, K] @ W[N, K]^T -> [R, N] with
-// R = batch * tokens, exactly the call nn::Linear makes. Median over enough repetitions to
-// fill ~0.2 s per shape (at least 3).
+// sgemm rate on the block linears' GEMM shapes, exactly the calls nn::Linear makes. Median over
+// enough repetitions to fill ~0.2 s per shape (at least 3).
 struct GemmRate {
   std::string name;
   int64_t M, N, K;
@@ -115,31 +116,51 @@ struct GemmRate {
   double seconds;  // median seconds per call
 };
 
-std::vector<GemmRate> probe_gemm(const nn::ViTConfig& c, int64_t rows, Generator& gen) {
+// Times blas::gemm on the block linears' GEMMs as the step runs them (rows = batch x tokens):
+// the forward C = X W^T (NT) always; in training also the data gradient dX = dY W (NN) when
+// gradients flow through the backbone, and the weight gradient dW = dY^T X (TN) when the
+// weights train. Each shape is timed alone (median of repeated calls).
+std::vector<GemmRate> probe_gemm(const nn::ViTConfig& c, int64_t rows, bool data_grad, bool weight_grad,
+                                 Generator& gen) {
   const int64_t D = c.dim, H = c.mlp_hidden();
-  struct Shape3 { const char* name; int64_t N, K; };
-  const Shape3 shapes[] = {{"attn.qkv", 3 * D, D}, {"attn.proj", D, D}, {"mlp.fc1", H, D}, {"mlp.fc2", D, H}};
+  struct Layer { const char* name; int64_t N, K; };
+  const Layer layers[] = {{"attn.qkv", 3 * D, D}, {"attn.proj", D, D}, {"mlp.fc1", H, D}, {"mlp.fc2", D, H}};
   std::vector<GemmRate> out;
-  for (const auto& s : shapes) {
-    std::vector<float> A(static_cast<size_t>(rows * s.K)), W(static_cast<size_t>(s.N * s.K)), C(static_cast<size_t>(rows * s.N));
-    for (auto& v : A) v = static_cast<float>(gen.uniform() - 0.5);
+  for (const auto& l : layers) {
+    // Buffers big enough for every GEMM of this layer: X/dX [rows, K], W/dW [N, K], Y/dY [rows, N].
+    std::vector<float> X(static_cast<size_t>(rows * l.K)), W(static_cast<size_t>(l.N * l.K)),
+        Y(static_cast<size_t>(rows * l.N));
+    for (auto& v : X) v = static_cast<float>(gen.uniform() - 0.5);
     for (auto& v : W) v = static_cast<float>(gen.uniform() - 0.5);
-    auto call = [&] {
-      blas::gemm(false, true, rows, s.N, s.K, 1.0f, A.data(), s.K, W.data(), s.K, 0.0f, C.data(), s.N);
-    };
-    auto t0 = Clock::now();
-    call();  // warm-up: pages in the buffers, wakes the threads
-    const double first = std::max(seconds_between(t0, Clock::now()), 1e-6);
-    const int reps = static_cast<int>(std::clamp(0.2 / first, 3.0, 50.0));
-    std::vector<double> times;
-    for (int i = 0; i < reps; ++i) {
-      auto a = Clock::now();
-      call();
-      times.push_back(seconds_between(a, Clock::now()));
+    for (auto& v : Y) v = static_cast<float>(gen.uniform() - 0.5);
+    struct Gemm { const char* kind; bool on; std::function<void()> call; int64_t M, N, K; };
+    std::vector<float> Xout(X.size()), Wout(W.size());
+    const Gemm gemms[] = {
+        {"", true,
+         [&] { blas::gemm(false, true, rows, l.N, l.K, 1.0f, X.data(), l.K, W.data(), l.K, 0.0f, Y.data(), l.N); },
+         rows, l.N, l.K},
+        {" dX", data_grad,
+         [&] { blas::gemm(false, false, rows, l.K, l.N, 1.0f, Y.data(), l.N, W.data(), l.K, 0.0f, Xout.data(), l.K); },
+         rows, l.K, l.N},
+        {" dW", weight_grad,
+         [&] { blas::gemm(true, false, l.N, l.K, rows, 1.0f, Y.data(), l.N, X.data(), l.K, 0.0f, Wout.data(), l.K); },
+         l.N, l.K, rows}};
+    for (const auto& g : gemms) {
+      if (!g.on) continue;
+      auto t0 = Clock::now();
+      g.call();  // warm-up: pages in the buffers, wakes the threads
+      const double first = std::max(seconds_between(t0, Clock::now()), 1e-6);
+      const int reps = static_cast<int>(std::clamp(0.2 / first, 3.0, 50.0));
+      std::vector<double> times;
+      for (int i = 0; i < reps; ++i) {
+        auto a = Clock::now();
+        g.call();
+        times.push_back(seconds_between(a, Clock::now()));
+      }
+      const double med = median(times);
+      const double flops = 2.0 * static_cast<double>(g.M) * static_cast<double>(g.N) * static_cast<double>(g.K);
+      out.push_back({std::string(l.name) + g.kind, g.M, g.N, g.K, flops / med / 1e9, med});
     }
-    const double med = median(times);
-    const double flops = 2.0 * static_cast<double>(rows) * static_cast<double>(s.N) * static_cast<double>(s.K);
-    out.push_back({s.name, rows, s.N, s.K, flops / med / 1e9, med});
   }
   return out;
 }
@@ -230,7 +251,10 @@ int run_bench(const BenchArgs& a, const Common& common) {
   double gemm_gflops = 0;
   if (a.gemm_probe) {
     Generator probe_gen(common.seed + 3);
-    rates = probe_gemm(c, batch * tokens, probe_gen);
+    // The same rule as the FLOP count: no backbone backward for the linear probe (or prompts
+    // with M = 0); weight gradients only when the weights train.
+    const bool backbone_backward = train && method != "linear" && !(uses_prompts(method) && M == 0);
+    rates = probe_gemm(c, batch * tokens, backbone_backward, train && method == "full", probe_gen);
     double fl = 0, sec = 0;  // FLOP-weighted: one call of each shape, as one block runs them
     for (auto& r : rates) {
       fl += r.gflops * r.seconds;
@@ -276,7 +300,7 @@ int run_bench(const BenchArgs& a, const Common& common) {
   if (a.gemm_probe) {
     std::string parts;
     for (auto& r : rates) parts += fmt::format("{}{} [{}x{}x{}] {:.1f}", parts.empty() ? "" : ", ", r.name, r.M, r.N, r.K, r.gflops);
-    fmt::print("sgemm ({}, {} threads, C[M,N] = A[M,K] B[N,K]^T): {} GFLOP/s; FLOP-weighted {:.1f} GFLOP/s; "
+    fmt::print("sgemm ({}, {} threads, the step's GEMM shapes [MxNxK]): {} GFLOP/s; FLOP-weighted {:.1f} GFLOP/s; "
                "whole step at {:.0f}% of it\n",
                blas::backend_name(), num_threads(), parts, gemm_gflops, 100.0 * (flops / med / 1e9) / gemm_gflops);
   }

@@ -106,6 +106,34 @@ AdamW::AdamW(std::vector<ParamSpec> params, double lr, double b1, double b2, dou
   slot_names_ = {"exp_avg", "exp_avg_sq"};
 }
 
+namespace {
+// One AdamW update over a flat tensor: the same order of operations as torch.optim.AdamW's
+// single-tensor path, in the parameter's dtype. Split across the team for big tensors; the
+// float32 version is also compiled for AVX-512 / AVX2 (the loop is pure elementwise math).
+template <class T>
+void adamw_update_impl(T* p, T* m, T* v, const T* g, int64_t n, bool decay_on, T decay, T b1, T b2, T ss, T bs, T ep) {
+#pragma omp parallel for if (n > 65536)
+  for (int64_t k = 0; k < n; ++k) {
+    if (decay_on) p[k] *= decay;
+    m[k] = m[k] * b1 + g[k] * (T(1) - b1);  // exp_avg.lerp_(grad, 1-beta1)
+    v[k] = v[k] * b2 + g[k] * g[k] * (T(1) - b2);
+    const T denom = std::sqrt(v[k]) / bs + ep;
+    p[k] -= ss * m[k] / denom;
+  }
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) void adamw_update(float* p, float* m, float* v,
+                                                                                const float* g, int64_t n, bool decay_on,
+                                                                                float decay, float b1, float b2,
+                                                                                float ss, float bs, float ep) {
+  adamw_update_impl(p, m, v, g, n, decay_on, decay, b1, b2, ss, bs, ep);
+}
+void adamw_update(double* p, double* m, double* v, const double* g, int64_t n, bool decay_on, double decay, double b1,
+                  double b2, double ss, double bs, double ep) {
+  adamw_update_impl(p, m, v, g, n, decay_on, decay, b1, b2, ss, bs, ep);
+}
+}  // namespace
+
 void AdamW::step() {
   NoGradGuard ng;
   ++steps_;
@@ -127,19 +155,10 @@ void AdamW::step() {
       T* pv = v.data<T>();
       const T* pg = gc.data<T>();
       const int64_t n = p.numel();
-      const T b1 = static_cast<T>(beta1), b2 = static_cast<T>(beta2), lr = static_cast<T>(lr_);
+      const T b1 = static_cast<T>(beta1), b2 = static_cast<T>(beta2);
       const T decay = static_cast<T>(1.0 - lr_ * wd), ss = static_cast<T>(step_size), bs = static_cast<T>(bc2_sqrt),
               ep = static_cast<T>(eps);
-      // Same order of operations as torch.optim.AdamW (single-tensor path), in the param's dtype.
-#pragma omp parallel for if (n > 65536)
-      for (int64_t k = 0; k < n; ++k) {
-        if (wd != 0) pp[k] *= decay;
-        pm[k] = pm[k] * b1 + pg[k] * (T(1) - b1);  // exp_avg.lerp_(grad, 1-beta1)
-        pv[k] = pv[k] * b2 + pg[k] * pg[k] * (T(1) - b2);
-        T denom = std::sqrt(pv[k]) / bs + ep;
-        pp[k] -= ss * pm[k] / denom;
-      }
-      (void)lr;
+      adamw_update(pp, pm, pv, pg, n, wd != 0, decay, b1, b2, ss, bs, ep);
     });
     p.bump_version();
   }
