@@ -25,6 +25,7 @@
 #include "nn/config.h"
 #include "nn/optim/optimizer.h"
 #include "nn/vit.h"
+#include "peft/merge.h"
 #include "peft/method.h"
 
 namespace peft::app {
@@ -46,6 +47,7 @@ struct BenchArgs {
   int64_t prompts = 10;
   int64_t warmup = 0, steps = 0;
   bool gemm_probe = true;
+  bool merged = false;  // ssf / lora, infer: fold the adapters and time the plain ViT that results
 };
 
 // torch_vit_bench.py's mode names are accepted too; "vpt" there is VPT-deep.
@@ -199,6 +201,38 @@ int run_bench(const BenchArgs& a, const Common& common) {
   // Random images and labels, seeded.
   Generator data_gen(common.seed + 2);
   Tensor x = randn({batch, c.in_chans, c.image_size, c.image_size}, data_gen);
+
+  // --merged: a deployed SSF/LoRA model is a plain ViT with folded weights. Give the adapters
+  // random values (LoRA's B starts at 0, which would make the fold trivial), fold them, load the
+  // plain state dict into a ViT without slots, check both give the same logits, time that model.
+  std::unique_ptr<nn::VisionTransformer> plain;
+  double merged_diff = -1;
+  if (a.merged) {
+    if (a.phase != "infer" || !is_mergeable_method(method))
+      throw UsageError(fmt::format("--merged: needs --phase infer and a mergeable method (ssf, lora); got {} {}",
+                                   method, a.phase));
+    Generator adapter_gen(common.seed + 4);
+    for (auto& [name, t] : vit.named_parameters())
+      if (t.requires_grad() && name.rfind("head.", 0) != 0) {
+        NoGradGuard ng;
+        t.copy_(add(t, randn(t.sizes(), adapter_gen, t.dtype(), 0.0, 0.02)));
+      }
+    vit.eval();
+    Tensor before;
+    {
+      NoGradGuard ng;
+      before = vit.forward(x);
+    }
+    merge_adapters(vit);
+    plain = std::make_unique<nn::VisionTransformer>(c, common.seed);
+    std::map<std::string, Tensor> sd;
+    for (auto& [n, t] : plain_state_dict(vit)) sd[n] = t;
+    plain->load_state_dict(sd);
+    plain->eval();
+    NoGradGuard ng;
+    merged_diff = max_abs_diff(plain->forward(x), before);
+  }
+  nn::VisionTransformer& model = plain ? *plain : vit;
   std::vector<int64_t> labels(static_cast<size_t>(batch));
   for (auto& l : labels) l = static_cast<int64_t>(data_gen.next_u64() % static_cast<uint64_t>(c.num_classes));
   Tensor y = from_vector_i64(labels, {batch});
@@ -207,22 +241,22 @@ int run_bench(const BenchArgs& a, const Common& common) {
   const bool train = a.phase == "train";
   std::unique_ptr<nn::AdamW> opt;
   if (train) {
-    vit.train();
+    model.train();
     // The script: AdamW(lr=1e-4, weight_decay=0.05) on every trainable tensor. param_groups
     // exempts 1-d tensors from decay; that changes no cost worth measuring.
-    opt = std::make_unique<nn::AdamW>(nn::param_groups(vit.named_parameters(), 0.05), 1e-4);
+    opt = std::make_unique<nn::AdamW>(nn::param_groups(model.named_parameters(), 0.05), 1e-4);
   } else {
-    vit.eval();
+    model.eval();
   }
   auto step = [&] {
     if (train) {
       opt->zero_grad();
-      Tensor loss = cross_entropy(vit.forward(x), y);
+      Tensor loss = cross_entropy(model.forward(x), y);
       backward(loss);
       opt->step();
     } else {
       NoGradGuard ng;
-      Tensor logits = vit.forward(x);
+      Tensor logits = model.forward(x);
     }
   };
 
@@ -286,6 +320,10 @@ int run_bench(const BenchArgs& a, const Common& common) {
                       {"rss_build_mb", rss_build},
                       {"peak_rss_mb", peak_rss},
                       {"peak_tensor_mb", peak_tensor_mb}};
+  if (a.merged) {
+    s["merged"] = true;
+    s["merged_max_abs_diff"] = merged_diff;  // logits of the folded plain ViT vs the adapter model
+  }
   if (a.gemm_probe) {
     s["sgemm_gflops"] = gemm_gflops;
     nlohmann::ordered_json shapes = nlohmann::ordered_json::object();
@@ -328,6 +366,9 @@ void add_bench_command(CLI::App& app, Common& common, Runner& run) {
   cmd->add_option("--steps", a.steps, "timed steps (median and min reported)")->required();
   cmd->add_option("--seed", common.seed, "random seed of the weights, method tensors, images and labels");
   cmd->add_flag("--json", common.json, "print the JSON summary (torch_vit_bench.py's keys) as the last stdout line");
+  cmd->add_flag("--merged", a.merged,
+                "ssf/lora with --phase infer: fold the adapters into the weights and time the plain ViT that results "
+                "(compare with --method full --phase infer, the plain ViT)");
   cmd->add_flag("--no-gemm-probe", [](int64_t) { a.gemm_probe = false; }, "skip the sgemm rate measurement");
   cmd->callback([&run, &common] {
     run = [&common] { return run_bench(a, common); };

@@ -80,6 +80,28 @@ TEST(BenchCli, TrainStepFlopsFollowTheScript) {
   EXPECT_FALSE(j.contains("sgemm_gflops"));
 }
 
+TEST(BenchCli, MergedLoraIsAPlainVitWithTheSameLogits) {
+  auto r = run_peft("bench --config tiny --method lora --phase infer --merged --threads 1 --warmup 0 --steps 1 "
+                    "--no-gemm-probe --json",
+                    "bench_merged");
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto j = last_json_line(r.out);
+  EXPECT_EQ(j["merged"], true);
+  EXPECT_GE(j["merged_max_abs_diff"].get<double>(), 0.0);
+  EXPECT_LT(j["merged_max_abs_diff"].get<double>(), 1e-4);  // folded in float64, rounded once
+  // The timed model is the plain ViT: the GEMMs it ran are exactly the plain forward's.
+  EXPECT_NEAR(j["gemm_gflop_counted_per_step"].get<double>(), j["gflop_per_step"].get<double>(),
+              0.15 * j["gflop_per_step"].get<double>());
+  // Only with inference and a mergeable method.
+  auto bad = run_peft("bench --config tiny --method lora --phase train --merged --threads 1 --warmup 0 --steps 1",
+                      "bench_merged_train");
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_NE(bad.err.find("--merged"), std::string::npos) << bad.err;
+  bad = run_peft("bench --config tiny --method vpt-deep --phase infer --merged --threads 1 --warmup 0 --steps 1",
+                 "bench_merged_vpt");
+  EXPECT_EQ(bad.status, 2);
+}
+
 TEST(BenchCli, BadUsageExitsTwo) {
   auto r = run_peft("bench --config tiny --method nosuch --phase infer --threads 1 --warmup 0 --steps 1", "bench_bad");
   EXPECT_EQ(r.status, 2);
