@@ -320,6 +320,7 @@ TrainResult train_model(nn::VisionTransformer& model, const data::DatasetPtr& tr
       backward(loss);
       if (cfg.clip_grad > 0) nn::clip_grad_norm(opt->params(), cfg.clip_grad);
       opt->step();
+      opt->zero_grad();  // free the gradient buffers now: the next forward does not need them
       loss_sum += lv * static_cast<double>(b.labels.numel());
       correct += count_correct(logits, b.labels);
       seen += b.labels.numel();

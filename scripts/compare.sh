@@ -12,7 +12,7 @@
 # Options: --config tiny|base, --sweep, --reps R, --threads "1 2", --methods "LIST",
 #          --phases "train infer", --warmup W, --steps S, --out FILE (the table; the raw JSON
 #          lines go to FILE.jsonl; default out/compare-CONFIG-DATE.md),
-#          --timeout SEC (per process).
+#          --timeout SEC (per process), --torch-2p (PyTorch with OMP_WAIT_POLICY=PASSIVE).
 # Environment: PEFT_BIN (default build/peft), TORCH_BENCH (default ../shared/bench/torch_vit_bench.py),
 #              PYTHON (default /usr/bin/python3).
 # PyTorch runs with OPENBLAS_NUM_THREADS=OMP_NUM_THREADS=T: for T=2 that is the script's "2n"
@@ -34,6 +34,7 @@ warmup=""
 steps=""
 out=""
 timeout_s=900
+torch_wait=""
 peft_bin="${PEFT_BIN:-build/peft}"
 torch_bench="${TORCH_BENCH:-../shared/bench/torch_vit_bench.py}"
 python="${PYTHON:-/usr/bin/python3}"
@@ -51,6 +52,7 @@ while [[ $# -gt 0 ]]; do
     --steps) steps="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --timeout) timeout_s="$2"; shift 2 ;;
+    --torch-2p) torch_wait=PASSIVE; shift ;;
     -h|--help) usage ;;
     *) echo "compare.sh: unknown option '$1'" >&2; usage ;;
   esac
@@ -102,7 +104,7 @@ measure() {  # prog method M phase T
   local prog="$1" m="$2" M="$3" ph="$4" T="$5" line log
   log="$(mktemp)"
   if [[ $prog == torch ]]; then
-    if ! OPENBLAS_NUM_THREADS="$T" OMP_NUM_THREADS="$T" timeout "$timeout_s" "$python" "$torch_bench" one --config "$config" \
+    if ! OPENBLAS_NUM_THREADS="$T" OMP_NUM_THREADS="$T" env ${torch_wait:+OMP_WAIT_POLICY=$torch_wait} timeout "$timeout_s" "$python" "$torch_bench" one --config "$config" \
         --mode "$(torch_mode "$m")" --prompts "$M" --threads "$T" --phase "$ph" --warmup "$warmup" --steps "$steps" >"$log" 2>&1; then
       echo "  FAILED: torch $m M=$M $ph T=$T: $(tail -c 300 "$log")" >&2; rm -f "$log"; return 0
     fi
@@ -120,7 +122,7 @@ measure() {  # prog method M phase T
   "$python" -c 'import json,sys; r=json.loads(sys.argv[1]); print("  %-5s %9.1f ms %6.1f GFLOP/s %7.0f MB" % (sys.argv[2], r["median_s"] * 1e3, r["gflops"], r["peak_rss_mb"]))' "$line" "$prog"
 }
 
-echo "compare: config=$config reps=$reps threads=($threads) warmup=$warmup steps=$steps; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "compare: config=$config reps=$reps threads=($threads) warmup=$warmup steps=$steps${torch_wait:+ torch OMP_WAIT_POLICY=$torch_wait}; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "raw results: $raw"
 for ((rep = 1; rep <= reps; rep++)); do
   for T in $threads; do
