@@ -104,6 +104,16 @@ void check_eval_data(const nn::VisionTransformer& model, const data::DatasetPtr&
                                  model.head->out_features));
 }
 
+// The summary of an evaluation pass over n images that began at t0.
+EvalResult eval_result(int64_t n, int64_t correct, double loss_sum, Clock::time_point t0) {
+  EvalResult r;
+  r.n = n;
+  r.top1 = 100.0 * static_cast<double>(correct) / static_cast<double>(n);
+  r.loss = loss_sum / static_cast<double>(n);
+  r.images_per_s = static_cast<double>(n) / std::max(seconds_since(t0), 1e-9);
+  return r;
+}
+
 // evaluate() for a frozen backbone: the head on cached features. The first call encodes the
 // images (in the batches evaluate() uses); later calls only run the head.
 EvalResult evaluate_cached(nn::VisionTransformer& model, const data::DatasetPtr& ds, int64_t batch,
@@ -137,12 +147,7 @@ EvalResult evaluate_cached(nn::VisionTransformer& model, const data::DatasetPtr&
     }
   }
   model.train(was_training);
-  EvalResult r;
-  r.n = n;
-  r.top1 = 100.0 * static_cast<double>(correct) / static_cast<double>(n);
-  r.loss = loss_sum / static_cast<double>(n);
-  r.images_per_s = static_cast<double>(n) / std::max(seconds_since(t0), 1e-9);
-  return r;
+  return eval_result(n, correct, loss_sum, t0);
 }
 
 }  // namespace
@@ -165,12 +170,7 @@ EvalResult evaluate(nn::VisionTransformer& model, const data::DatasetPtr& ds, in
     n += b.labels.numel();
   }
   model.train(was_training);
-  EvalResult r;
-  r.n = n;
-  r.top1 = 100.0 * static_cast<double>(correct) / static_cast<double>(n);
-  r.loss = loss_sum / static_cast<double>(n);
-  r.images_per_s = static_cast<double>(n) / std::max(seconds_since(t0), 1e-9);
-  return r;
+  return eval_result(n, correct, loss_sum, t0);
 }
 
 TrainResult train_model(nn::VisionTransformer& model, const data::DatasetPtr& train, const data::DatasetPtr& val,

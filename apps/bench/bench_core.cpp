@@ -125,6 +125,18 @@ struct GemmShape {
   int64_t M, N, K, lda, ldb, batch;
 };
 
+// C (already computed by blas::gemm from pa, pb) against the plain triple loop on its first 3
+// rows: same pointers and leading dims, only M shrinks, so the check stays cheap at ViT-B sizes.
+// The first matrix of a batched shape only.
+bool matches_reference(const GemmShape& g, const float* pa, const float* pb, const float* pc) {
+  const int64_t m = std::min<int64_t>(3, g.M);
+  std::vector<float> ref(m * g.N);
+  blas::gemm_reference(g.ta, g.tb, m, g.N, g.K, 1.0f, pa, g.lda, pb, g.ldb, 0.0f, ref.data(), g.N);
+  for (int64_t i = 0; i < m * g.N; ++i)
+    if (std::fabs(ref[i] - pc[i]) > 1e-3f * (1.0f + std::fabs(ref[i]))) return false;
+  return true;
+}
+
 GemmShape gemm_shape(const Config& c, int kind) {
   const int64_t R = c.rows(), in = c.D, out = 4 * c.D;
   switch (kind) {
@@ -155,17 +167,12 @@ void BM_Sgemm(benchmark::State& state) {
       blas::gemm(g.ta, g.tb, g.M, g.N, g.K, 1.0f, pa + h * a_elems, g.lda, pb + h * b_elems, g.ldb, 0.0f,
                  pc + h * c_elems, g.N);
   };
-  // Validate against the plain triple loop before timing, on the first 3 rows of C (same
-  // pointers and leading dims, only M shrinks, so the naive loop stays cheap at ViT-B sizes).
+  // Validate against the plain triple loop before timing.
   run();
-  const int64_t m = std::min<int64_t>(3, g.M);
-  std::vector<float> ref(m * g.N);
-  blas::gemm_reference(g.ta, g.tb, m, g.N, g.K, 1.0f, pa, g.lda, pb, g.ldb, 0.0f, ref.data(), g.N);
-  for (int64_t i = 0; i < m * g.N; ++i)
-    if (std::fabs(ref[i] - pc[i]) > 1e-3f * (1.0f + std::fabs(ref[i]))) {
-      state.SkipWithError("blas::gemm disagrees with gemm_reference");
-      return;
-    }
+  if (!matches_reference(g, pa, pb, pc)) {
+    state.SkipWithError("blas::gemm disagrees with gemm_reference");
+    return;
+  }
   for (auto _ : state) {
     run();
     benchmark::ClobberMemory();
@@ -223,15 +230,11 @@ void BM_LinearGemm(benchmark::State& state, GemmShape g, int threads) {
   float* pc = C.data<float>();
   auto run = [&] { blas::gemm(g.ta, g.tb, g.M, g.N, g.K, 1.0f, pa, g.lda, pb, g.ldb, 0.0f, pc, g.N); };
   run();
-  const int64_t m = std::min<int64_t>(3, g.M);
-  std::vector<float> ref(m * g.N);
-  blas::gemm_reference(g.ta, g.tb, m, g.N, g.K, 1.0f, pa, g.lda, pb, g.ldb, 0.0f, ref.data(), g.N);
-  for (int64_t i = 0; i < m * g.N; ++i)
-    if (std::fabs(ref[i] - pc[i]) > 1e-3f * (1.0f + std::fabs(ref[i]))) {
-      state.SkipWithError("blas::gemm disagrees with gemm_reference");
-      set_num_threads(prev_threads);
-      return;
-    }
+  if (!matches_reference(g, pa, pb, pc)) {
+    state.SkipWithError("blas::gemm disagrees with gemm_reference");
+    set_num_threads(prev_threads);
+    return;
+  }
   for (auto _ : state) {
     run();
     benchmark::ClobberMemory();
