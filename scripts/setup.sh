@@ -22,7 +22,8 @@ PKGS=(build-essential cmake pkg-config libopenblas-dev libgtest-dev libbenchmark
 [ "$blas" = blis ] && PKGS+=(libblis-dev)  # OpenBLAS stays libblas.so.3's provider (higher priority)
 missing=()
 for p in "${PKGS[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [ "$status" = "install ok installed" ] || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then

@@ -12,6 +12,9 @@ for src in tests/core/test_*.cpp; do targets+=("core_$(basename "$src" .cpp)"); 
 jobs=$(nproc 2>/dev/null || echo 2)
 cmake --build "$dir" -j"$jobs" --target "${targets[@]}"
 # The tests accept either backend, so make sure this build really calls BLIS (and only BLIS).
-ldd "$dir/core_test_blas" | grep -q libblis || { echo "test_blis: $dir is not linked to BLIS" >&2; exit 1; }
-! ldd "$dir/core_test_blas" | grep -q libopenblas || { echo "test_blis: $dir also links OpenBLAS" >&2; exit 1; }
+# (ldd's output is captured first: `ldd | grep -q` under pipefail fails whenever grep exits before
+# ldd has written everything and ldd dies of SIGPIPE.)
+libs=$(ldd "$dir/core_test_blas")
+grep -q libblis <<<"$libs" || { echo "test_blis: $dir is not linked to BLIS" >&2; exit 1; }
+! grep -q libopenblas <<<"$libs" || { echo "test_blis: $dir also links OpenBLAS" >&2; exit 1; }
 cd "$dir" && ctest -L core --output-on-failure -j"$jobs" --timeout 300
