@@ -23,6 +23,18 @@ uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 template <class F>
 void fill_with(Tensor& t, const char* op, F draw) {
   if (!is_floating(t.dtype())) throw DTypeError(fmt::format("{}: expected a float tensor, got {}", op, dtype_name(t.dtype())));
+  // Contiguous tensors (every freshly built parameter) are written in place: a float64 copy of
+  // each weight would raise a ViT-B build's peak memory by its largest weights.
+  if (t.is_contiguous() && t.dtype() == DType::f32) {
+    float* p = t.data<float>();
+    for (int64_t i = 0; i < t.numel(); ++i) p[i] = static_cast<float>(draw());
+    return;
+  }
+  if (t.is_contiguous() && t.dtype() == DType::f64) {
+    double* p = t.data<double>();
+    for (int64_t i = 0; i < t.numel(); ++i) p[i] = draw();
+    return;
+  }
   Tensor tmp = empty(t.sizes(), DType::f64);
   double* p = tmp.data<double>();
   for (int64_t i = 0; i < tmp.numel(); ++i) p[i] = draw();

@@ -28,9 +28,9 @@ Tensor Linear::forward(const Tensor& x) const {
   return y;
 }
 
-Tensor Linear::forward_after_gelu(const Tensor& h) const {
+Tensor Linear::forward_after_gelu(Tensor h) const {
   if (lora_A.defined()) return forward(gelu(h));
-  Tensor y = gelu_linear(h, weight, bias);
+  Tensor y = gelu_linear(std::move(h), weight, bias);
   if (ssf_scale.defined()) y = ssf_apply(y, ssf_scale, ssf_shift);
   return y;
 }

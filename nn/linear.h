@@ -15,7 +15,7 @@ class Linear : public Module {
   Tensor forward(const Tensor& x) const;
   // forward(gelu(h)), fused (autograd/ops/gelu_linear.h: saves h, not gelu(h)) unless a LoRA
   // update needs gelu(h) itself.
-  Tensor forward_after_gelu(const Tensor& h) const;
+  Tensor forward_after_gelu(Tensor h) const;  // pass std::move(h) to let inference reuse it
 
   // LoRA (methods.md 11): y += (alpha / r) * (x A^T) B^T. Registers lora_A [r,in] (kaiming
   // uniform a=sqrt(5)) and lora_B [out,r] (zeros) on this module.

@@ -114,7 +114,7 @@ Mlp::Mlp(const ViTConfig& c, Generator& gen, Generator* drop_gen) : act(c.act) {
 Tensor Mlp::forward(const Tensor& x) const {
   Tensor h = fc1->forward(x);
   // With no dropout between them, GELU and fc2 run as one op that saves only h.
-  if (act == "gelu" && (drop->p == 0 || !drop->is_training())) return drop->forward(fc2->forward_after_gelu(h));
+  if (act == "gelu" && (drop->p == 0 || !drop->is_training())) return drop->forward(fc2->forward_after_gelu(std::move(h)));
   h = act == "quick_gelu" ? quick_gelu(h) : gelu(h);
   return drop->forward(fc2->forward(drop->forward(h)));
 }

@@ -24,10 +24,20 @@ Tensor gelu_raw(const Tensor& h) {
 }
 }  // namespace
 
-Tensor gelu_linear(const Tensor& h, const Tensor& w, const Tensor& b) {
+Tensor gelu_linear(Tensor h, const Tensor& w, const Tensor& b) {
   if (!h.defined() || !is_floating(h.dtype()) || h.dim() < 1 || w.dim() != 2 || h.size(-1) != w.size(1) ||
       h.numel() == 0 || w.numel() == 0)
     return linear(gelu(h), w, b);  // the composed ops check the arguments and handle empty dims
+  const bool records = grad_enabled() && (h.requires_grad() || w.requires_grad() || (b.defined() && b.requires_grad()));
+  if (!records && h.is_contiguous() && h.impl_ptr().use_count() == 1 && h.impl()->storage.use_count() == 1) {
+    // Nobody else can see h: overwrite it with gelu(h) and feed it to the GEMM.
+    dispatch_float(h.dtype(), "gelu_linear", [&](auto tag) {
+      using T = decltype(tag);
+      kernels::gelu_forward(h.data<T>(), h.data<T>(), h.numel());
+    });
+    NoGradGuard raw;
+    return linear(h, w, b);
+  }
   const Tensor hc = h.is_contiguous() ? h : h.clone();
   const int64_t hidden = w.size(1), outf = w.size(0), R = hc.numel() / hidden;
   Tensor y;

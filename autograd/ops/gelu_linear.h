@@ -9,6 +9,9 @@
 namespace peft {
 
 // h: [..., hidden], w: [out, hidden], b: [out] or undefined. Exact (erf) GELU.
-Tensor gelu_linear(const Tensor& h, const Tensor& w, const Tensor& b);
+// When nothing is recorded (no_grad, or nothing requires grad) and the caller hands over the
+// only handle on a contiguous h (std::move), GELU runs in place on h: inference then holds one
+// [R, hidden] buffer per MLP instead of two.
+Tensor gelu_linear(Tensor h, const Tensor& w, const Tensor& b);
 
 }  // namespace peft

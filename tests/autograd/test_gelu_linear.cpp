@@ -31,6 +31,25 @@ TEST(GeluLinear, MatchesComposedOps) {
   }
 }
 
+// Under no_grad, a moved-in h that nobody else holds becomes gelu(h) in place: the op then
+// allocates only its output. A shared h is left untouched.
+TEST(GeluLinear, InferenceReusesAnUnsharedInput) {
+  Tensor w = randn64({4, 6}, 2, false), b = randn64({4}, 3, false);
+  Tensor h = randn64({5, 6}, 1, false);
+  Tensor ref = linear(gelu(h), w, b);
+  NoGradGuard ng;
+  Tensor kept = h.clone();
+  Tensor y_shared = gelu_linear(kept, w, b);  // kept is still ours: it must not change
+  EXPECT_LT(max_abs_diff(kept, h), 1e-15);
+  EXPECT_LT(max_abs_diff(y_shared, ref), 1e-12);
+  Tensor owned = h.clone();
+  const int64_t before = counters().live_bytes.load();
+  reset_peak_bytes();
+  Tensor y = gelu_linear(std::move(owned), w, b);
+  EXPECT_EQ(counters().peak_bytes.load() - before, 5 * 4 * 8);  // the output only
+  EXPECT_LT(max_abs_diff(y, ref), 1e-12);
+}
+
 TEST(GeluLinear, Gradcheck) {
   auto fn = [](const std::vector<Tensor>& in) { return gelu_linear(in[0], in[1], in[2]); };
   auto r = gradcheck(fn, {randn64({3, 5}, 11), randn64({2, 5}, 12), randn64({2}, 13)});
