@@ -134,6 +134,15 @@ void head_probs(const Dims& d, const Tensor& q, const Tensor& k, const MaskView<
   }
 }
 
+// Saved for backward: q, k, v, and the probabilities P [B, H, Tq, Tk] only while P is small.
+// P costs Tq*Tk per head against Tq*hd + Tk*(hd + dv) for q, k, v; once it would add more than
+// half of that (self-attention: T > 1.5 hd, e.g. ViT-B/16's 197 tokens at hd 64: 15 MB per
+// block, 180 MB per batch of 8), backward recomputes each head's P from q and k instead, the way
+// flash attention does: one more Tq x Tk x hd GEMM and a row softmax per head, in a cache-sized
+// per-thread scratch block. Short sequences (the tiny bench's 65 tokens, CLIP text, CVPT's
+// prompt keys) keep P and skip the recomputation.
+bool saves_probs(const Dims& d) { return 2 * d.Tq * d.Tk <= d.Tq * d.hd + d.Tk * (d.hd + d.dv); }
+
 }  // namespace
 
 Tensor attention_probs(const Tensor& q0, const Tensor& k0, const Tensor& mask, double scale) {
@@ -152,76 +161,76 @@ Tensor attention_probs(const Tensor& q0, const Tensor& k0, const Tensor& mask, d
   return P;
 }
 
-// Forward: per head, P = softmax(q k^T s + mask) in a per-thread scratch block, then O = P V.
-// P [B, H, Tq, Tk] is never stored: backward recomputes each head's P from the saved q and k
-// (one extra Tq x Tk x hd GEMM and a row softmax per head), the way flash attention does. At
-// ViT-B/16 shapes that keeps 15 MB per block (180 MB per batch of 8) out of the saved
-// activations, for about 1% more FLOPs per training step.
 Tensor scaled_dot_product_attention(const Tensor& q0, const Tensor& k0, const Tensor& v0, const Tensor& mask,
                                     double scale) {
   const char* op = "scaled_dot_product_attention";
   Dims d = check_args(op, q0, k0, &v0, mask, scale);
   Tensor q = blas_ready(q0), k = blas_ready(k0), v = blas_ready(v0);
+  autograd::Recorder rec(op, {q0, k0, v0, mask});
+  const int64_t TT = d.Tq * d.Tk;
+  // Per head: P = softmax(q k^T s + mask), then O = P V. P goes to the saved tensor when backward
+  // will read it, otherwise to the thread's scratch block.
+  Tensor P = rec && saves_probs(d) ? empty_uninitialized({d.B, d.H, d.Tq, d.Tk}, q.dtype()) : Tensor();
   Tensor out = empty_uninitialized({d.B, d.H, d.Tq, d.dv}, q.dtype());  // [B, H, Tq, dv]
   dispatch_float(q.dtype(), op, [&](auto tag) {
     using T = decltype(tag);
     MaskView<T> m(mask, d);
     T* o = out.data<T>();
     std::vector<T> scratch;
-    for_each_head<T>(d, scratch, d.Tq * d.Tk, [&](int64_t b, int64_t h, T* S) {
+    for_each_head<T>(d, scratch, P.defined() ? 0 : TT, [&](int64_t b, int64_t h, T* buf) {
+      T* S = P.defined() ? P.data<T>() + (b * d.H + h) * TT : buf;
       head_probs<T>(d, q, k, m, b, h, S);
       kernels::MatView<T> Pm{S, d.Tq, d.Tk, false, d.Tk};
       kernels::gemm(Pm, head<T>(v, b, h), o + (b * d.H + h) * d.Tq * d.dv, d.dv);  // O = P V
     });
   });
+  if (!rec) return out;
 
-  autograd::Recorder rec(op, {q0, k0, v0, mask});
-  if (rec) {
-    const bool nq = rec.needs(0), nk = rec.needs(1), nv = rec.needs(2), nm = rec.needs(3);
-    const bool ns = nq || nk || nm;  // the score gradient dS is needed
-    // Recomputing P needs q and k; dS needs V (dP = dO V^T). q, k, v are usually views of one
-    // qkv projection, so saving them keeps that one tensor alive.
-    Tensor qs = q.detach(), ks = k.detach(), vs = ns ? v.detach() : Tensor();
-    Tensor ms = mask.defined() ? mask.detach() : Tensor();
-    rec.save({qs, ks, vs, ms});
-    Shape qshape = q0.sizes(), kshape = k0.sizes(), vshape = v0.sizes();
-    Shape mshape = mask.defined() ? mask.sizes() : Shape{};
-    rec.finish(out, [=](const Tensor& g0) -> std::vector<Tensor> {
-      Tensor g = blas_ready(g0);  // dO: [B, H, Tq, dv]
-      Tensor dq = nq ? empty_uninitialized(qshape, g.dtype()) : Tensor();
-      Tensor dk = nk ? empty_uninitialized(kshape, g.dtype()) : Tensor();
-      Tensor dv = nv ? empty_uninitialized(vshape, g.dtype()) : Tensor();
-      // dS is a whole tensor only when the mask needs its gradient; otherwise each head's dS
-      // lives in the thread's scratch block beside its P.
-      Tensor dS = nm ? empty_uninitialized({d.B, d.H, d.Tq, d.Tk}, g.dtype()) : Tensor();
-      dispatch_float(g.dtype(), "scaled_dot_product_attention backward", [&](auto tag) {
-        using T = decltype(tag);
-        MaskView<T> m(ms, d);
-        const int64_t TT = d.Tq * d.Tk;
-        std::vector<T> scratch;
-        for_each_head<T>(d, scratch, 2 * TT, [&](int64_t b, int64_t h, T* buf) {
-          const int64_t bh = b * d.H + h;
-          T* p = buf;
-          head_probs<T>(d, qs, ks, m, b, h, p);  // P again, exactly as forward computed it
-          kernels::MatView<T> Pm{p, d.Tq, d.Tk, false, d.Tk};
-          kernels::MatView<T> G = head<T>(g, b, h);
-          if (nv) kernels::gemm(Pm.t(), G, dv.data<T>() + bh * d.Tk * d.dv, d.dv);  // dV = P^T dO
-          if (!ns) return;
-          T* ds = nm ? dS.data<T>() + bh * TT : buf + TT;
-          kernels::gemm(G, head<T>(vs, b, h).t(), ds, d.Tk);  // dP = dO V^T
-          // softmax backward per row: dS = P * (dP - sum_j dP_j P_j)
-          for (int64_t i = 0; i < d.Tq; ++i) kernels::softmax_row_backward_inplace(p + i * d.Tk, ds + i * d.Tk, d.Tk);
-          kernels::MatView<T> dSm{ds, d.Tq, d.Tk, false, d.Tk};
-          const T sc = static_cast<T>(d.scale);
-          if (nq) kernels::gemm(dSm, head<T>(ks, b, h), dq.data<T>() + bh * d.Tq * d.hd, d.hd, sc);  // dQ = dS K s
-          if (nk) kernels::gemm(dSm.t(), head<T>(qs, b, h), dk.data<T>() + bh * d.Tk * d.hd, d.hd, sc);  // dK = dS^T Q s
-        });
+  const bool nq = rec.needs(0), nk = rec.needs(1), nv = rec.needs(2), nm = rec.needs(3);
+  const bool ns = nq || nk || nm;  // the score gradient dS is needed
+  const bool recompute = !P.defined();
+  // dQ = dS K needs K, dK = dS^T Q needs Q, dP = dO V^T needs V; recomputing P needs q and k.
+  // q, k, v are usually views of one qkv projection, so saving them keeps that one tensor alive.
+  Tensor qs = nk || recompute ? q.detach() : Tensor(), ks = nq || recompute ? k.detach() : Tensor();
+  Tensor vs = ns ? v.detach() : Tensor(), ms = recompute && mask.defined() ? mask.detach() : Tensor();
+  rec.save({P, qs, ks, vs, ms});
+  Shape qshape = q0.sizes(), kshape = k0.sizes(), vshape = v0.sizes();
+  Shape mshape = mask.defined() ? mask.sizes() : Shape{};
+  rec.finish(out, [=](const Tensor& g0) -> std::vector<Tensor> {
+    Tensor g = blas_ready(g0);  // dO: [B, H, Tq, dv]
+    Tensor dq = nq ? empty_uninitialized(qshape, g.dtype()) : Tensor();
+    Tensor dk = nk ? empty_uninitialized(kshape, g.dtype()) : Tensor();
+    Tensor dv = nv ? empty_uninitialized(vshape, g.dtype()) : Tensor();
+    // dS is a whole tensor only when the mask needs its gradient; otherwise each head's dS
+    // lives in the thread's scratch block (beside its recomputed P).
+    Tensor dS = nm ? empty_uninitialized({d.B, d.H, d.Tq, d.Tk}, g.dtype()) : Tensor();
+    dispatch_float(g.dtype(), "scaled_dot_product_attention backward", [&](auto tag) {
+      using T = decltype(tag);
+      MaskView<T> m(ms, d);
+      std::vector<T> scratch;
+      const int64_t per_thread = (recompute ? TT : 0) + (ns && !nm ? TT : 0);
+      for_each_head<T>(d, scratch, per_thread, [&](int64_t b, int64_t h, T* buf) {
+        const int64_t bh = b * d.H + h;
+        T* p = recompute ? buf : const_cast<T*>(P.data<T>()) + bh * TT;
+        if (recompute) head_probs<T>(d, qs, ks, m, b, h, p);  // P again, exactly as forward computed it
+        kernels::MatView<T> Pm{p, d.Tq, d.Tk, false, d.Tk};
+        kernels::MatView<T> G = head<T>(g, b, h);
+        if (nv) kernels::gemm(Pm.t(), G, dv.data<T>() + bh * d.Tk * d.dv, d.dv);  // dV = P^T dO
+        if (!ns) return;
+        T* ds = nm ? dS.data<T>() + bh * TT : buf + (recompute ? TT : 0);
+        kernels::gemm(G, head<T>(vs, b, h).t(), ds, d.Tk);  // dP = dO V^T
+        // softmax backward per row: dS = P * (dP - sum_j dP_j P_j)
+        for (int64_t i = 0; i < d.Tq; ++i) kernels::softmax_row_backward_inplace(p + i * d.Tk, ds + i * d.Tk, d.Tk);
+        kernels::MatView<T> dSm{ds, d.Tq, d.Tk, false, d.Tk};
+        const T sc = static_cast<T>(d.scale);
+        if (nq) kernels::gemm(dSm, head<T>(ks, b, h), dq.data<T>() + bh * d.Tq * d.hd, d.hd, sc);  // dQ = dS K s
+        if (nk) kernels::gemm(dSm.t(), head<T>(qs, b, h), dk.data<T>() + bh * d.Tk * d.hd, d.hd, sc);  // dK = dS^T Q s
       });
-      // The mask is additive, so its gradient is dS summed over the broadcast dims.
-      Tensor dm = nm ? sum_to(dS, mshape) : Tensor();
-      return {dq, dk, dv, dm};
     });
-  }
+    // The mask is additive, so its gradient is dS summed over the broadcast dims.
+    Tensor dm = nm ? sum_to(dS, mshape) : Tensor();
+    return {dq, dk, dv, dm};
+  });
   return out;
 }
 

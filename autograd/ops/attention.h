@@ -7,7 +7,8 @@ namespace peft {
 // q: [B, H, Tq, hd], k, v: [B, H, Tk, hd] (any strides with a unit last-dim stride are used
 // in place, e.g. head views of a fused qkv projection); mask: additive, broadcastable to
 // [B, H, Tq, Tk] (e.g. [Tq, Tk] causal with -inf), or undefined. scale <= 0 means hd^-0.5.
-// Returns [B, H, Tq, hd]. Saves q, k, v for backward, not the [B, H, Tq, Tk] probabilities:
+// Returns [B, H, Tq, hd]. Saves q, k, v for backward, and the [B, H, Tq, Tk] probabilities only
+// while they are small (T <= 1.5 hd for self-attention); otherwise
 // backward recomputes them head by head in cache-sized scratch (flash-attention style).
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                                     const Tensor& mask = Tensor(), double scale = 0.0);

@@ -163,8 +163,8 @@ TEST(Attention, GradcheckHeadViewsOfAFusedQkv) {
 }
 
 TEST(Attention, HeadViewsAreReadInPlace) {
-  // With strided head views the op allocates only out [B, H, T, hd]: no copies of q, k, v, and
-  // no P [B, H, T, T] either (each head's scores live in a per-thread [T, T] scratch block).
+  // With strided head views and nothing to record, the op allocates only out [B, H, T, hd]: no
+  // copies of q, k, v, and no P [B, H, T, T] (each head's scores live in a per-thread scratch).
   const int64_t B = 2, T = 5, H = 3, hd = 4;
   Tensor qkv = randn64({B, T, 3 * H * hd}, 8, false);
   Tensor x = permute(reshape(qkv, {B, T, 3, H, hd}), {2, 0, 3, 1, 4});
@@ -202,47 +202,74 @@ TEST(Attention, FrozenKeysAndValuesGetNoGradientAndNoGemm) {
   Tensor full = scaled_dot_product_attention(q_all, k_all, v_all);
   reset_gemm_counters();
   backward(sum(full));
-  EXPECT_EQ(counters().gemm_calls.load(), 5 * B * H);  // P recomputed, then dV, dP, dQ, dK per head
+  EXPECT_EQ(counters().gemm_calls.load(), 4 * B * H);  // dV, dP, dQ, dK per head (P saved: T is small)
 
   Tensor q = q_all.detach().clone().requires_grad_();
   Tensor out = scaled_dot_product_attention(q, k, v);
   reset_gemm_counters();
   backward(sum(out));
-  EXPECT_EQ(counters().gemm_calls.load(), 3 * B * H);  // P recomputed, then dP and dQ only
+  EXPECT_EQ(counters().gemm_calls.load(), 2 * B * H);  // dP and dQ only
   EXPECT_FALSE(k.grad().defined());
   EXPECT_FALSE(v.grad().defined());
   EXPECT_LT(max_abs_diff(q.grad(), q_all.grad()), 1e-14);
 
-  // Only v trainable: P recomputed and dV = P^T dO, two GEMMs per head; q and k are kept (to
-  // recompute P), v is not (dS is not needed).
+  // Only v trainable: dV = P^T dO, one GEMM per head, and only P is kept alive.
   Tensor v2 = v.detach().clone().requires_grad_();
   Tensor out2 = scaled_dot_product_attention(q.detach(), k, v2);
-  EXPECT_EQ(out2.grad_fn()->saved_bytes, static_cast<size_t>(2 * B * H * 4 * 5 * 8));
+  EXPECT_EQ(out2.grad_fn()->saved_bytes, static_cast<size_t>(B * H * 4 * 4 * 8));
   reset_gemm_counters();
   backward(sum(out2));
-  EXPECT_EQ(counters().gemm_calls.load(), 2 * B * H);
+  EXPECT_EQ(counters().gemm_calls.load(), B * H);
   EXPECT_LT(max_abs_diff(v2.grad(), v_all.grad()), 1e-14);
 }
 
-// The [B, H, Tq, Tk] probabilities are not saved: with many tokens and a small head dim they
-// would dwarf q, k and v. What is saved is exactly q, k and v (here three separate tensors).
-TEST(Attention, SavesQKVNotTheProbabilities) {
+// Long sequences (T > 1.5 hd) do not save the [B, H, T, T] probabilities: backward recomputes
+// them. What is saved is then q, k and v (here three separate tensors), far less than P.
+TEST(Attention, LongSequencesSaveQKVNotTheProbabilities) {
   const int64_t B = 2, H = 2, T = 32, hd = 4;
   Tensor q = randn64({B, H, T, hd}, 1), k = randn64({B, H, T, hd}, 2), v = randn64({B, H, T, hd}, 3);
   Tensor out = scaled_dot_product_attention(q, k, v);
   EXPECT_EQ(out.grad_fn()->saved_bytes, static_cast<size_t>(3 * B * H * T * hd * 8));
-  EXPECT_LT(out.grad_fn()->saved_bytes, static_cast<size_t>(B * H * T * T * 8));  // P alone
+  reset_gemm_counters();
+  Tensor gout = randn64({B, H, T, hd}, 4, false);
+  backward(sum(mul(out, gout)));
+  EXPECT_EQ(counters().gemm_calls.load(), 5 * B * H);  // P recomputed, then dV, dP, dQ, dK
   // The recomputed probabilities are the forward's: gradients equal the composed ops'.
   Tensor q2 = q.detach().clone().requires_grad_(), k2 = k.detach().clone().requires_grad_(),
          v2 = v.detach().clone().requires_grad_();
   Tensor ref = matmul(softmax(mul(matmul(q2, transpose(k2, 2, 3)), 0.5), -1), v2);
-  Tensor gout = randn64({B, H, T, hd}, 4, false);
-  backward(sum(mul(out, gout)));
   backward(sum(mul(ref, gout)));
   EXPECT_LT(max_abs_diff(out, ref), 1e-12);
   EXPECT_LT(max_abs_diff(q.grad(), q2.grad()), 1e-12);
   EXPECT_LT(max_abs_diff(k.grad(), k2.grad()), 1e-12);
   EXPECT_LT(max_abs_diff(v.grad(), v2.grad()), 1e-12);
+
+  // Only v trainable: q and k are kept to recompute P; dV = P^T dO: two GEMMs per head.
+  Tensor v3 = v.detach().clone().requires_grad_();
+  Tensor out3 = scaled_dot_product_attention(q.detach(), k.detach(), v3);
+  EXPECT_EQ(out3.grad_fn()->saved_bytes, static_cast<size_t>(2 * B * H * T * hd * 8));
+  reset_gemm_counters();
+  backward(sum(mul(out3, gout)));
+  EXPECT_EQ(counters().gemm_calls.load(), 2 * B * H);
+  EXPECT_LT(max_abs_diff(v3.grad(), v2.grad()), 1e-12);
+}
+
+// The recomputing path under gradcheck: a trainable broadcast mask with a fully masked row, a
+// non-contiguous q, and cross-attention shapes (Tq != Tk).
+TEST(Attention, GradcheckRecomputedProbabilities) {
+  auto fn = [](const std::vector<Tensor>& in) {
+    Tensor q = transpose(in[0], 2, 3);  // [1, 2, 7, 1] stored as [1, 2, 1, 7]
+    return scaled_dot_product_attention(q, in[1], in[2], in[3]);
+  };
+  Tensor mask = randn64({7, 6}, 24, false);
+  for (int64_t j = 0; j < 6; ++j) mask.data<double>()[2 * 6 + j] = -INFINITY;  // row 2: every key masked
+  mask.requires_grad_();
+  // hd = 1, Tq = 7, Tk = 6: 2 * 42 > 7 + 6 * 2, so P is recomputed.
+  Tensor out = scaled_dot_product_attention(randn64({1, 2, 7, 1}, 21), randn64({1, 2, 6, 1}, 22),
+                                            randn64({1, 2, 6, 1}, 23));
+  EXPECT_EQ(out.grad_fn()->saved_bytes, static_cast<size_t>((14 + 12 + 12) * 8));
+  auto r = gradcheck(fn, {randn64({1, 2, 1, 7}, 21), randn64({1, 2, 6, 1}, 22), randn64({1, 2, 6, 1}, 23), mask});
+  EXPECT_TRUE(r.ok) << r.message;
 }
 
 TEST(Attention, NothingRecordedWithoutTrainableInputs) {
