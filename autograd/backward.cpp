@@ -21,8 +21,23 @@ namespace {
 using autograd::Node;
 
 // Adds g into a leaf's .grad. The first gradient is copied: g may be a view of another buffer.
-void accumulate_leaf(TensorImpl& leaf, const Tensor& g) {
+// True when g is a dense tensor that nothing else refers to: no other handle, no view of its
+// storage, no autograd history. Such a gradient can become a leaf's .grad as it is.
+bool sole_owner(const Tensor& g) {
+  const TensorImpl* impl = g.impl();
+  return g.impl_ptr().use_count() == 1 && impl->storage.use_count() == 1 && g.offset() == 0 && g.is_contiguous() &&
+         impl->storage->nbytes == static_cast<size_t>(g.numel()) * dtype_size(g.dtype()) && !g.requires_grad();
+}
+
+// The first gradient reaching a leaf becomes its .grad: taken over when the engine holds the
+// only handle (a weight-gradient GEMM's fresh output: no copy of a model's worth of gradients
+// per step), copied otherwise (a view, or a tensor another consumer still reads).
+void accumulate_leaf(TensorImpl& leaf, Tensor g) {
   if (!leaf.grad) {
+    if (g.dtype() == leaf.dtype && sole_owner(g)) {
+      leaf.grad = g.impl_ptr();
+      return;
+    }
     Tensor c = g.dtype() == leaf.dtype ? g.clone() : g.to(leaf.dtype);
     leaf.grad = c.impl_ptr();
   } else {
@@ -133,19 +148,20 @@ void backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
     check_versions(*n);
     std::vector<Tensor> in_grads = n->backward(g);
     if (!g_debug_scale_op.empty()) apply_debug_grad_scale(*n, in_grads);
+    if (!detect_anomaly_enabled()) g = Tensor();  // in_grads hold what they need; a leaf may take over its buffer
     if (in_grads.size() != n->next.size())
       throw StateError(fmt::format("backward: '{}' returned {} gradients for {} inputs", n->name,
                                    in_grads.size(), n->next.size()));
     for (size_t i = 0; i < in_grads.size(); ++i) {
       const auto& e = n->next[i];
-      const Tensor& gi = in_grads[i];
+      Tensor& gi = in_grads[i];
       if (!e.defined() || !gi.defined()) continue;
       if (gi.sizes() != e.sizes)
         throw StateError(fmt::format("backward: '{}' returned a gradient of shape {} for input {} of shape {}",
                                      n->name, shape_str(gi.sizes()), i, shape_str(e.sizes)));
       if (detect_anomaly_enabled()) autograd::check_backward(*n, i, gi, g);
       if (e.leaf) {
-        accumulate_leaf(*e.leaf, gi);
+        accumulate_leaf(*e.leaf, std::move(gi));
       } else {
         auto [slot, inserted] = grads.try_emplace(e.node.get(), gi);
         if (!inserted) accumulate_into(slot->second, gi);

@@ -208,7 +208,7 @@ class TipAdapterHead : public ClipHead {
     Tensor nf = l2_normalize(f);
     Tensor clip_logits = mul(matmul(nf, transpose(classifier, 0, 1)), 100.0);  // the official constant, not s
     Tensor affinity = matmul(nf, transpose(cache_keys, 0, 1));                  // [B, NK]; keys not re-normalised
-    Tensor weights = exp(mul(add(neg(affinity), 1.0), -beta));                 // exp(-beta (1 - A))
+    Tensor weights = exp(mul(add(affinity, -1.0), beta));  // exp(-beta (1 - A)), bit for bit: 1 - A = -(A - 1)
     return add(clip_logits, mul(matmul(weights, Y), alpha));
   }
   double alpha, beta;

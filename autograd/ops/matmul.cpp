@@ -69,6 +69,13 @@ Tensor bmm_forward(const Tensor& a0, const Tensor& b0) {
 
 }  // namespace
 
+namespace {
+// x [R, C] is the transpose of a contiguous [C, R] matrix (unit row stride).
+bool transposed_matrix(const Tensor& x) {
+  return x.size(0) > 1 && x.size(1) > 1 && x.strides()[0] == 1 && x.strides()[1] == x.size(0);
+}
+}  // namespace
+
 Tensor matmul(const Tensor& a, const Tensor& b) {
   if (a.dtype() != b.dtype())
     throw DTypeError(fmt::format("matmul: dtypes differ ({} {} vs {} {})", dtype_name(a.dtype()),
@@ -98,10 +105,17 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     Tensor sa = nb ? a : Tensor(), sb = na ? b : Tensor();
     rec.save({sa, sb});
     Shape za = a.sizes(), zb = b.sizes();
+    // A 2-d operand that is a transposed matrix (e.g. transpose(keys) in Tip-Adapter's
+    // f keys^T) gets its gradient in the same layout: the GEMM writes dB^T = dC^T A, contiguous,
+    // and transpose's backward hands the leaf a contiguous gradient instead of a strided copy.
+    const bool plain = a.dim() == 2 && b.dim() == 2;
+    const bool at = plain && transposed_matrix(a), bt = plain && transposed_matrix(b);
     rec.finish(out, [=](const Tensor& g) -> std::vector<Tensor> {
       Tensor ga, gb;
-      if (na) ga = sum_to(bmm_forward(g, transpose(sb, -1, -2)), za);  // dA = dC B^T
-      if (nb) gb = sum_to(bmm_forward(transpose(sa, -1, -2), g), zb);  // dB = A^T dC
+      if (na && at) ga = transpose(bmm_forward(sb, transpose(g, 0, 1)), 0, 1);  // dA^T = B dC^T
+      else if (na) ga = sum_to(bmm_forward(g, transpose(sb, -1, -2)), za);      // dA = dC B^T
+      if (nb && bt) gb = transpose(bmm_forward(transpose(g, 0, 1), sa), 0, 1);  // dB^T = dC^T A
+      else if (nb) gb = sum_to(bmm_forward(transpose(sa, -1, -2), g), zb);      // dB = A^T dC
       return {ga, gb};
     });
   }

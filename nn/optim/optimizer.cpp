@@ -1,6 +1,8 @@
 // Optimizer state, parameter groups, clipping and the LR schedule.
 #include "nn/optim/optimizer.h"
 
+#include "core/threads.h"
+
 #include <fmt/format.h>
 
 #include <cmath>
@@ -107,14 +109,16 @@ AdamW::AdamW(std::vector<ParamSpec> params, double lr, double b1, double b2, dou
 }
 
 namespace {
-// One AdamW update over a flat tensor: the same order of operations as torch.optim.AdamW's
-// single-tensor path, in the parameter's dtype. Split across the team for big tensors; the
-// float32 version is also compiled for AVX-512 / AVX2 (the loop is pure elementwise math).
+// One AdamW update over a contiguous slice: the same order of operations as torch.optim.AdamW's
+// single-tensor path, in the parameter's dtype. decay is 1 - lr * wd, or exactly 1 when the
+// tensor takes no weight decay (p * 1 == p, so no branch in the loop). The float32 version is
+// compiled for AVX-512 / AVX2 too; the OpenMP split happens outside it, because the body of an
+// OpenMP loop is outlined into a function that target_clones does not reach.
 template <class T>
-void adamw_update_impl(T* p, T* m, T* v, const T* g, int64_t n, bool decay_on, T decay, T b1, T b2, T ss, T bs, T ep) {
-#pragma omp parallel for if (n > 65536)
+inline void adamw_slice_impl(T* __restrict p, T* __restrict m, T* __restrict v, const T* __restrict g, int64_t n,
+                             T decay, T b1, T b2, T ss, T bs, T ep) {
   for (int64_t k = 0; k < n; ++k) {
-    if (decay_on) p[k] *= decay;
+    p[k] *= decay;
     m[k] = m[k] * b1 + g[k] * (T(1) - b1);  // exp_avg.lerp_(grad, 1-beta1)
     v[k] = v[k] * b2 + g[k] * g[k] * (T(1) - b2);
     const T denom = std::sqrt(v[k]) / bs + ep;
@@ -122,15 +126,26 @@ void adamw_update_impl(T* p, T* m, T* v, const T* g, int64_t n, bool decay_on, T
   }
 }
 
-__attribute__((target_clones("avx512f", "avx2", "default"))) void adamw_update(float* p, float* m, float* v,
-                                                                                const float* g, int64_t n, bool decay_on,
-                                                                                float decay, float b1, float b2,
-                                                                                float ss, float bs, float ep) {
-  adamw_update_impl(p, m, v, g, n, decay_on, decay, b1, b2, ss, bs, ep);
+__attribute__((target_clones("avx512f", "avx2", "default"))) void adamw_slice(float* p, float* m, float* v,
+                                                                               const float* g, int64_t n, float decay,
+                                                                               float b1, float b2, float ss, float bs,
+                                                                               float ep) {
+  adamw_slice_impl(p, m, v, g, n, decay, b1, b2, ss, bs, ep);
 }
-void adamw_update(double* p, double* m, double* v, const double* g, int64_t n, bool decay_on, double decay, double b1,
-                  double b2, double ss, double bs, double ep) {
-  adamw_update_impl(p, m, v, g, n, decay_on, decay, b1, b2, ss, bs, ep);
+void adamw_slice(double* p, double* m, double* v, const double* g, int64_t n, double decay, double b1, double b2,
+                 double ss, double bs, double ep) {
+  adamw_slice_impl(p, m, v, g, n, decay, b1, b2, ss, bs, ep);
+}
+
+// Splits big tensors across the team in contiguous slices.
+template <class T>
+void adamw_update(T* p, T* m, T* v, const T* g, int64_t n, T decay, T b1, T b2, T ss, T bs, T ep) {
+  const int64_t slices = n > 65536 ? std::max(1, num_threads()) : 1;
+#pragma omp parallel for if (slices > 1)
+  for (int64_t s = 0; s < slices; ++s) {
+    const int64_t lo = n * s / slices, hi = n * (s + 1) / slices;
+    adamw_slice(p + lo, m + lo, v + lo, g + lo, hi - lo, decay, b1, b2, ss, bs, ep);
+  }
 }
 }  // namespace
 
@@ -156,9 +171,9 @@ void AdamW::step() {
       const T* pg = gc.data<T>();
       const int64_t n = p.numel();
       const T b1 = static_cast<T>(beta1), b2 = static_cast<T>(beta2);
-      const T decay = static_cast<T>(1.0 - lr_ * wd), ss = static_cast<T>(step_size), bs = static_cast<T>(bc2_sqrt),
-              ep = static_cast<T>(eps);
-      adamw_update(pp, pm, pv, pg, n, wd != 0, decay, b1, b2, ss, bs, ep);
+      const T decay = wd != 0 ? static_cast<T>(1.0 - lr_ * wd) : T(1), ss = static_cast<T>(step_size),
+              bs = static_cast<T>(bc2_sqrt), ep = static_cast<T>(eps);
+      adamw_update<T>(pp, pm, pv, pg, n, decay, b1, b2, ss, bs, ep);
     });
     p.bump_version();
   }
