@@ -99,7 +99,7 @@ void for_each_head(const Dims& d, std::vector<T>& pool, int64_t scratch_per_thre
 #pragma omp parallel for schedule(static) if (par)
   for (int64_t bh = 0; bh < BH; ++bh) {
     const int t = par ? omp_get_thread_num() : 0;
-    body(bh / d.H, bh % d.H, pool.data() + t * scratch_per_thread);
+    body(bh / d.H, bh % d.H, scratch_per_thread > 0 ? pool.data() + t * scratch_per_thread : nullptr);
   }
 }
 
