@@ -20,17 +20,15 @@ namespace {
 
 using autograd::Node;
 
-// Adds g into a leaf's .grad. The first gradient is copied: g may be a view of another buffer.
 // True when g is a dense tensor that nothing else refers to: no other handle, no view of its
 // storage, no autograd history. Such a gradient can become a leaf's .grad as it is.
 bool sole_owner(const Tensor& g) {
-  const TensorImpl* impl = g.impl();
-  return g.impl_ptr().use_count() == 1 && impl->storage.use_count() == 1 && g.offset() == 0 && g.is_contiguous() &&
-         impl->storage->nbytes == static_cast<size_t>(g.numel()) * dtype_size(g.dtype()) && !g.requires_grad();
+  return g.is_sole_owner() && g.offset() == 0 && g.is_contiguous() && g.impl()->storage->nbytes == g.nbytes() &&
+         !g.requires_grad();
 }
 
-// The first gradient reaching a leaf becomes its .grad: taken over when the engine holds the
-// only handle (a weight-gradient GEMM's fresh output: no copy of a model's worth of gradients
+// Adds g into a leaf's .grad. The first gradient becomes the .grad: taken over when the engine
+// holds the only handle (a weight-gradient GEMM's fresh output: no copy of a model's worth of gradients
 // per step), copied otherwise (a view, or a tensor another consumer still reads).
 void accumulate_leaf(TensorImpl& leaf, Tensor g) {
   if (!leaf.grad) {

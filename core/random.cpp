@@ -25,14 +25,12 @@ void fill_with(Tensor& t, const char* op, F draw) {
   if (!is_floating(t.dtype())) throw DTypeError(fmt::format("{}: expected a float tensor, got {}", op, dtype_name(t.dtype())));
   // Contiguous tensors (every freshly built parameter) are written in place: a float64 copy of
   // each weight would raise a ViT-B build's peak memory by its largest weights.
-  if (t.is_contiguous() && t.dtype() == DType::f32) {
-    float* p = t.data<float>();
-    for (int64_t i = 0; i < t.numel(); ++i) p[i] = static_cast<float>(draw());
-    return;
-  }
-  if (t.is_contiguous() && t.dtype() == DType::f64) {
-    double* p = t.data<double>();
-    for (int64_t i = 0; i < t.numel(); ++i) p[i] = draw();
+  if (t.is_contiguous()) {
+    dispatch_float(t.dtype(), op, [&](auto tag) {
+      using T = decltype(tag);
+      T* p = t.data<T>();
+      for (int64_t i = 0; i < t.numel(); ++i) p[i] = static_cast<T>(draw());
+    });
     return;
   }
   Tensor tmp = empty(t.sizes(), DType::f64);

@@ -49,6 +49,9 @@ class Tensor {
   DType dtype() const { return impl_->dtype; }
   size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype()); }
   bool is_contiguous() const;
+  // True when this handle is the only one on its tensor and nothing else (no view) shares its
+  // storage: an op that was handed it may reuse the buffer in place.
+  bool is_sole_owner() const { return impl_.use_count() == 1 && impl_->storage.use_count() == 1; }
   const std::string& name() const { return impl_->name; }
   Tensor& set_name(std::string n) {
     impl_->name = std::move(n);

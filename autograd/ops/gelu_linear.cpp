@@ -29,7 +29,7 @@ Tensor gelu_linear(Tensor h, const Tensor& w, const Tensor& b) {
       h.numel() == 0 || w.numel() == 0)
     return linear(gelu(h), w, b);  // the composed ops check the arguments and handle empty dims
   const bool records = grad_enabled() && (h.requires_grad() || w.requires_grad() || (b.defined() && b.requires_grad()));
-  if (!records && h.is_contiguous() && h.impl_ptr().use_count() == 1 && h.impl()->storage.use_count() == 1) {
+  if (!records && h.is_contiguous() && h.is_sole_owner()) {
     // Nobody else can see h: overwrite it with gelu(h) and feed it to the GEMM.
     dispatch_float(h.dtype(), "gelu_linear", [&](auto tag) {
       using T = decltype(tag);

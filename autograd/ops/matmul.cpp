@@ -67,13 +67,11 @@ Tensor bmm_forward(const Tensor& a0, const Tensor& b0) {
   return out;
 }
 
-}  // namespace
-
-namespace {
 // x [R, C] is the transpose of a contiguous [C, R] matrix (unit row stride).
 bool transposed_matrix(const Tensor& x) {
   return x.size(0) > 1 && x.size(1) > 1 && x.strides()[0] == 1 && x.strides()[1] == x.size(0);
 }
+
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
