@@ -9,7 +9,10 @@
 
 #include "autograd/backward.h"
 #include "autograd/grad_mode.h"
+#include "autograd/node.h"
 #include "core/counters.h"
+#include "nn/layers.h"
+#include "nn/linear.h"
 #include "nn/optim/optimizer.h"
 #include "peft/method.h"
 #include "tests/testing.h"
@@ -189,6 +192,39 @@ TEST(Methods, InitFollowsTheStatedDistributions) {
     EXPECT_NEAR(t1 / n, 0.0, 0.005);
     EXPECT_NEAR(std::sqrt(t2 / n), 0.02, 0.004);
   }
+}
+
+// SSF on a LayerNorm is folded into the LayerNorm's affine (xhat (w s) + (b s + t)): the same
+// values and gradients as scaling and shifting the LayerNorm's output, but the only [R, D]
+// tensor kept for backward is the input (plus w s and the row statistics).
+TEST(Methods, SsfOnLayerNormFoldsIntoTheAffineAndSavesNoOutput) {
+  const int64_t R = 5, D = 6;
+  nn::LayerNorm ln(D, 1e-5);
+  Generator g(3);
+  ln.add_ssf(g);
+  {
+    NoGradGuard ng;
+    ln.weight.copy_(randn({D}, g, DType::f32, 1.0, 0.3));
+    ln.bias.copy_(randn({D}, g, DType::f32, 0.0, 0.3));
+  }
+  ln.weight.requires_grad_(false);  // frozen, as apply_method leaves it
+  ln.bias.requires_grad_(false);
+  Tensor x = randn({R, D}, g).requires_grad_();
+  Tensor gout = randn({R, D}, g);
+  Tensor y = ln.forward(x);
+  EXPECT_EQ(y.grad_fn()->saved_bytes, static_cast<size_t>(R * D * 4 + D * 4 + 2 * R * 8));
+  backward(sum(mul(y, gout)));
+  Tensor gx = x.grad(), gs = ln.ssf_scale.grad(), gt = ln.ssf_shift.grad();
+  x.zero_grad();
+  ln.ssf_scale.zero_grad();
+  ln.ssf_shift.zero_grad();
+  Tensor ref = nn::ssf_apply(layer_norm(x, ln.weight, ln.bias, 1e-5), ln.ssf_scale, ln.ssf_shift);
+  backward(sum(mul(ref, gout)));
+  EXPECT_LT(max_abs_diff(y, ref), 1e-5);
+  EXPECT_LT(max_abs_diff(gx, x.grad()), 1e-4);
+  EXPECT_LT(max_abs_diff(gs, ln.ssf_scale.grad()), 1e-4);
+  EXPECT_LT(max_abs_diff(gt, ln.ssf_shift.grad()), 1e-4);
+  EXPECT_FALSE(ln.weight.grad().defined());  // the LayerNorm's own affine stays frozen
 }
 
 // LoRA and AdaptFormer start exactly at the base model (B = 0; up = 0).
