@@ -14,6 +14,7 @@
 #include "autograd/ops/matmul.h"
 #include "autograd/ops/normalize.h"
 #include "autograd/ops/reduce.h"
+#include "autograd/ops/scale_shift.h"
 #include "autograd/ops/softmax.h"
 #include "autograd/ops/unary.h"
 #include "autograd/ops/view.h"

@@ -18,7 +18,8 @@ Linear::Linear(int64_t in, int64_t out, bool has_bias, Generator& gen) : in_feat
   }
 }
 
-Tensor ssf_apply(const Tensor& y, const Tensor& scale, const Tensor& shift) { return add(mul(y, scale), shift); }
+// One fused op (autograd/ops/scale_shift.cpp), the same math as add(mul(y, scale), shift).
+Tensor ssf_apply(const Tensor& y, const Tensor& scale, const Tensor& shift) { return scale_shift(y, scale, shift); }
 
 Tensor Linear::forward(const Tensor& x) const {
   // LoRA: one fused op (autograd/ops/lora.cpp), the same math as
