@@ -98,6 +98,12 @@ Image decode_image(const uint8_t* bytes, size_t size, const std::string& name, i
     throw IOError("load_image: cannot decode '" + name + "' (" + (why ? why : "unknown error") +
                   "). Hint: the file is corrupt or not a PNG/JPEG/BMP image; remove or replace it");
   }
+  if (w <= 0 || h <= 0) {
+    // stb accepts a BMP whose header says height 0 and returns an empty buffer.
+    stbi_image_free(px);
+    throw IOError("load_image: cannot decode '" + name + "' (empty image: " + std::to_string(w) + " x " +
+                  std::to_string(h) + " pixels). Hint: the file is corrupt; remove or replace it");
+  }
   Image img = from_uint8(px, h, w, channels);
   stbi_image_free(px);
   return img;

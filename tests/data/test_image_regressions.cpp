@@ -79,6 +79,20 @@ TEST(ImageRegressions, HeaderClaimingAGigapixelImageIsRejectedQuickly) {
   EXPECT_THROW_MSG(decode_image(bytes.data(), bytes.size(), "huge.tga", 3), IOError, "huge.tga", "too large", "pixels");
 }
 
+// 126 bytes of BMP whose header says 27 x 0 pixels: stb decodes it into an empty buffer, and the
+// image used to come back with H = 0 (found by CI's fuzz run).
+const std::string kZeroHeightBmp =
+    "424d760000000000000036000000280000001b00000000000000010018000000000040000000c40e0000c40e00000000"
+    "000000000000e9aa59edb27f7b7180454d4549009a003b043b2cde51327a781c4ed079a64000e8b845a94ecd0a7d3d42"
+    "f01d27b61300c2825f1b00000000000000ebcfd921a30f82d9d710bdf800";
+
+TEST(ImageRegressions, BmpWithZeroHeightIsRejected) {
+  auto bytes = from_hex(kZeroHeightBmp);
+  ASSERT_EQ(bytes.size(), 126u);
+  for (int64_t c : {int64_t{1}, int64_t{3}})
+    EXPECT_THROW_MSG(decode_image(bytes.data(), bytes.size(), "flat.bmp", c), IOError, "flat.bmp", "empty image");
+}
+
 TEST(ImageRegressions, ProbeAndImageFolderRejectItToo) {
   // stbi_info parses the Huffman tables of a JPEG header as well.
   fs::path d = fs::temp_directory_path() / ("peft_img_regr_" + std::to_string(::getpid()));
