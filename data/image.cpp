@@ -80,14 +80,17 @@ static bool jpeg_huffman_tables_ok(const uint8_t* p, size_t n) {
 
 Image decode_image(const uint8_t* bytes, size_t size, const std::string& name, int64_t channels) {
   check_channels(channels, "decode_image");
+  if (size > static_cast<size_t>(INT32_MAX))  // stb takes the length as an int
+    throw IOError("load_image: '" + name + "' is too large (got " + std::to_string(size) +
+                  " bytes, expected at most 2^31 - 1). Hint: the file is not an image this program can read");
   if (!jpeg_huffman_tables_ok(bytes, size))
     throw IOError("load_image: cannot decode '" + name + "' (corrupt JPEG: a Huffman table has more than 256 codes). "
                   "Hint: the file is corrupt; remove or replace it");
   // A few header bytes can claim a gigapixel image: stb would allocate it and decode for minutes
   // (a 244-byte TGA took > 25 s in tests/fuzz/fuzz_image). 2^26 pixels is 8192 x 8192.
   constexpr int64_t kMaxPixels = int64_t{1} << 26;
-  int iw = 0, ih = 0, ic = 0;
-  if (stbi_info_from_memory(bytes, static_cast<int>(size), &iw, &ih, &ic) && int64_t{iw} * ih > kMaxPixels)
+  int64_t ih = 0, iw = 0;
+  if (probe_image_memory(bytes, size, &ih, &iw) && iw * ih > kMaxPixels)
     throw IOError("load_image: '" + name + "' is too large (got " + std::to_string(iw) + " x " + std::to_string(ih) +
                   " pixels, expected at most " + std::to_string(kMaxPixels) + "). Hint: the file is corrupt or needs "
                   "downscaling first");
@@ -118,6 +121,16 @@ Image load_image(const std::string& path, int64_t channels) {
   if (bytes.empty())
     throw IOError("load_image: '" + path + "' is empty (got 0 bytes). Hint: the file is truncated; replace it");
   return decode_image(bytes.data(), bytes.size(), path, channels);
+}
+
+bool probe_image_memory(const uint8_t* bytes, size_t size, int64_t* H, int64_t* W, int64_t* C) {
+  if (size > static_cast<size_t>(INT32_MAX) || !jpeg_huffman_tables_ok(bytes, size)) return false;
+  int w = 0, h = 0, c = 0;
+  if (!stbi_info_from_memory(bytes, static_cast<int>(size), &w, &h, &c) || w <= 0 || h <= 0) return false;
+  if (H) *H = h;
+  if (W) *W = w;
+  if (C) *C = c;
+  return true;
 }
 
 bool probe_image(const std::string& path, int64_t* H, int64_t* W, int64_t* C) {

@@ -35,6 +35,10 @@ Image decode_image(const uint8_t* bytes, size_t size, const std::string& name, i
 // reject non-image files when a dataset is opened rather than in the middle of training.
 bool probe_image(const std::string& path, int64_t* H = nullptr, int64_t* W = nullptr, int64_t* C = nullptr);
 
+// Same, for bytes in memory (the header check decode_image does first).
+bool probe_image_memory(const uint8_t* bytes, size_t size, int64_t* H = nullptr, int64_t* W = nullptr,
+                        int64_t* C = nullptr);
+
 // Converts between 1 and 3 channels (and drops a 4th): gray -> RGB replicates, RGB -> gray uses
 // the ITU-R 601 luma weights (0.299, 0.587, 0.114), like PIL's convert("L").
 Image convert_channels(const Image& img, int64_t channels);

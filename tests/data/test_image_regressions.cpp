@@ -93,6 +93,25 @@ TEST(ImageRegressions, BmpWithZeroHeightIsRejected) {
     EXPECT_THROW_MSG(decode_image(bytes.data(), bytes.size(), "flat.bmp", c), IOError, "flat.bmp", "empty image");
 }
 
+TEST(ImageRegressions, ProbeImageMemoryReadsHeadersAndRejectsBadOnes) {
+  auto flat = from_hex(kZeroHeightBmp);
+  EXPECT_FALSE(probe_image_memory(flat.data(), flat.size()));
+  auto evil = from_hex(kHuffmanOverflowJpeg);
+  EXPECT_FALSE(probe_image_memory(evil.data(), evil.size()));  // never reaches stb's Huffman bug
+  auto huge = from_hex(kHugeTga);
+  int64_t H = 0, W = 0;
+  EXPECT_TRUE(probe_image_memory(huge.data(), huge.size(), &H, &W));
+  EXPECT_GT(H * W, int64_t{1} << 26);  // the size decode_image refuses
+  std::ifstream f(PEFT_SOURCE_DIR "/tests/fixtures/images/smooth.jpg", std::ios::binary);
+  std::vector<uint8_t> jpg((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  int64_t C = 0;
+  ASSERT_TRUE(probe_image_memory(jpg.data(), jpg.size(), &H, &W, &C));
+  Image img = decode_image(jpg.data(), jpg.size(), "smooth.jpg", 3);
+  EXPECT_EQ(H, img.H);
+  EXPECT_EQ(W, img.W);
+  EXPECT_EQ(C, 3);
+}
+
 TEST(ImageRegressions, ProbeAndImageFolderRejectItToo) {
   // stbi_info parses the Huffman tables of a JPEG header as well.
   fs::path d = fs::temp_directory_path() / ("peft_img_regr_" + std::to_string(::getpid()));
