@@ -16,5 +16,6 @@
 #include "autograd/ops/reduce.h"
 #include "autograd/ops/scale_shift.h"
 #include "autograd/ops/softmax.h"
+#include "autograd/ops/tip_cache.h"
 #include "autograd/ops/unary.h"
 #include "autograd/ops/view.h"

@@ -190,14 +190,10 @@ class TipAdapterHead : public ClipHead {
       throw ShapeError(fmt::format("{}: cache keys {} / labels {} {} (expected [NK, {}] and int64 [NK])", method,
                                    shape_str(keys.sizes()), dtype_name(labels.dtype()), shape_str(labels.sizes()), E));
     const std::vector<int64_t> y = labels.to_vector<int64_t>();
-    Tensor onehot = zeros({keys.size(0), K}, DType::f64);
-    for (size_t n = 0; n < y.size(); ++n) {
+    for (size_t n = 0; n < y.size(); ++n)
       if (y[n] < 0 || y[n] >= K)
         throw ValueError(fmt::format("{}: tip.cache_labels[{}] = {} is outside [0, {}) (K = the number of prompt lines)",
                                      method, n, y[n], K));
-      onehot.data<double>()[static_cast<int64_t>(n) * K + y[n]] = 1.0;
-    }
-    Y = onehot.to(model_dtype(clip));
     auto holder = std::make_shared<Module>();
     cache_keys = holder->register_parameter("cache_keys", keys.to(model_dtype(clip)), /*requires_grad=*/finetune);
     cache_labels = holder->register_buffer("cache_labels", labels.clone());
@@ -207,12 +203,12 @@ class TipAdapterHead : public ClipHead {
     check_features(*this, f);
     Tensor nf = l2_normalize(f);
     Tensor clip_logits = mul(matmul(nf, transpose(classifier, 0, 1)), 100.0);  // the official constant, not s
-    Tensor affinity = matmul(nf, transpose(cache_keys, 0, 1));                  // [B, NK]; keys not re-normalised
-    Tensor weights = exp(mul(add(affinity, -1.0), beta));  // exp(-beta (1 - A)), bit for bit: 1 - A = -(A - 1)
-    return add(clip_logits, mul(matmul(weights, Y), alpha));
+    // exp(-(beta - beta A)) onehot(labels), A = nf keys^T [B, NK]: one fused op (keys not re-normalised)
+    Tensor cache_logits = tip_cache_logits(nf, cache_keys, cache_labels, num_classes, beta);
+    return add(clip_logits, mul(cache_logits, alpha));
   }
   double alpha, beta;
-  Tensor classifier, Y, cache_keys, cache_labels;
+  Tensor classifier, cache_keys, cache_labels;
 };
 
 }  // namespace
