@@ -1,5 +1,6 @@
 // Reverse-mode differentiation: walks the recorded tape backwards from a tensor.
 #pragma once
+#include <functional>
 #include <string>
 
 #include "core/tensor.h"
@@ -11,6 +12,13 @@ namespace peft {
 // (default: 1 for a one-element root). The graph's saved tensors are released afterwards unless
 // retain_graph is true; backward through a released graph throws StateError.
 void backward(const Tensor& root, const Tensor& grad = Tensor(), bool retain_graph = false);
+
+// Called once for each reachable leaf as soon as its .grad is final: every node that could still
+// add to it has run. An optimizer can then apply the leaf's update and free its gradient while
+// backward goes on (nn::Optimizer::step_in_backward), so the gradients of a whole model are never
+// alive at once. A leaf that received no gradient (every path to it was cut) is reported too.
+using LeafGradReady = std::function<void(TensorImpl& leaf)>;
+void backward(const Tensor& root, const LeafGradReady& on_grad_ready, bool retain_graph = false);
 
 // Testing aid, never for training: while set, backward multiplies every input gradient of the
 // nodes named `op` (e.g. "gelu") by `scale`. It injects a wrong backward on purpose, so that a test

@@ -317,10 +317,14 @@ TrainResult train_model(nn::VisionTransformer& model, const data::DatasetPtr& tr
                                      "Hint: lower --lr",
                                      lv, epoch + 1, step + 1, ckpt.empty() ? "" : " " + ckpt));
       opt->zero_grad();
-      backward(loss);
-      if (cfg.clip_grad > 0) nn::clip_grad_norm(opt->params(), cfg.clip_grad);
-      opt->step();
-      opt->zero_grad();  // free the gradient buffers now: the next forward does not need them
+      if (cfg.clip_grad > 0) {  // clipping needs every gradient before any update
+        backward(loss);
+        nn::clip_grad_norm(opt->params(), cfg.clip_grad);
+        opt->step();
+        opt->zero_grad();  // free the gradient buffers now: the next forward does not need them
+      } else {
+        opt->step_in_backward(loss);  // each update as soon as its gradient is final; same result
+      }
       loss_sum += lv * static_cast<double>(b.labels.numel());
       correct += count_correct(logits, b.labels);
       seen += b.labels.numel();

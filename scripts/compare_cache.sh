@@ -10,14 +10,15 @@
 #             `linear` step (frozen backbone forward + head forward/backward/AdamW) over N images.
 # CLIP (unless --no-clip): build/bench_feature_cache times one epoch of TaskRes / CLIP-Adapter /
 #   Tip-Adapter-F on cached features and the image tower's pass over the same images (what an
-#   ordinary loop adds to every epoch), for clip-micro and clip-vit-b32; PyTorch's tower forward
-#   (no_grad, same GEMM shapes in timm layout) for comparison.
+#   ordinary loop adds to every epoch), for clip-micro and clip-vit-b32. PyTorch's ordinary epoch
+#   = its tower forward (no_grad, same GEMM shapes in timm layout) + its head epoch on the features
+#   (tools/bench/torch_clip_head_epoch.py: the same heads, batch, AdamW and schedule).
 #
 #   scripts/compare_cache.sh                          # N=2048, T=1 and 2, 3 epochs, 1 repetition
 #   scripts/compare_cache.sh --n 1024 --threads 1 --reps 3
 #
 # Options: --n N, --threads "1 2", --epochs E (ours, >= 2), --reps R (median over R), --no-clip,
-#          --out FILE (the tables; default out/compare-cache-DATE.md).
+#          --no-vision (the CLIP table only), --out FILE (the tables; default out/compare-cache-DATE.md).
 # Environment: PEFT_BIN (default build/peft), BENCH_BIN (default: bench_feature_cache beside
 #              PEFT_BIN), PYTHON (default /usr/bin/python3).
 set -euo pipefail
@@ -30,6 +31,7 @@ threads="1 2"
 epochs=3
 reps=1
 clip=1
+vision=1
 out=""
 peft_bin="${PEFT_BIN:-build/peft}"
 bench_bin="${BENCH_BIN:-$(dirname "$peft_bin")/bench_feature_cache}"
@@ -43,6 +45,7 @@ while [[ $# -gt 0 ]]; do
     --epochs) epochs="$2"; shift 2 ;;
     --reps) reps="$2"; shift 2 ;;
     --no-clip) clip=0; shift ;;
+    --no-vision) vision=0; shift ;;
     --out) out="$2"; shift 2 ;;
     -h|--help) usage ;;
     *) echo "compare_cache.sh: unknown option '$1'" >&2; usage ;;
@@ -80,16 +83,18 @@ EOF
 for ((r = 1; r <= reps; r++)); do
   for T in $threads; do
     echo "rep $r/$reps, threads $T (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
-    "$peft_bin" train --config bench-tiny --weights "$weights" --method linear --data procedural:shapes \
-      --train-size "$n" --epochs "$epochs" --batch 32 --out "$tmp/ours" --no-progress --threads "$T" >/dev/null
-    ours_epochs ours "$T" "$r" "$tmp/ours"
-    "$peft_bin" train --config bench-tiny --weights "$weights" --method linear --data procedural:shapes \
-      --train-size "$n" --epochs 2 --batch 32 --out "$tmp/plain" --no-progress --threads "$T" --no-feature-cache >/dev/null
-    ours_epochs ours-plain "$T" "$r" "$tmp/plain"
-    line="$(OPENBLAS_NUM_THREADS="$T" OMP_NUM_THREADS="$T" "$python" tools/bench/torch_linear_epoch.py --n "$n" \
-      --threads "$T" --epochs 1 | tail -1)"
-    "$python" -c 'import json,sys; r=json.loads(sys.argv[1]); r.update(prog="torch", rep=int(sys.argv[2])); print(json.dumps(r))' \
-      "$line" "$r" >>"$raw"
+    if (( vision )); then
+      "$peft_bin" train --config bench-tiny --weights "$weights" --method linear --data procedural:shapes \
+        --train-size "$n" --epochs "$epochs" --batch 32 --out "$tmp/ours" --no-progress --threads "$T" >/dev/null
+      ours_epochs ours "$T" "$r" "$tmp/ours"
+      "$peft_bin" train --config bench-tiny --weights "$weights" --method linear --data procedural:shapes \
+        --train-size "$n" --epochs 2 --batch 32 --out "$tmp/plain" --no-progress --threads "$T" --no-feature-cache >/dev/null
+      ours_epochs ours-plain "$T" "$r" "$tmp/plain"
+      line="$(OPENBLAS_NUM_THREADS="$T" OMP_NUM_THREADS="$T" "$python" tools/bench/torch_linear_epoch.py --n "$n" \
+        --threads "$T" --epochs 1 | tail -1)"
+      "$python" -c 'import json,sys; r=json.loads(sys.argv[1]); r.update(prog="torch", rep=int(sys.argv[2])); print(json.dumps(r))' \
+        "$line" "$r" >>"$raw"
+    fi
     if (( clip )); then
       PEFT_THREADS="$T" "$bench_bin" --benchmark_format=json --benchmark_min_time=0.5 2>/dev/null \
         | "$python" -c 'import json,sys; d=json.load(sys.stdin); [print(json.dumps(dict(prog="clip", threads=int(sys.argv[1]), rep=int(sys.argv[2]), name=b["name"], label=b.get("label",""), ms=b["real_time"], images=b.get("images",0)))) for b in d["benchmarks"]]' \
@@ -100,6 +105,10 @@ for ((r = 1; r <= reps; r++)); do
           --threads "$T" --epochs 1 --shape "$shape" --encode-only | tail -1)"
         "$python" -c 'import json,sys; r=json.loads(sys.argv[1]); r.update(prog="torch-encode", rep=int(sys.argv[2])); print(json.dumps(r))' \
           "$line" "$r" >>"$raw"
+        OPENBLAS_NUM_THREADS="$T" OMP_NUM_THREADS="$T" "$python" tools/bench/torch_clip_head_epoch.py --n "$cn" \
+          --threads "$T" --shape "$shape" \
+          | "$python" -c 'import json,sys; [print(json.dumps(dict(json.loads(l), prog="torch-head", rep=int(sys.argv[1])))) for l in sys.stdin if l.strip()]' \
+          "$r" >>"$raw"
       done
     fi
   done
@@ -112,12 +121,14 @@ recs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 n, load = int(sys.argv[2]), sys.argv[3]
 med = statistics.median
 threads = sorted({r["threads"] for r in recs})
-print(f"Vision, bench tiny shapes (32 px, D192 L12 H3, batch 32), procedural:shapes, N = {n}; "
-      f"medians over repetitions; load at the end {load}\n")
-print("| N | threads | PyTorch epoch s | ours epoch 1 s (features computed) | ours cached epoch s | "
-      "PyTorch / ours cached | ours ordinary loop epoch s |")
-print("|---|---|---|---|---|---|---|")
-for T in threads:
+vision = any(r["prog"] == "torch" for r in recs)
+if vision:
+    print(f"Vision, bench tiny shapes (32 px, D192 L12 H3, batch 32), procedural:shapes, N = {n}; "
+          f"medians over repetitions; load at the end {load}\n")
+    print("| N | threads | PyTorch epoch s | ours epoch 1 s (features computed) | ours cached epoch s | "
+          "PyTorch / ours cached | ours ordinary loop epoch s |")
+    print("|---|---|---|---|---|---|---|")
+for T in (threads if vision else []):
     tor = med([r["median_epoch_s"] for r in recs if r["prog"] == "torch" and r["threads"] == T])
     ours = [r for r in recs if r["prog"] == "ours" and r["threads"] == T]
     e1 = med([r["epoch_s"][0] for r in ours])
@@ -128,8 +139,9 @@ clip = [r for r in recs if r["prog"] == "clip"]
 if clip:
     print("\nCLIP heads on cached image features (bench_feature_cache; random weights, procedural:shapes, batch 32)\n")
     print("| model | N | threads | method | image tower pass ms (ours) | cached epoch ms | ordinary epoch ms "
-          "(tower + head) | ordinary / cached | PyTorch tower pass ms | PyTorch tower / ours cached |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "(tower + head) | ordinary / cached | PyTorch tower pass ms | PyTorch head epoch ms | PyTorch ordinary "
+          "epoch ms (tower + head) | PyTorch ordinary / ours cached |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for T in threads:
         for p, preset in enumerate(["clip-micro", "clip-vit-b32"]):
             enc = [r for r in clip if r["threads"] == T and r["name"].startswith(f"BM_ClipEncodeEpoch/{p}/")]
@@ -145,7 +157,11 @@ if clip:
                 if not head:
                     continue
                 h = med(head)
+                th = [r["median_epoch_s"] * 1e3 for r in recs if r["prog"] == "torch-head" and r["threads"] == T
+                      and r["shape"] == preset and r["method"] == method]
+                th_ms = med(th) if th else float("nan")
                 print(f"| {preset} | {images} | {T} | {method} | {enc_ms:.1f} | {h:.2f} | {enc_ms + h:.1f} | "
-                      f"{(enc_ms + h) / h:.0f}x | {tor_ms:.1f} | {tor_ms / h:.0f}x |")
+                      f"{(enc_ms + h) / h:.0f}x | {tor_ms:.1f} | {th_ms:.1f} | {tor_ms + th_ms:.1f} | "
+                      f"{(tor_ms + th_ms) / h:.1f}x |")
 EOF
 echo "table: $out (raw: $out.jsonl)" >&2

@@ -251,11 +251,10 @@ int run_bench(const BenchArgs& a, const Common& common) {
   auto step = [&] {
     if (train) {
       Tensor loss = cross_entropy(model.forward(x), y);
-      backward(loss);
-      opt->step();
-      // The script zeroes (set_to_none) at the start of a step; freeing the gradients right after
-      // the update instead keeps them out of the next forward's peak (full FT: a model's worth).
-      opt->zero_grad();
+      // The script's backward(); step(); zero_grad(set_to_none) with the same AdamW math, fused:
+      // each tensor is updated and its gradient freed as soon as backward has finished it, so a
+      // full fine-tune never holds a model's worth of gradients (nor caches their blocks).
+      opt->step_in_backward(loss);
     } else {
       NoGradGuard ng;
       Tensor logits = model.forward(x);

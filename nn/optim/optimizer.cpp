@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <unordered_map>
 
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
@@ -37,6 +38,28 @@ Optimizer::Optimizer(std::vector<ParamSpec> params) : params_(std::move(params))
 
 void Optimizer::zero_grad() {
   for (auto& p : params_) p.param.zero_grad(true);
+}
+
+void Optimizer::step() {
+  NoGradGuard ng;
+  begin_step();
+  for (size_t i = 0; i < params_.size(); ++i)
+    if (params_[i].param.grad().defined()) update_param(i);
+}
+
+void Optimizer::step_in_backward(const Tensor& loss) {
+  std::unordered_map<const TensorImpl*, size_t> index;
+  for (size_t i = 0; i < params_.size(); ++i) index[params_[i].param.impl()] = i;
+  begin_step();
+  backward(loss, [&](TensorImpl& leaf) {
+    auto it = index.find(&leaf);
+    if (it == index.end()) return;  // a leaf this optimizer does not own
+    Tensor& p = params_[it->second].param;
+    if (!p.grad().defined()) return;
+    NoGradGuard ng;
+    update_param(it->second);
+    p.zero_grad(true);  // free it now: the rest of backward and the next forward do not need it
+  });
 }
 
 int64_t Optimizer::state_bytes() const {
@@ -81,12 +104,9 @@ SGD::SGD(std::vector<ParamSpec> params, double lr, double mu, bool nest) : Optim
   slot_names_ = {"momentum_buffer"};
 }
 
-void SGD::step() {
-  NoGradGuard ng;
-  ++steps_;
-  for (size_t i = 0; i < params_.size(); ++i) {
+void SGD::update_param(size_t i) {
+  {
     Tensor p = params_[i].param, g = p.grad();
-    if (!g.defined()) continue;
     Tensor d = params_[i].weight_decay != 0 ? add(g, mul(p, params_[i].weight_decay)) : g;
     if (momentum != 0) {
       if (state_[i].empty()) {
@@ -149,15 +169,17 @@ void adamw_update(T* p, T* m, T* v, const T* g, int64_t n, T decay, T b1, T b2, 
 }
 }  // namespace
 
-void AdamW::step() {
-  NoGradGuard ng;
+void AdamW::begin_step() {
   ++steps_;
   const double bc1 = 1.0 - std::pow(beta1, static_cast<double>(steps_));
   const double bc2 = 1.0 - std::pow(beta2, static_cast<double>(steps_));
-  const double step_size = lr_ / bc1, bc2_sqrt = std::sqrt(bc2);
-  for (size_t i = 0; i < params_.size(); ++i) {
+  step_size_ = lr_ / bc1;
+  bc2_sqrt_ = std::sqrt(bc2);
+}
+
+void AdamW::update_param(size_t i) {
+  {
     Tensor p = params_[i].param, g = p.grad();
-    if (!g.defined()) continue;
     if (state_[i].empty()) state_[i] = {zeros_like(p), zeros_like(p)};
     Tensor& m = state_[i][0];
     Tensor& v = state_[i][1];
@@ -171,8 +193,8 @@ void AdamW::step() {
       const T* pg = gc.data<T>();
       const int64_t n = p.numel();
       const T b1 = static_cast<T>(beta1), b2 = static_cast<T>(beta2);
-      const T decay = wd != 0 ? static_cast<T>(1.0 - lr_ * wd) : T(1), ss = static_cast<T>(step_size),
-              bs = static_cast<T>(bc2_sqrt), ep = static_cast<T>(eps);
+      const T decay = wd != 0 ? static_cast<T>(1.0 - lr_ * wd) : T(1), ss = static_cast<T>(step_size_),
+              bs = static_cast<T>(bc2_sqrt_), ep = static_cast<T>(eps);
       adamw_update<T>(pp, pm, pv, pg, n, decay, b1, b2, ss, bs, ep);
     });
     p.bump_version();

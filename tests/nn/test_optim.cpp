@@ -124,3 +124,56 @@ TEST(Optim, ResumeFromStateDictContinuesExactly) {
   EXPECT_EQ(max_abs_diff(p, p2), 0.0);
   EXPECT_EQ(max_abs_diff(q, q2), 0.0);
 }
+
+// step_in_backward equals zero_grad + backward + step, bit for bit, for AdamW and SGD on a ViT
+// whose every tensor trains (LayerNorms, biases, shared cls/pos tokens), and frees every gradient.
+TEST(Optim, StepInBackwardEqualsBackwardThenStep) {
+  for (int kind : {0, 1}) {
+    nn::ViTConfig c;
+    c.depth = 2;
+    nn::VisionTransformer a(c), b(c);
+    {
+      auto sd = a.state_dict();
+      b.load_state_dict(std::map<std::string, Tensor>(sd.begin(), sd.end()));
+    }
+    auto make = [&](nn::VisionTransformer& m) -> std::unique_ptr<nn::Optimizer> {
+      auto groups = nn::param_groups(m.named_parameters(), 0.05);
+      if (kind == 0) return std::make_unique<nn::AdamW>(groups, 1e-2);
+      return std::make_unique<nn::SGD>(groups, 1e-2, 0.9, true);
+    };
+    auto oa = make(a), ob = make(b);
+    Generator g(3);
+    for (int s = 0; s < 3; ++s) {
+      Tensor x = rand({2, 3, 32, 32}, g);
+      Tensor y = from_vector_i64({1, s}, {2});
+      oa->zero_grad();
+      backward(cross_entropy(a.forward(x), y));
+      oa->step();
+      oa->zero_grad();
+      ob->step_in_backward(cross_entropy(b.forward(x), y));
+      for (auto& [name, t] : b.named_parameters()) EXPECT_FALSE(t.grad().defined()) << name;
+    }
+    EXPECT_EQ(oa->steps(), ob->steps());
+    auto pa = a.named_parameters(), pb = b.named_parameters();
+    ASSERT_EQ(pa.size(), pb.size());
+    for (size_t i = 0; i < pa.size(); ++i) EXPECT_EQ(max_abs_diff(pa[i].second, pb[i].second), 0.0) << pa[i].first;
+    auto sa = oa->state_dict(), sb = ob->state_dict();
+    for (size_t i = 0; i < sa.size(); ++i) EXPECT_EQ(max_abs_diff(sa[i].second, sb[i].second), 0.0) << sa[i].first;
+  }
+}
+
+// The ready hook sees a leaf used by several ops only once, after its last contribution.
+TEST(Optim, LeafGradReadyFiresOnceWithTheFinalGradient) {
+  Tensor w = from_vector({1.0, 2.0}, {2}).requires_grad_(), u = from_vector({3.0, 4.0}, {2}).requires_grad_();
+  Tensor frozen = from_vector({5.0, 6.0}, {2});
+  // loss = sum(w * w) + sum(w * u) + sum(u * frozen): w gets 2w + u, u gets w + frozen.
+  Tensor loss = add(add(sum(mul(w, w)), sum(mul(w, u))), sum(mul(u, frozen)));
+  std::vector<std::pair<TensorImpl*, std::vector<double>>> seen;
+  backward(loss, [&](TensorImpl& leaf) { seen.push_back({&leaf, Tensor(leaf.grad).to_vector<double>()}); });
+  ASSERT_EQ(seen.size(), 2u);
+  for (auto& [leaf, g] : seen) {
+    if (leaf == w.impl()) EXPECT_EQ(g, (std::vector<double>{5.0, 8.0}));
+    if (leaf == u.impl()) EXPECT_EQ(g, (std::vector<double>{6.0, 8.0}));
+  }
+  EXPECT_NE(seen[0].first, seen[1].first);
+}
