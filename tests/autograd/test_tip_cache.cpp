@@ -42,9 +42,9 @@ std::vector<int64_t> labels_for(int64_t NK, int64_t K) {
   return y;
 }
 
-// [3, 4] x [6, 4], and [40, 16] x [700, 16]: above the parallel grain.
+// [3, 4] x [6, 4], and [40, 16] x [7000, 16]: above the op's parallel grain (2^18 affinities).
 TEST(TipCacheLogits, MatchesComposedOps) {
-  for (auto [B, E, NK, K] : {std::array<int64_t, 4>{3, 4, 6, 3}, std::array<int64_t, 4>{40, 16, 700, 10}}) {
+  for (auto [B, E, NK, K] : {std::array<int64_t, 4>{3, 4, 6, 3}, std::array<int64_t, 4>{40, 16, 7000, 10}}) {
     const double beta = 5.5;
     Tensor f = unit_rows({B, E}, 1), keys = unit_rows({NK, E}, 2);
     const std::vector<int64_t> y = labels_for(NK, K);
