@@ -66,7 +66,8 @@ void cache_logits_rows(T* w, T* out, T* scratch, const int32_t* y, int64_t B, in
 // Backward: dA[b, n] = d out[b, y_n] * dW/dA = g[b, y_n] * beta * W[b, n]. One row; the read of
 // g is a gather from K values in L1 (vectorised with AVX2/AVX-512 gathers in the clones).
 template <class T>
-__attribute__((always_inline)) inline void affinity_grad_row(const T* gr, const T* wr, T* dr, const int32_t* y, int64_t NK, T beta) {
+__attribute__((always_inline)) inline void affinity_grad_row(const T* gr, const T* wr, T* dr, const int32_t* y,
+                                                              int64_t NK, T beta) {
   for (int64_t n = 0; n < NK; ++n) dr[n] = gr[y[n]] * beta * wr[n];
 }
 __attribute__((target_clones("avx512f", "avx2", "default"))) void affinity_grad_row_f32(

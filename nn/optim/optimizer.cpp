@@ -105,19 +105,17 @@ SGD::SGD(std::vector<ParamSpec> params, double lr, double mu, bool nest) : Optim
 }
 
 void SGD::update_param(size_t i) {
-  {
-    Tensor p = params_[i].param, g = p.grad();
-    Tensor d = params_[i].weight_decay != 0 ? add(g, mul(p, params_[i].weight_decay)) : g;
-    if (momentum != 0) {
-      if (state_[i].empty()) {
-        state_[i].push_back(d.clone());
-      } else {
-        state_[i][0].copy_(add(mul(state_[i][0], momentum), d));
-      }
-      d = nesterov ? add(d, mul(state_[i][0], momentum)) : state_[i][0];
+  Tensor p = params_[i].param, g = p.grad();
+  Tensor d = params_[i].weight_decay != 0 ? add(g, mul(p, params_[i].weight_decay)) : g;
+  if (momentum != 0) {
+    if (state_[i].empty()) {
+      state_[i].push_back(d.clone());
+    } else {
+      state_[i][0].copy_(add(mul(state_[i][0], momentum), d));
     }
-    p.copy_(sub(p, mul(d, lr_)));
+    d = nesterov ? add(d, mul(state_[i][0], momentum)) : state_[i][0];
   }
+  p.copy_(sub(p, mul(d, lr_)));
 }
 
 // ---------------------------------------------------------------- AdamW
@@ -178,27 +176,25 @@ void AdamW::begin_step() {
 }
 
 void AdamW::update_param(size_t i) {
-  {
-    Tensor p = params_[i].param, g = p.grad();
-    if (state_[i].empty()) state_[i] = {zeros_like(p), zeros_like(p)};
-    Tensor& m = state_[i][0];
-    Tensor& v = state_[i][1];
-    const double wd = params_[i].weight_decay;
-    Tensor gc = g.is_contiguous() ? g : g.clone();
-    dispatch_float(p.dtype(), "adamw", [&](auto tag) {
-      using T = decltype(tag);
-      T* pp = p.data<T>();
-      T* pm = m.data<T>();
-      T* pv = v.data<T>();
-      const T* pg = gc.data<T>();
-      const int64_t n = p.numel();
-      const T b1 = static_cast<T>(beta1), b2 = static_cast<T>(beta2);
-      const T decay = wd != 0 ? static_cast<T>(1.0 - lr_ * wd) : T(1), ss = static_cast<T>(step_size_),
-              bs = static_cast<T>(bc2_sqrt_), ep = static_cast<T>(eps);
-      adamw_update<T>(pp, pm, pv, pg, n, decay, b1, b2, ss, bs, ep);
-    });
-    p.bump_version();
-  }
+  Tensor p = params_[i].param, g = p.grad();
+  if (state_[i].empty()) state_[i] = {zeros_like(p), zeros_like(p)};
+  Tensor& m = state_[i][0];
+  Tensor& v = state_[i][1];
+  const double wd = params_[i].weight_decay;
+  Tensor gc = g.is_contiguous() ? g : g.clone();
+  dispatch_float(p.dtype(), "adamw", [&](auto tag) {
+    using T = decltype(tag);
+    T* pp = p.data<T>();
+    T* pm = m.data<T>();
+    T* pv = v.data<T>();
+    const T* pg = gc.data<T>();
+    const int64_t n = p.numel();
+    const T b1 = static_cast<T>(beta1), b2 = static_cast<T>(beta2);
+    const T decay = wd != 0 ? static_cast<T>(1.0 - lr_ * wd) : T(1), ss = static_cast<T>(step_size_),
+            bs = static_cast<T>(bc2_sqrt_), ep = static_cast<T>(eps);
+    adamw_update<T>(pp, pm, pv, pg, n, decay, b1, b2, ss, bs, ep);
+  });
+  p.bump_version();
 }
 
 // ---------------------------------------------------------------- helpers
