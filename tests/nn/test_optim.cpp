@@ -172,8 +172,12 @@ TEST(Optim, LeafGradReadyFiresOnceWithTheFinalGradient) {
   backward(loss, [&](TensorImpl& leaf) { seen.push_back({&leaf, Tensor(leaf.grad).to_vector<double>()}); });
   ASSERT_EQ(seen.size(), 2u);
   for (auto& [leaf, g] : seen) {
-    if (leaf == w.impl()) EXPECT_EQ(g, (std::vector<double>{5.0, 8.0}));
-    if (leaf == u.impl()) EXPECT_EQ(g, (std::vector<double>{6.0, 8.0}));
+    if (leaf == w.impl()) {
+      EXPECT_EQ(g, (std::vector<double>{5.0, 8.0}));
+    } else {
+      EXPECT_EQ(leaf, u.impl());
+      EXPECT_EQ(g, (std::vector<double>{6.0, 8.0}));
+    }
   }
   EXPECT_NE(seen[0].first, seen[1].first);
 }
