@@ -136,6 +136,17 @@ std::map<std::string, ViTConfig> presets() {
 }
 }  // namespace
 
+data::Preprocess effective_preprocess(const ViTConfig& c) {
+  data::Preprocess p = c.preprocess;
+  if (p.size == 0) {
+    p = data::Preprocess{};
+    p.norm = c.style == "openai_clip_visual" ? data::clip_normalization() : data::imagenet_normalization();
+    p.source = fmt::format("default for a {} model", c.style);
+  }
+  p.size = c.image_size;
+  return p;
+}
+
 std::vector<std::string> vit_preset_names() {
   std::vector<std::string> n;
   for (auto& [k, _] : presets()) n.push_back(k);

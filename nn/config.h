@@ -3,6 +3,8 @@
 #include <string>
 #include <vector>
 
+#include "data/preprocess.h"
+
 namespace peft::nn {
 
 struct ViTConfig {
@@ -18,6 +20,8 @@ struct ViTConfig {
   int64_t embed_dim = 0;        // openai style: proj [W, E]; 0 = dim
   double drop_path = 0.0;       // stochastic depth, linearly increasing over blocks (timm)
   double dropout = 0.0;         // dropout after the MLP activation and projections
+  // The checkpoint's own preprocessing (size 0: the style's default, see effective_preprocess).
+  data::Preprocess preprocess;
 
   int64_t grid() const { return image_size / patch_size; }
   int64_t num_patches() const { return grid() * grid(); }
@@ -33,5 +37,10 @@ std::string vit_config_to_json(const ViTConfig& c);
 // a JSON file. Throws ValueError / IOError naming the name or file.
 ViTConfig load_vit_config(const std::string& name_or_path);
 std::vector<std::string> vit_preset_names();
+
+// The preprocessing a model expects: cfg.preprocess when set (read from a checkpoint's sidecar),
+// else this project's default for the style: S x S squash (bilinear), ImageNet mean/std for
+// timm, OpenAI CLIP's for openai_clip_visual. size is always cfg.image_size.
+data::Preprocess effective_preprocess(const ViTConfig& cfg);
 
 }  // namespace peft::nn

@@ -1,0 +1,36 @@
+// A checkpoint's own preprocessing (timm's pretrained_cfg / data_config, Hugging Face's image
+// processor): input size, interpolation, crop and normalisation, and the eval transform built
+// from them (timm's transforms_factory eval path).
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "data/image.h"
+#include "data/transforms.h"
+
+namespace peft::data {
+
+struct Preprocess {
+  int64_t size = 0;                        // S, the model's input size (0 = not set yet)
+  std::string interpolation = "bilinear";  // "bicubic" | "bilinear" | "nearest" (antialiased when shrinking, as PIL)
+  double crop_pct = 1.0;                   // eval: the short side is resized to floor(S / crop_pct)
+  // "center": resize the short side, then centre-crop S x S (timm, torchvision, CLIP);
+  // "squash": resize straight to S x S, aspect ratio not kept (Hugging Face ViTImageProcessor,
+  //           and this project's own models trained on procedural images).
+  std::string crop_mode = "squash";
+  Normalization norm = imagenet_normalization();
+  std::string source = "default";  // where the values come from, e.g. "config.json (timm pretrained_cfg)"
+
+  void validate() const;  // ValueError naming the field (size <= 0, crop_pct outside (0, 1], ...)
+  // One line for run headers: "224 px, bicubic, center crop 0.875, mean (0.485, 0.456, 0.406), std (...) [source]"
+  std::string describe() const;
+};
+
+// The eval transform on an original image (any size): resize (short side to floor(S / crop_pct)
+// for "center", or S x S for "squash") with `interpolation` and antialias, then centre crop
+// S x S. Pixels stay in [0, 1]; normalisation is applied later by to_tensor / to_chw.
+// Equals torchvision's Resize(int(S / crop_pct), interpolation, antialias=True) + CenterCrop(S)
+// on a float image (PIL's resampling filters) to about 1e-5.
+Image eval_transform(const Image& original, const Preprocess& p);
+
+}  // namespace peft::data
