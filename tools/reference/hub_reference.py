@@ -475,9 +475,45 @@ def dinov2_forward(sd, img, c, offset, antialias, reg_before_pos=False):
     return ln(x, sd, "norm", eps)[:, 0]  # x_norm_clstoken
 
 
+def _cubic(t, a):
+    t = abs(t)
+    if t <= 1:
+        return ((a + 2) * t - (a + 3)) * t * t + 1
+    if t < 2:
+        return ((a * t - 5 * a) * t + 8 * a) * t - 4 * a
+    return 0.0
+
+
+def resize_matrix(n_in, n_out, scale, antialias):
+    """The 1-D weights F.interpolate(mode='bicubic', align_corners=False) applies, written out so the C++
+    side has the exact formula (checked against F.interpolate in dinov2_cases). scale = input/output
+    step (n_in / n_out for size=, 1 / scale_factor for scale_factor=)."""
+    W = torch.zeros(n_out, n_in, dtype=DT)
+    for d in range(n_out):
+        if not antialias:  # a = -0.75, 4 taps, indices clamped to the border
+            src = (d + 0.5) * scale - 0.5
+            f = math.floor(src)
+            for k in range(-1, 3):
+                W[d, min(max(f + k, 0), n_in - 1)] += _cubic(k - (src - f), -0.75)
+        else:  # PIL-style: a = -0.5, support 2*max(scale,1), taps inside the image, weights normalised
+            c = (d + 0.5) * scale
+            sup, inv = 2.0 * max(scale, 1.0), 1.0 / max(scale, 1.0)
+            lo, hi = max(int(c - sup + 0.5), 0), min(int(c + sup + 0.5), n_in)
+            ws = [_cubic((j - c + 0.5) * inv, -0.5) for j in range(lo, hi)]
+            for j, w in zip(range(lo, hi), ws):
+                W[d, j] = w / sum(ws)
+    return W
+
+
 def dinov2_cases():
     train_size, eval_size, P = 48, 40, 8
     M = train_size // P
+    w0 = eval_size // P
+    grid = Gen("resize-check").randn(1, 5, M, M, std=1.0)
+    for kw, W in ((dict(scale_factor=((w0 + 0.1) / M,) * 2), resize_matrix(M, w0, M / (w0 + 0.1), False)),
+                  (dict(size=(w0, w0), antialias=True), resize_matrix(M, w0, M / w0, True))):
+        err = (F.interpolate(grid, mode="bicubic", align_corners=False, **kw) - W @ grid @ W.T).abs().max().item()
+        assert err < 1e-12, f"resize formula: {err}"
     dino_pre = preprocess(eval_size, "bicubic", 0.875, "center", IMAGENET_MEAN, IMAGENET_STD)
     for name, regs, offset, aa in (("dinov2", 0, 0.1, False), ("dinov2_reg", 4, 0.0, True)):
         c = vcfg(train_size, P, 64, 2 if not regs else 1, 1, 2.0, 0, reg_tokens=regs, layer_scale=True)
@@ -492,16 +528,18 @@ def dinov2_cases():
             interp = ("interpolate_offset=0.1, interpolate_antialias=False (the plain dinov2_vit*14 hub backbones): "
                       "F.interpolate(grid [1,D,M,M], mode='bicubic', align_corners=False, antialias=False, "
                       "scale_factor=((w0+0.1)/M, (h0+0.1)/M)); the output size is floor(M*(w0+0.1)/M) = w0, but the "
-                      "sampling uses that scale factor: src = (dst+0.5)*M/(w0+0.1) - 0.5 (NOT M/w0), cubic a=-0.75, "
-                      "border-clamped taps")
+                      "sampling uses that scale factor: src = (dst+0.5)*M/(w0+0.1) - 0.5 (NOT M/w0), taps floor(src)-1..floor(src)+2 "
+                      "clamped to the border, cubic a=-0.75 (resize_matrix() in tools/reference/hub_reference.py)")
         else:
             msgs.append(differs(out, dinov2_forward(sd, img, c, 0.0, False), "antialias=False"))
             msgs.append(differs(out, dinov2_forward(sd, img, c, 0.1, False), "0.1 offset, no antialias (plain backbone rule)"))
             msgs.append(differs(out, dinov2_forward(sd, img, c, offset, aa, reg_before_pos=True), "registers given the cls pos row"))
             interp = ("interpolate_offset=0.0, interpolate_antialias=True (the dinov2_vit*14_reg hub backbones): "
                       "F.interpolate(grid [1,D,M,M], size=(w0,h0), mode='bicubic', align_corners=False, "
-                      "antialias=True) - PyTorch's antialiased bicubic (PIL-style separable filter, cubic a=-0.5, "
-                      "support scaled by M/w0 when shrinking, weights normalised per output pixel)")
+                      "antialias=True) - PyTorch's antialiased bicubic, separable, per output index d: s = M/w0, "
+                      "c = (d+0.5)*s, support = 2*max(s,1), taps j in [max(int(c-support+0.5),0), "
+                      "min(int(c+support+0.5),M)), weight cubic_{a=-0.5}((j-c+0.5)/max(s,1)), normalised to sum 1 "
+                      "(resize_matrix() in tools/reference/hub_reference.py, checked against F.interpolate)")
         truth = OrderedDict(
             scheme="dinov2", config=c, preprocess=dino_pre, eval_image_size=eval_size,
             notes=("Original facebookresearch/dinov2 checkpoint names (no head, mask_token unused at inference, "
