@@ -44,11 +44,16 @@ void PatchEmbed::add_ssf(Generator& gen) {
   ssf_shift = register_parameter("ssf_shift", randn({d}, gen, weight.dtype(), 0.0, 0.02));
 }
 
-void PatchEmbed::merge_adapters() {
+void PatchEmbed::merge_adapters(const Tensor& shift_rows) {
   if (!ssf_scale.defined()) return;
+  if (!bias.defined() && !shift_rows.defined())
+    throw StateError("PatchEmbed: merging SSF into a conv without a bias needs the position-embedding rows");
   NoGradGuard ng;
   weight.copy_(mul(weight, reshape(ssf_scale, {-1, 1, 1, 1})));
-  if (bias.defined()) bias.copy_(add(mul(bias, ssf_scale), ssf_shift));
+  if (bias.defined())
+    bias.copy_(add(mul(bias, ssf_scale), ssf_shift));
+  else  // t*sc + sh + pos[1+n] = (t*sc) + (pos[1+n] + sh): exact, the pos-embed add follows at once
+    Tensor(shift_rows).copy_(add(shift_rows, reshape(ssf_shift, {1, -1})));
   ssf_scale.fill_(1.0);
   ssf_shift.fill_(0.0);
 }
@@ -60,7 +65,8 @@ Attention::Attention(const ViTConfig& c, Generator& gen) : dim(c.dim), heads(c.h
   proj = std::make_shared<Linear>(c.dim, c.dim, true, gen);
   timm_init(*qkv, gen);
   timm_init(*proj, gen);
-  if (openai(c)) {  // nn.MultiheadAttention names: the fused projection's tensors sit on attn
+  openai_names = openai(c);
+  if (openai_names) {  // nn.MultiheadAttention names: the fused projection's tensors sit on attn
     register_parameter("in_proj_weight", qkv->weight);
     register_parameter("in_proj_bias", qkv->bias);
     register_module("out_proj", proj);
@@ -68,6 +74,28 @@ Attention::Attention(const ViTConfig& c, Generator& gen) : dim(c.dim), heads(c.h
     register_module("qkv", qkv);
     register_module("proj", proj);
   }
+}
+
+namespace {
+// openai: the "in_proj" child holding the fused linear's PEFT slots, registered on first use.
+Module& in_proj_holder(Attention& a) {
+  if (!a.in_proj) a.in_proj = a.register_module("in_proj", std::make_shared<Module>());
+  return *a.in_proj;
+}
+}  // namespace
+
+void Attention::add_qkv_lora(int64_t rank, double alpha, Generator& gen) {
+  qkv->add_lora(rank, alpha, gen);  // registered on qkv, which is a child only in the timm layout
+  if (!openai_names) return;
+  in_proj_holder(*this).register_parameter("lora_A", qkv->lora_A);
+  in_proj->register_parameter("lora_B", qkv->lora_B);
+}
+
+void Attention::add_qkv_ssf(Generator& gen) {
+  qkv->add_ssf(gen);
+  if (!openai_names) return;
+  in_proj_holder(*this).register_parameter("ssf_scale", qkv->ssf_scale);
+  in_proj->register_parameter("ssf_shift", qkv->ssf_shift);
 }
 
 Tensor Attention::forward(const Tensor& x) const {

@@ -19,7 +19,10 @@ class PatchEmbed : public Module {
   std::string type_name() const override { return "PatchEmbed"; }
   Tensor forward(const Tensor& images) const;  // [B, C, S, S] -> [B, N, D]
   void add_ssf(Generator& gen);                // methods.md 10: on the patch tokens
-  void merge_adapters();
+  // Folds the SSF scale into the filters and the shift into the bias. Without a bias (openai
+  // conv1), the shift goes into `shift_rows` [N, D] instead: the patch rows of the position
+  // embedding, added right after this op (methods.md 18). StateError when it has nowhere to go.
+  void merge_adapters(const Tensor& shift_rows = Tensor());
   Tensor weight, bias, ssf_scale, ssf_shift;
 };
 
@@ -33,8 +36,17 @@ class Attention : public Module {
   // MHA(xq, xkv) with this block's frozen q|k|v rows and output projection (CVPT, methods.md 9):
   // queries from xq [B, Tq, D], keys/values from xkv [B or 1, Tk, D].
   Tensor cross(const Tensor& xq, const Tensor& xkv) const;
+  // PEFT slots on the fused q|k|v linear (methods.md 10, 11, 18). timm: they sit on the "qkv"
+  // child (attn.qkv.lora_A). openai: the fused weight lives on attn itself (in_proj_weight), so
+  // the slots are registered under a child "in_proj" that holds only them (attn.in_proj.lora_A),
+  // and a merged model is still a plain OpenAI state dict.
+  void add_qkv_lora(int64_t rank, double alpha, Generator& gen);
+  void add_qkv_ssf(Generator& gen);
+  const char* qkv_name() const { return openai_names ? "in_proj" : "qkv"; }
   int64_t dim, heads;
+  bool openai_names = false;  // style openai_clip_visual (and the CLIP text tower)
   std::shared_ptr<Linear> qkv, proj;
+  std::shared_ptr<Module> in_proj;  // openai: the slot holder, created by the first add_qkv_*
   bool keep_attention = false;          // store the last attention probabilities (attention maps)
   mutable Tensor last_attention;        // [B, H, T, T] when keep_attention
 };

@@ -3,6 +3,8 @@
 
 #include <fmt/format.h>
 
+#include "autograd/grad_mode.h"
+#include "autograd/ops.h"
 #include "core/error.h"
 
 namespace peft {
@@ -23,12 +25,25 @@ void merge_adapters(nn::VisionTransformer& vit) {
   if (vit.vpt || vit.cvpt) throw ValueError("merge: prompts (vpt, cvpt) cannot be folded into the weights");
   for (auto& b : vit.block_list)
     if (b->adaptmlp) throw ValueError("merge: AdaptFormer adapters cannot be folded into the weights (ReLU)");
-  const DType dt = vit.cls_token.dtype();
+  const DType dt = vit.pos_embed.dtype();
   vit.to(DType::f64);  // fold in float64, round once at the end
   for (auto& [name, m] : vit.named_modules()) {
     if (auto* lin = dynamic_cast<nn::Linear*>(m)) lin->merge_adapters();          // W' = W + s B A; sc*W, sc*b + sh
     if (auto* ln = dynamic_cast<nn::LayerNorm*>(m)) ln->merge_adapters();         // sc*gamma, sc*beta + sh
-    if (auto* pe = dynamic_cast<nn::PatchEmbed*>(m)) pe->merge_adapters();        // conv filters per channel
+    // openai: the fused q|k|v linear is no module of its own (in_proj_weight sits on attn).
+    if (auto* at = dynamic_cast<nn::Attention*>(m); at && at->openai_names) at->qkv->merge_adapters();
+  }
+  // Conv filters per channel. A conv without a bias (openai conv1) passes its SSF shift to the
+  // patch rows of the position embedding, added right after it: the last N rows (openai: rows
+  // 1..N of positional_embedding [1+N, D]; methods.md 18).
+  if (vit.patch_embed->ssf_scale.defined()) {
+    NoGradGuard ng;
+    Tensor patch_rows;
+    if (!vit.patch_embed->bias.defined() && vit.pos_embed.defined()) {
+      const int64_t rows = vit.pos_embed.size(-2), n = vit.cfg.num_patches();
+      if (rows >= n) patch_rows = narrow(reshape(vit.pos_embed, {rows, -1}), 0, rows - n, n);
+    }
+    vit.patch_embed->merge_adapters(patch_rows);
   }
   vit.to(dt);
 }

@@ -1,4 +1,5 @@
-// Folding SSF and LoRA into the base weights (methods.md 10, 11): the result is a plain ViT.
+// Folding SSF and LoRA into the base weights (methods.md 10, 11, 18): the result is a plain ViT
+// (timm or OpenAI layout).
 #pragma once
 #include <string>
 

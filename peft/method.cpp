@@ -69,12 +69,22 @@ void validate_method_options(const std::string& method, const MethodOptions& o) 
 }
 
 std::vector<std::string> lora_target_names(nn::VisionTransformer& vit, const std::string& targets) {
-  static const std::vector<std::string> short_names = {"attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"};
-  // Candidates: the backbone's linears under their base names (not the head, not adapters).
+  // Short names per layout (methods.md 11, 18). On the openai layout the timm short names are
+  // aliases of their openai counterparts, so the default --targets attn.qkv means attn.in_proj.
+  const bool openai = vit.cfg.style == "openai_clip_visual";
+  const std::vector<std::string> short_names = openai
+      ? std::vector<std::string>{"attn.in_proj", "attn.out_proj", "mlp.c_fc", "mlp.c_proj"}
+      : std::vector<std::string>{"attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"};
+  const std::vector<std::string> timm_names = {"attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"};
+  const std::string block_glob = openai ? "transformer.resblocks.*." : "blocks.*.";
+  // Candidates: the backbone's linears under their base names (not the head, not adapters). The
+  // openai fused projection is no module of its own: it is listed as {attn}.in_proj, where its
+  // LoRA tensors go (methods.md 18).
   std::vector<std::string> linears;
   for (auto& [name, m] : vit.named_modules()) {
-    if (!dynamic_cast<nn::Linear*>(m) || name == "head" || name.find("adaptmlp") != std::string::npos) continue;
-    linears.push_back(name);
+    if (name == "head" || name.find("adaptmlp") != std::string::npos) continue;
+    if (auto* at = dynamic_cast<nn::Attention*>(m); at && at->openai_names) linears.push_back(name + ".in_proj");
+    if (dynamic_cast<nn::Linear*>(m)) linears.push_back(name);
   }
   std::vector<bool> chosen(linears.size(), false);
   size_t start = 0;
@@ -86,19 +96,22 @@ std::vector<std::string> lora_target_names(nn::VisionTransformer& vit, const std
     t.erase(t.find_last_not_of(' ') + 1);
     start = end + 1;
     if (t.empty()) continue;
-    const bool is_short = std::find(short_names.begin(), short_names.end(), t) != short_names.end();
-    const std::string pattern = is_short ? "blocks.*." + t : t;
+    std::string pattern = t;
+    for (size_t i = 0; i < short_names.size(); ++i)
+      if (t == short_names[i] || (openai && t == timm_names[i])) pattern = block_glob + short_names[i];
     int hits = 0;
     for (size_t i = 0; i < linears.size(); ++i)
       if (nn::glob_match(pattern, linears[i])) {
         chosen[i] = true;
         ++hits;
       }
-    if (hits == 0)
+    if (hits == 0) {
+      std::string shorts;
+      for (const auto& n : short_names) shorts += (shorts.empty() ? "" : ", ") + n;
       throw MethodError(fmt::format(
-          "--targets: '{}' matches no linear layer (short names: attn.qkv, attn.proj, mlp.fc1, mlp.fc2; or globs over "
-          "full names such as blocks.0.attn.qkv)",
-          t));
+          "--targets: '{}' matches no linear layer (short names: {}; or globs over full names such as {}0.{})", t,
+          shorts, block_glob.substr(0, block_glob.size() - 2), short_names[0]));
+    }
   }
   std::vector<std::string> out;
   for (size_t i = 0; i < linears.size(); ++i)
@@ -120,8 +133,11 @@ void apply_method(nn::VisionTransformer& vit, const std::string& method, const M
   if (k <= 0) throw ValueError(fmt::format("{}: needs a classifier head (got {} classes)", method, k));
   const DType dt = vit.cls_token.dtype();
   if (method == "ssf" || method == "lora") {
-    if (vit.cfg.style != "timm")
-      throw MethodError(fmt::format("--method {}: not defined for style {} (methods.md 18). Hint: use a timm-style model",
+    // Both layouts are defined: timm by methods.md 10/11, openai_clip_visual by methods.md 18
+    // ("Chosen here for the openai layout": no official code defines those).
+    if (vit.cfg.style != "timm" && vit.cfg.style != "openai_clip_visual")
+      throw MethodError(fmt::format("--method {}: not defined for style {} (methods.md 18). Hint: use a timm or "
+                                    "openai_clip_visual model",
                                     method, vit.cfg.style));
   }
   // LoRA targets are resolved before anything changes, so a bad --targets leaves the model as it was.
