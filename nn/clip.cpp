@@ -229,7 +229,7 @@ CLIP::CLIP(const CLIPConfig& c, uint64_t seed) : cfg(c), drop_gen_(seed ^ 0xc11b
   layout.heads = t.heads;
   layout.depth = t.layers;
   layout.mlp_ratio = 4.0;
-  layout.act = "quick_gelu";
+  layout.act = c.vision.act;  // one activation for both towers (OpenAI: QuickGELU; open_clip LAION: GELU)
   layout.ln_eps = 1e-5;
   layout.num_classes = 0;
   const double attn_std = std::pow(static_cast<double>(W), -0.5);

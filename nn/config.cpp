@@ -38,8 +38,51 @@ void ViTConfig::validate() const {
   if (act != "gelu" && act != "quick_gelu") bad(fmt::format("unknown act '{}' (gelu | quick_gelu)", act));
   if (pool != "cls" && pool != "mean") bad(fmt::format("unknown pool '{}' (cls | mean)", pool));
   if (style == "openai_clip_visual" && pool != "cls") bad("openai_clip_visual supports only pool \"cls\"");
+  if (style == "openai_clip_visual" && (!class_token || reg_tokens || no_embed_class || norm_pre || layer_scale || fc_norm || !qkv_bias))
+    bad("the timm variants (class_token, reg_tokens, no_embed_class, norm_pre, layer_scale, fc_norm, qkv_bias) "
+        "are for style \"timm\" only");
+  if (!class_token && pool == "cls") bad("class_token false needs pool \"mean\" (there is no class token to pool)");
+  if (reg_tokens < 0 || reg_tokens > 1024) bad(fmt::format("reg_tokens must be in [0, 1024], got {}", reg_tokens));
   if (!(ln_eps > 0)) bad(fmt::format("ln_eps must be positive, got {}", ln_eps));
   if (drop_path < 0 || drop_path >= 1 || dropout < 0 || dropout >= 1) bad("drop_path and dropout must be in [0, 1)");
+}
+
+namespace {
+std::array<float, 3> three_floats(const nlohmann::json& v, const std::string& what) {
+  if (!v.is_array() || v.size() != 3) throw ValueError(fmt::format("{}: expected 3 numbers", what));
+  std::array<float, 3> out{};
+  for (size_t i = 0; i < 3; ++i) {
+    if (!v[i].is_number()) throw ValueError(fmt::format("{}: expected 3 numbers", what));
+    out[i] = v[i].get<float>();
+  }
+  return out;
+}
+}  // namespace
+
+data::Preprocess preprocess_from_json(const nlohmann::json& j, const std::string& source) {
+  if (!j.is_object()) throw ValueError(fmt::format("{}: expected an object", source));
+  data::Preprocess p;
+  try {
+    for (auto& [k, v] : j.items()) {
+      if (k == "size") p.size = v.get<int64_t>();
+      else if (k == "interpolation") p.interpolation = v.get<std::string>();
+      else if (k == "crop_pct") p.crop_pct = v.get<double>();
+      else if (k == "crop_mode") p.crop_mode = v.get<std::string>();
+      else if (k == "mean") p.norm.mean = three_floats(v, source + ": mean");
+      else if (k == "std") p.norm.std = three_floats(v, source + ": std");
+      else if (k == "source") p.source = v.get<std::string>();
+      else throw ValueError(fmt::format("{}: unknown key '{}'", source, k));
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw ValueError(fmt::format("{}: wrong value type ({})", source, e.what()));
+  }
+  return p;
+}
+
+nlohmann::json preprocess_to_json(const data::Preprocess& p) {
+  return {{"size", p.size},   {"interpolation", p.interpolation},
+          {"crop_pct", p.crop_pct}, {"crop_mode", p.crop_mode},
+          {"mean", p.norm.mean}, {"std", p.norm.std}, {"source", p.source}};
 }
 
 ViTConfig vit_config_from_json(const std::string& text, const std::string& source) {
@@ -53,7 +96,9 @@ ViTConfig vit_config_from_json(const std::string& text, const std::string& sourc
   ViTConfig c;
   static const std::set<std::string> known = {"arch", "style", "image_size", "patch_size", "in_chans", "dim", "depth",
                                               "heads", "mlp_ratio", "num_classes", "act", "ln_eps", "pool",
-                                              "embed_dim", "drop_path", "dropout"};
+                                              "embed_dim", "drop_path", "dropout", "class_token", "reg_tokens",
+                                              "no_embed_class", "norm_pre", "layer_scale", "fc_norm", "qkv_bias",
+                                              "preprocess"};
   for (auto& [k, v] : j.items())
     if (!known.count(k)) throw ValueError(fmt::format("{}: unknown key '{}'", source, k));
   try {
@@ -89,6 +134,17 @@ ViTConfig vit_config_from_json(const std::string& text, const std::string& sourc
     get("embed_dim", c.embed_dim);
     get("drop_path", c.drop_path);
     get("dropout", c.dropout);
+    get("class_token", c.class_token);
+    get("reg_tokens", c.reg_tokens);
+    get("no_embed_class", c.no_embed_class);
+    get("norm_pre", c.norm_pre);
+    get("layer_scale", c.layer_scale);
+    get("fc_norm", c.fc_norm);
+    get("qkv_bias", c.qkv_bias);
+    if (j.contains("preprocess")) {
+      c.preprocess = preprocess_from_json(j["preprocess"], source + ": preprocess");
+      c.preprocess.size = c.image_size;  // the model's input size decides; the key is informative
+    }
   } catch (const nlohmann::json::exception& e) {
     throw ValueError(fmt::format("{}: wrong value type ({})", source, e.what()));
   }
@@ -109,6 +165,15 @@ std::string vit_config_to_json(const ViTConfig& c) {
   if (c.embed_dim > 0) j["embed_dim"] = c.embed_dim;
   if (c.drop_path > 0) j["drop_path"] = c.drop_path;
   if (c.dropout > 0) j["dropout"] = c.dropout;
+  // The variants are written only when they differ from methods.md 2.1, so plain configs stay as before.
+  if (!c.class_token) j["class_token"] = false;
+  if (c.reg_tokens) j["reg_tokens"] = c.reg_tokens;
+  if (c.no_embed_class) j["no_embed_class"] = true;
+  if (c.norm_pre) j["norm_pre"] = true;
+  if (c.layer_scale) j["layer_scale"] = true;
+  if (c.fc_norm) j["fc_norm"] = true;
+  if (!c.qkv_bias) j["qkv_bias"] = false;
+  if (c.preprocess.size > 0) j["preprocess"] = preprocess_to_json(c.preprocess);
   return j.dump(2);
 }
 

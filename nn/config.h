@@ -1,6 +1,7 @@
 // Model configs: the JSON of interop.md and the built-in presets (`peft presets`).
 #pragma once
 #include <string>
+#include <nlohmann/json_fwd.hpp>
 #include <vector>
 
 #include "data/preprocess.h"
@@ -20,11 +21,22 @@ struct ViTConfig {
   int64_t embed_dim = 0;        // openai style: proj [W, E]; 0 = dim
   double drop_path = 0.0;       // stochastic depth, linearly increasing over blocks (timm)
   double dropout = 0.0;         // dropout after the MLP activation and projections
+  // timm VisionTransformer variants (timm style only; methods.md 2.1 is the all-default case):
+  bool class_token = true;      // cls_token [1,1,D]; false: no class token (pool must be "mean")
+  int64_t reg_tokens = 0;       // reg_token [1,R,D] after the class token (timm reg_tokens, DINOv2 registers)
+  bool no_embed_class = false;  // pos_embed [1,N,D] covers the patches only; prefix tokens get none
+  bool norm_pre = false;        // norm_pre: LayerNorm after the position embedding (timm pre_norm)
+  bool layer_scale = false;     // blocks.i.ls1.gamma, ls2.gamma [D] scale each residual branch
+  bool fc_norm = false;         // fc_norm after pooling instead of norm on every token
+  bool qkv_bias = true;         // blocks.i.attn.qkv.bias
   // The checkpoint's own preprocessing (size 0: the style's default, see effective_preprocess).
   data::Preprocess preprocess;
 
   int64_t grid() const { return image_size / patch_size; }
   int64_t num_patches() const { return grid() * grid(); }
+  int64_t num_prefix_tokens() const { return (class_token ? 1 : 0) + reg_tokens; }
+  // Rows of pos_embed: the patches, plus the prefix tokens unless no_embed_class.
+  int64_t pos_embed_rows() const { return num_patches() + (no_embed_class ? 0 : num_prefix_tokens()); }
   int64_t mlp_hidden() const { return static_cast<int64_t>(dim * mlp_ratio); }
   int64_t feature_dim() const { return style == "openai_clip_visual" ? (embed_dim > 0 ? embed_dim : dim) : dim; }
   void validate() const;  // throws ValueError naming the bad field
@@ -42,5 +54,10 @@ std::vector<std::string> vit_preset_names();
 // else this project's default for the style: S x S squash (bilinear), ImageNet mean/std for
 // timm, OpenAI CLIP's for openai_clip_visual. size is always cfg.image_size.
 data::Preprocess effective_preprocess(const ViTConfig& cfg);
+
+// The "preprocess" object of a config: {"size", "interpolation", "crop_pct", "crop_mode", "mean",
+// "std", "source"} (ValueError naming `source` and the key on a bad one).
+data::Preprocess preprocess_from_json(const nlohmann::json& j, const std::string& source);
+nlohmann::json preprocess_to_json(const data::Preprocess& p);
 
 }  // namespace peft::nn

@@ -23,13 +23,26 @@ bool glob_match(const std::string& pattern, const std::string& name) {
   return fnmatch(pattern.c_str(), name.c_str(), 0) == 0;
 }
 
-std::string LoadResult::summary() const {
+std::string name_list(const std::vector<std::string>& names, size_t max_names) {
   std::string s;
-  if (!missing.empty()) s += fmt::format("missing {}: {}; ", missing.size(), fmt::join(missing, ", "));
-  if (!unexpected.empty()) s += fmt::format("unexpected {}: {}; ", unexpected.size(), fmt::join(unexpected, ", "));
-  if (!mismatched.empty()) s += fmt::format("shape mismatch {}: {}; ", mismatched.size(), fmt::join(mismatched, ", "));
-  if (s.size() > 2) s.resize(s.size() - 2);
+  for (size_t i = 0; i < names.size() && i < max_names; ++i) s += (i ? ", " : "") + names[i];
+  if (names.size() > max_names) s += fmt::format(" and {} more", names.size() - max_names);
   return s;
+}
+
+// A few names per list, so that a checkpoint of another model gives one readable line, not a
+// dump of hundreds of names.
+std::string LoadResult::summary() const {
+  auto make = [&](size_t k) {
+    std::string s;
+    if (!missing.empty()) s += fmt::format("missing {}: {}; ", missing.size(), name_list(missing, k));
+    if (!unexpected.empty()) s += fmt::format("unexpected {}: {}; ", unexpected.size(), name_list(unexpected, k));
+    if (!mismatched.empty()) s += fmt::format("shape mismatch {}: {}; ", mismatched.size(), name_list(mismatched, k));
+    if (s.size() > 2) s.resize(s.size() - 2);
+    return s;
+  };
+  std::string s = make(3);
+  return s.size() <= 160 ? s : make(1);  // error messages stay one short line
 }
 
 Tensor Module::register_parameter(const std::string& name, Tensor t, bool requires_grad) {

@@ -18,8 +18,11 @@ struct LoadResult {
   std::vector<std::string> unexpected;  // in the file, not in the module
   std::vector<std::string> mismatched;  // same name, different shape ("name: file [..] vs model [..]")
   bool ok() const { return missing.empty() && unexpected.empty() && mismatched.empty(); }
-  std::string summary() const;
+  std::string summary() const;  // at most 3 names per list, then "and N more"
 };
+
+// "a, b, c and N more": the first max_names names of a list, for one-line messages.
+std::string name_list(const std::vector<std::string>& names, size_t max_names = 3);
 
 class Module {
  public:

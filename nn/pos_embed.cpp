@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <vector>
 
 #include "core/error.h"
@@ -51,20 +52,50 @@ Taps taps(int64_t in, int64_t out) {
   return t;
 }
 
+// PyTorch's upsample_bicubic2d (no antialias) for one axis: 4 taps with clamped indices.
+Taps cubic_taps(int64_t in, int64_t out, double scale_factor) {
+  const double A = -0.75;
+  auto conv1 = [A](double x) { return ((A + 2) * x - (A + 3)) * x * x + 1; };          // |x| <= 1
+  auto conv2 = [A](double x) { return ((A * x - 5 * A) * x + 8 * A) * x - 4 * A; };    // 1 < |x| < 2
+  const double scale = 1.0 / scale_factor;
+  Taps t;
+  for (int64_t i = 0; i < out; ++i) {
+    const double real = scale * (static_cast<double>(i) + 0.5) - 0.5;
+    const double fl = std::floor(real);
+    const double f = real - fl;
+    const double w[4] = {conv2(f + 1), conv1(f), conv1(1 - f), conv2(2 - f)};
+    // Clamped taps become weights on the edge pixels: expand to a dense row of `in` weights.
+    std::vector<double> row(static_cast<size_t>(in), 0.0);
+    for (int k = 0; k < 4; ++k) {
+      const int64_t j = std::clamp<int64_t>(static_cast<int64_t>(fl) - 1 + k, 0, in - 1);
+      row[static_cast<size_t>(j)] += w[k];
+    }
+    t.start.push_back(0);
+    t.w.push_back(std::move(row));
+  }
+  return t;
+}
+
+// Separable resampling of the g x g grid after the prefix rows with the given taps.
+Tensor resample_grid(const Tensor& pos, int64_t new_grid, int64_t num_prefix, const std::function<Taps(int64_t)>& make_taps,
+                     const char* op);
+
 }  // namespace
 
-Tensor resample_pos_embed(const Tensor& pos, int64_t new_grid, int64_t num_prefix) {
+namespace {
+Tensor resample_grid(const Tensor& pos, int64_t new_grid, int64_t num_prefix, const std::function<Taps(int64_t)>& make_taps,
+                     const char* op) {
   const bool batched = pos.dim() == 3;
   if (!(pos.dim() == 2 || (batched && pos.size(0) == 1)))
-    throw ShapeError(fmt::format("resample_pos_embed: expected [1, T, D] or [T, D], got {}", shape_str(pos.sizes())));
+    throw ShapeError(fmt::format("{}: expected [1, T, D] or [T, D], got {}", op, shape_str(pos.sizes())));
   const int64_t T = pos.size(-2), D = pos.size(-1), n = T - num_prefix;
   const int64_t g = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(std::max<int64_t>(n, 0)))));
   if (n <= 0 || g * g != n)
-    throw ShapeError(fmt::format("resample_pos_embed: {} rows after {} prefix rows are not a square grid (shape {})", n,
+    throw ShapeError(fmt::format("{}: {} rows after {} prefix rows are not a square grid (shape {})", op, n,
                                  num_prefix, shape_str(pos.sizes())));
   std::vector<double> src = pos.to_vector<double>();  // [T, D]
   if (g == new_grid) return pos.clone();
-  Taps tw = taps(g, new_grid);
+  Taps tw = make_taps(g);
   // Width pass: [g, g, D] -> [g, new, D]; then height pass: -> [new, new, D].
   std::vector<double> mid(static_cast<size_t>(g * new_grid * D), 0.0);
   for (int64_t r = 0; r < g; ++r)
@@ -88,6 +119,18 @@ Tensor resample_pos_embed(const Tensor& pos, int64_t new_grid, int64_t num_prefi
     }
   Shape shape = batched ? Shape{1, num_prefix + new_grid * new_grid, D} : Shape{num_prefix + new_grid * new_grid, D};
   return from_vector(out, shape, pos.dtype());
+}
+}  // namespace
+
+Tensor resample_pos_embed(const Tensor& pos, int64_t new_grid, int64_t num_prefix) {
+  return resample_grid(pos, new_grid, num_prefix, [&](int64_t g) { return taps(g, new_grid); }, "resample_pos_embed");
+}
+
+Tensor resample_pos_embed_dinov2(const Tensor& pos, int64_t new_grid, int64_t num_prefix, double offset) {
+  return resample_grid(
+      pos, new_grid, num_prefix,
+      [&](int64_t g) { return cubic_taps(g, new_grid, (static_cast<double>(new_grid) + offset) / static_cast<double>(g)); },
+      "resample_pos_embed_dinov2");
 }
 
 }  // namespace peft::nn

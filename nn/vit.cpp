@@ -61,7 +61,7 @@ void PatchEmbed::merge_adapters(const Tensor& shift_rows) {
 // ---------------------------------------------------------------- Attention
 
 Attention::Attention(const ViTConfig& c, Generator& gen) : dim(c.dim), heads(c.heads) {
-  qkv = std::make_shared<Linear>(c.dim, 3 * c.dim, true, gen);
+  qkv = std::make_shared<Linear>(c.dim, 3 * c.dim, c.qkv_bias, gen);
   proj = std::make_shared<Linear>(c.dim, c.dim, true, gen);
   timm_init(*qkv, gen);
   timm_init(*proj, gen);
@@ -114,7 +114,8 @@ Tensor Attention::cross(const Tensor& xq, const Tensor& xkv) const {
   const int64_t B = xq.size(0), Tq = xq.size(1), Bk = xkv.size(0), Tk = xkv.size(1), hd = dim / heads;
   // Rows [0,D) of the fused weight are Wq, [D,2D) Wk, [2D,3D) Wv (methods.md 0): views, no copies.
   Tensor wq = narrow(qkv->weight, 0, 0, dim), wk = narrow(qkv->weight, 0, dim, dim), wv = narrow(qkv->weight, 0, 2 * dim, dim);
-  Tensor bq = narrow(qkv->bias, 0, 0, dim), bk = narrow(qkv->bias, 0, dim, dim), bv = narrow(qkv->bias, 0, 2 * dim, dim);
+  Tensor bq, bk, bv;  // undefined without a qkv bias
+  if (qkv->bias.defined()) bq = narrow(qkv->bias, 0, 0, dim), bk = narrow(qkv->bias, 0, dim, dim), bv = narrow(qkv->bias, 0, 2 * dim, dim);
   Tensor q = transpose(reshape(linear(xq, wq, bq), {B, Tq, heads, hd}), 1, 2);
   // Keys and values of the prompts are computed once for the batch and broadcast (stride 0).
   Tensor k = transpose(reshape(linear(xkv, wk, bk), {Bk, Tk, heads, hd}), 1, 2);
@@ -161,7 +162,13 @@ Tensor AdaptMlp::forward(const Tensor& x) const {
   return mul(up_proj->forward(drop->forward(relu(down_proj->forward(x)))), scale);
 }
 
-// ---------------------------------------------------------------- Block
+// ---------------------------------------------------------------- LayerScale, Block
+
+LayerScale::LayerScale(int64_t dim, double init_value) {
+  gamma = register_parameter("gamma", full({dim}, init_value));
+}
+
+Tensor LayerScale::forward(const Tensor& x) const { return mul(x, gamma); }
 
 Block::Block(const ViTConfig& c, double dp, Generator& gen, Generator* drop_gen) {
   norm1 = std::make_shared<LayerNorm>(c.dim, c.ln_eps);
@@ -172,15 +179,25 @@ Block::Block(const ViTConfig& c, double dp, Generator& gen, Generator* drop_gen)
   register_module("attn", attn);
   register_module(openai(c) ? "ln_2" : "norm2", norm2);
   register_module("mlp", mlp);
+  if (c.layer_scale) {  // timm registers ls1 after attn and ls2 after mlp
+    ls1 = std::make_shared<LayerScale>(c.dim, 1e-5);
+    ls2 = std::make_shared<LayerScale>(c.dim, 1e-5);
+    register_module("ls1", ls1);
+    register_module("ls2", ls2);
+  }
   drop_path = std::make_shared<DropPath>(dp, drop_gen);
 }
 
 Tensor Block::forward(const Tensor& x0, const Tensor& cvpt_prompts) const {
-  Tensor x = add(x0, drop_path->forward(attn->forward(norm1->forward(x0))));
+  Tensor a = attn->forward(norm1->forward(x0));
+  if (ls1) a = ls1->forward(a);
+  Tensor x = add(x0, drop_path->forward(a));
   // CVPT (methods.md 9): tokens attend to this block's prompts with the frozen attention weights;
   // the raw residual stream is the query (no LayerNorm), the sequence length is unchanged.
   if (cvpt_prompts.defined()) x = add(x, attn->cross(x, cvpt_prompts));
-  Tensor y = drop_path->forward(mlp->forward(norm2->forward(x)));
+  Tensor m = mlp->forward(norm2->forward(x));
+  if (ls2) m = ls2->forward(m);
+  Tensor y = drop_path->forward(m);
   // AdaptFormer (methods.md 12): parallel to the MLP, fed the post-attention stream x.
   if (adaptmlp) y = add(y, adaptmlp->forward(x));
   return add(x, y);
@@ -192,7 +209,8 @@ VisionTransformer::VisionTransformer(const ViTConfig& c, uint64_t seed) : cfg(c)
   c.validate();
   Generator gen(seed);
   const int64_t D = c.dim, N = c.num_patches();
-  patch_embed = std::make_shared<PatchEmbed>(c, !openai(c), gen);
+  // timm builds the patch conv without bias when a norm_pre follows (bias=not pre_norm)
+  patch_embed = std::make_shared<PatchEmbed>(c, !openai(c) && !c.norm_pre, gen);
   if (openai(c)) {
     register_module("conv1", patch_embed);
   } else {  // timm: patch_embed.proj.{weight,bias}
@@ -206,12 +224,15 @@ VisionTransformer::VisionTransformer(const ViTConfig& c, uint64_t seed) : cfg(c)
     cls_token = register_parameter("class_embedding", randn({D}, gen, DType::f32, 0.0, scale));
     pos_embed = register_parameter("positional_embedding", randn({1 + N, D}, gen, DType::f32, 0.0, scale));
     ln_pre = register_module("ln_pre", std::make_shared<LayerNorm>(D, c.ln_eps));
-  } else {
-    cls_token = register_parameter("cls_token", randn({1, 1, D}, gen, DType::f32, 0.0, 1e-6));
-    Tensor pe = empty({1, 1 + N, D});
+  } else {  // timm registers cls_token, reg_token, pos_embed in this order
+    if (c.class_token) cls_token = register_parameter("cls_token", randn({1, 1, D}, gen, DType::f32, 0.0, 1e-6));
+    if (c.reg_tokens > 0) reg_token = register_parameter("reg_token", randn({1, c.reg_tokens, D}, gen, DType::f32, 0.0, 1e-6));
+    Tensor pe = empty({1, c.pos_embed_rows(), D});
     trunc_normal_(pe, gen, 0.02);
     pos_embed = register_parameter("pos_embed", pe);
+    if (c.norm_pre) ln_pre = register_module("norm_pre", std::make_shared<LayerNorm>(D, c.ln_eps));
   }
+  (void)N;
   blocks = std::make_shared<ModuleList>();
   for (int64_t i = 0; i < c.depth; ++i) {
     double dp = c.depth > 1 ? c.drop_path * static_cast<double>(i) / static_cast<double>(c.depth - 1) : c.drop_path;
@@ -224,7 +245,10 @@ VisionTransformer::VisionTransformer(const ViTConfig& c, uint64_t seed) : cfg(c)
   } else {
     register_module("blocks", blocks);
   }
-  norm = register_module(openai(c) ? "ln_post" : "norm", std::make_shared<LayerNorm>(D, c.ln_eps));
+  if (c.fc_norm)  // timm: norm is Identity and fc_norm follows the pooling
+    fc_norm = register_module("fc_norm", std::make_shared<LayerNorm>(D, c.ln_eps));
+  else
+    norm = register_module(openai(c) ? "ln_post" : "norm", std::make_shared<LayerNorm>(D, c.ln_eps));
   if (openai(c)) {
     double scale = 1.0 / std::sqrt(static_cast<double>(D));
     proj = register_parameter("proj", randn({D, c.feature_dim()}, gen, DType::f32, 0.0, scale));
@@ -263,19 +287,41 @@ Tensor VisionTransformer::forward_features(const Tensor& images) {
   if (images.dim() != 4 || images.size(1) != c.in_chans || images.size(2) != c.image_size || images.size(3) != c.image_size)
     throw ShapeError(fmt::format("vit: images {} do not match the config (expected [B, {}, {}, {}])",
                                  shape_str(images.sizes()), c.in_chans, c.image_size, c.image_size));
-  const int64_t B = images.size(0), D = c.dim;
+  const int64_t B = images.size(0), D = c.dim, P = c.num_prefix_tokens();
   Tensor t = patch_embed->forward(images);                                     // [B, N, D]
-  Tensor cls = expand(reshape(cls_token, {1, 1, D}), {B, 1, D});
-  Tensor x = add(cat({cls, t}, 1), reshape(pos_embed, {1, -1, D}));            // [B, 1+N, D]
+  // Prefix tokens: [cls] [reg_1..reg_R] (timm _pos_embed).
+  std::vector<Tensor> prefix;
+  if (cls_token.defined()) prefix.push_back(expand(reshape(cls_token, {1, 1, D}), {B, 1, D}));
+  if (reg_token.defined()) prefix.push_back(expand(reg_token, {B, c.reg_tokens, D}));
+  Tensor x;
+  if (c.no_embed_class) {  // deit-3 / big_vision: the position embedding covers the patches only
+    x = add(t, reshape(pos_embed, {1, -1, D}));
+    if (!prefix.empty()) {
+      prefix.push_back(x);
+      x = cat(prefix, 1);
+    }
+  } else {
+    prefix.push_back(t);
+    x = add(prefix.size() > 1 ? cat(prefix, 1) : t, reshape(pos_embed, {1, -1, D}));  // [B, P+N, D]
+  }
   if (ln_pre) x = ln_pre->forward(x);
   int64_t M = 0;
-  if (vpt) {  // VPT (methods.md 7): prompts between CLS and patches, no pos-embed
+  if (vpt) {  // VPT (methods.md 7): prompts after the prefix tokens (CLS), before the patches, no pos-embed
     M = vpt->prompts.size(1);
-    x = cat({narrow(x, 1, 0, 1), prompt_rows(0, B, vpt->prompts), narrow(x, 1, 1, x.size(1) - 1)}, 1);
+    std::vector<Tensor> parts;
+    if (P > 0) parts.push_back(narrow(x, 1, 0, P));
+    parts.push_back(prompt_rows(0, B, vpt->prompts));
+    parts.push_back(narrow(x, 1, P, x.size(1) - P));
+    x = cat(parts, 1);
   }
   for (size_t i = 0; i < block_list.size(); ++i) {
-    if (vpt && vpt_deep && i > 0)  // VPT-deep (methods.md 8): replace the prompt rows before block i
-      x = cat({narrow(x, 1, 0, 1), prompt_rows(static_cast<int64_t>(i), B, vpt->prompts), narrow(x, 1, 1 + M, x.size(1) - 1 - M)}, 1);
+    if (vpt && vpt_deep && i > 0) {  // VPT-deep (methods.md 8): replace the prompt rows before block i
+      std::vector<Tensor> parts;
+      if (P > 0) parts.push_back(narrow(x, 1, 0, P));
+      parts.push_back(prompt_rows(static_cast<int64_t>(i), B, vpt->prompts));
+      parts.push_back(narrow(x, 1, P + M, x.size(1) - P - M));
+      x = cat(parts, 1);
+    }
     Tensor cp = cvpt ? narrow(cvpt->prompts, 0, static_cast<int64_t>(i), 1) : Tensor();  // [1, M, D]
     if (cp.defined() && prompt_dropout > 0 && is_training()) cp = prompt_rows(static_cast<int64_t>(i), B, cvpt->prompts);
     x = block_list[i]->forward(x, cp);
@@ -283,9 +329,10 @@ Tensor VisionTransformer::forward_features(const Tensor& images) {
   if (openai(c)) {  // f = LN(x_cls; ln_post) @ proj
     return matmul(norm->forward(select(x, 1, 0)), proj);
   }
-  x = norm->forward(x);
-  if (c.pool == "mean") return mean(narrow(x, 1, 1 + M, x.size(1) - 1 - M), {1});  // patch rows only
-  return select(x, 1, 0);
+  if (norm) x = norm->forward(x);
+  // pool mean: the patch rows only (prefix and prompt tokens excluded), as timm's global_pool='avg'
+  Tensor f = c.pool == "mean" ? mean(narrow(x, 1, P + M, x.size(1) - P - M), {1}) : select(x, 1, 0);
+  return fc_norm ? fc_norm->forward(f) : f;
 }
 
 Tensor VisionTransformer::forward_head(const Tensor& f) const { return head ? head->forward(f) : f; }

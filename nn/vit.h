@@ -79,6 +79,15 @@ class AdaptMlp : public Module {
   void on_train(bool on) override { drop->train(on); }  // eval(): no adapter dropout (methods.md 1.9)
 };
 
+// timm LayerScale (ls1, ls2): x * gamma per channel; gamma [D].
+class LayerScale : public Module {
+ public:
+  LayerScale(int64_t dim, double init_value);
+  std::string type_name() const override { return "LayerScale"; }
+  Tensor forward(const Tensor& x) const;  // x [..., D]
+  Tensor gamma;
+};
+
 class Block : public Module {
  public:
   Block(const ViTConfig& c, double drop_path, Generator& gen, Generator* drop_gen);
@@ -89,6 +98,7 @@ class Block : public Module {
   std::shared_ptr<Attention> attn;
   std::shared_ptr<Mlp> mlp;
   std::shared_ptr<DropPath> drop_path;
+  std::shared_ptr<LayerScale> ls1, ls2;  // layer_scale only
   std::shared_ptr<AdaptMlp> adaptmlp;  // set by the adaptformer method
 
  protected:
@@ -119,10 +129,13 @@ class VisionTransformer : public Module {
   ViTConfig cfg;
   Generator drop_gen;  // dropout / drop-path / prompt-dropout stream (seeded)
   std::shared_ptr<PatchEmbed> patch_embed;
-  Tensor cls_token, pos_embed;          // timm [1,1,D], [1,1+N,D]; openai [D], [1+N,D]
-  std::shared_ptr<LayerNorm> ln_pre;    // openai only
+  // timm [1,1,D] (undefined without class_token), [1,pos_embed_rows(),D]; openai [D], [1+N,D]
+  Tensor cls_token, pos_embed;
+  Tensor reg_token;                     // timm reg_tokens > 0: [1,R,D]
+  std::shared_ptr<LayerNorm> ln_pre;    // openai "ln_pre" / timm "norm_pre"
   std::shared_ptr<ModuleList> blocks;
-  std::shared_ptr<LayerNorm> norm;      // timm "norm" / openai "ln_post"
+  std::shared_ptr<LayerNorm> norm;      // timm "norm" / openai "ln_post" (undefined with fc_norm)
+  std::shared_ptr<LayerNorm> fc_norm;   // timm fc_norm: after pooling
   Tensor proj;                          // openai [D, E]
   std::shared_ptr<Linear> head;         // undefined when num_classes == 0
 
@@ -133,6 +146,10 @@ class VisionTransformer : public Module {
   double prompt_dropout = 0.0;
 
   std::vector<std::shared_ptr<Block>> block_list;
+
+  DType dtype() const { return pos_embed.dtype(); }
+  // The final LayerNorm (norm, or fc_norm when the model pools first).
+  LayerNorm& final_norm() const { return norm ? *norm : *fc_norm; }
 
  private:
   Tensor prompt_rows(int64_t layer, int64_t batch, const Tensor& p);

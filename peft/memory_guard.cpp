@@ -61,7 +61,7 @@ std::string MemoryEstimate::str() const {
 MemoryEstimate estimate_training_memory(const MemoryInputs& in) {
   const nn::ViTConfig& c = in.cfg;
   const int64_t B = in.batch, D = c.dim, M = c.mlp_hidden(), H = c.heads;
-  const int64_t T = 1 + c.num_patches() + in.extra_tokens;  // class token + patches + prompts
+  const int64_t T = c.num_prefix_tokens() + c.num_patches() + in.extra_tokens;  // prefix tokens + patches + prompts
   MemoryEstimate e;
   e.params = in.total_params * kF32;
   e.grads = in.trainable_params * kF32;

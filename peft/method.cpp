@@ -131,7 +131,7 @@ void apply_method(nn::VisionTransformer& vit, const std::string& method, const M
                   Generator& gen) {
   validate_method_options(method, o);
   if (k <= 0) throw ValueError(fmt::format("{}: needs a classifier head (got {} classes)", method, k));
-  const DType dt = vit.cls_token.dtype();
+  const DType dt = vit.dtype();
   if (method == "ssf" || method == "lora") {
     // Both layouts are defined: timm by methods.md 10/11, openai_clip_visual by methods.md 18
     // ("Chosen here for the openai layout": no official code defines those).

@@ -13,7 +13,7 @@ void attach_adaptformer(nn::VisionTransformer& vit, int64_t bottleneck, Generato
   for (auto& b : vit.block_list) {
     if (b->adaptmlp) throw StateError("adaptformer: the model already has adapters. Hint: attach one method to a fresh model");
     auto a = std::make_shared<nn::AdaptMlp>(vit.cfg.dim, bottleneck, kAdapterDropout, gen, &vit.drop_gen);
-    if (vit.cls_token.dtype() != DType::f32) a->to(vit.cls_token.dtype());
+    if (vit.dtype() != DType::f32) a->to(vit.cls_token.dtype());
     a->train(vit.is_training());  // a model in eval mode must not get an adapter that drops out
     b->adaptmlp = b->register_module("adaptmlp", a);  // trainable: registered parameters default to requires_grad
   }

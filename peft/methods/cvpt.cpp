@@ -11,7 +11,7 @@ void attach_cvpt(nn::VisionTransformer& vit, int64_t M, double prompt_dropout, G
   if (vit.vpt || vit.cvpt) throw StateError("cvpt: the model already has prompts. Hint: attach one method to a fresh model");
   const int64_t D = vit.cfg.dim, L = vit.cfg.depth;
   // xavier_uniform_ on [L, M, D] under PyTorch's fan rule: fan_in = M*D, fan_out = L*D.
-  Tensor p = empty({L, M, D}, vit.cls_token.dtype());
+  Tensor p = empty({L, M, D}, vit.dtype());
   xavier_uniform_(p, gen);
   auto prompts = std::make_shared<nn::Prompts>();
   prompts->prompts = prompts->register_parameter("prompts", p);  // cvpt.prompts, trainable

@@ -13,7 +13,7 @@ void attach_vpt(nn::VisionTransformer& vit, int64_t M, bool deep, double prompt_
   const int64_t D = vit.cfg.dim, L = vit.cfg.depth, P = vit.cfg.patch_size;
   // Xavier-uniform with fan-in 3*P*P (the official code writes 3 whatever in_chans is) and fan-out D.
   const double v = std::sqrt(6.0 / static_cast<double>(3 * P * P + D));
-  Tensor p = empty({deep ? L : 1, M, D}, vit.cls_token.dtype());
+  Tensor p = empty({deep ? L : 1, M, D}, vit.dtype());
   uniform_(p, gen, -v, v);
   auto prompts = std::make_shared<nn::Prompts>();
   prompts->prompts = prompts->register_parameter("prompts", p);  // vpt.prompts, trainable
