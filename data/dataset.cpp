@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "data/preprocess.h"
 #include "data/procedural.h"
 #include "data/transforms.h"
 
@@ -39,13 +40,6 @@ std::vector<int64_t> Dataset::labels() const {
   return out;
 }
 
-// Decoded (any size, any channels) -> S x S with C channels.
-static Image fit_image(Image img, int64_t S, int64_t C) {
-  if (img.C != C) img = convert_channels(img, C);
-  if (img.H != S || img.W != S) img = resize_bilinear(img, S, S);
-  return img;
-}
-
 static void check_geometry(int64_t image_size, int64_t in_chans, const char* op) {
   if (image_size <= 0)
     throw ValueError(std::string(op) + ": image_size must be positive (got " + std::to_string(image_size) + ")");
@@ -62,8 +56,12 @@ static bool is_image_file(const fs::path& p) {
 }
 
 ImageFolder::ImageFolder(const std::string& root, int64_t image_size, int64_t in_chans)
-    : root_(root), image_size_(image_size), in_chans_(in_chans) {
-  check_geometry(image_size, in_chans, "image_folder");
+    : ImageFolder(root, squash_preprocess(image_size), in_chans) {}
+
+ImageFolder::ImageFolder(const std::string& root, const Preprocess& preprocess, int64_t in_chans)
+    : root_(root), pre_(preprocess), in_chans_(in_chans) {
+  check_geometry(pre_.size, in_chans, "image_folder");
+  pre_.validate();
   std::error_code ec;
   if (!fs::is_directory(root, ec))
     throw IOError("image_folder: '" + root + "' is not a folder (" + (fs::exists(root, ec) ? "a file" : "missing") +
@@ -102,7 +100,13 @@ const std::string& ImageFolder::path(int64_t i) const {
   return files_[static_cast<size_t>(i)];
 }
 
-Image ImageFolder::load(int64_t i) const { return fit_image(load_image(path(i), in_chans_), image_size_, in_chans_); }
+Image ImageFolder::load(int64_t i) const {
+  return eval_transform(load_image_reduced(path(i), in_chans_, eval_resize_short_side(pre_)), pre_);
+}
+
+Image ImageFolder::load_original(int64_t i) const {
+  return load_image_reduced(path(i), in_chans_, kOriginalShortSide * pre_.size);
+}
 
 std::string ImageFolder::describe() const {
   return "imagefolder:" + root_ + " (" + std::to_string(num_classes()) + " classes, " + std::to_string(size()) + " images)";
@@ -146,8 +150,12 @@ static std::vector<std::string> read_names(const fs::path& file, const std::vect
 }
 
 Cifar::Cifar(Kind kind, const std::string& root, Split split, int64_t image_size, int64_t in_chans)
-    : kind_(kind), root_(root), split_(split), image_size_(image_size), in_chans_(in_chans) {
-  check_geometry(image_size, in_chans, "cifar");
+    : Cifar(kind, root, split, squash_preprocess(image_size), in_chans) {}
+
+Cifar::Cifar(Kind kind, const std::string& root, Split split, const Preprocess& preprocess, int64_t in_chans)
+    : kind_(kind), root_(root), split_(split), pre_(preprocess), image_size_(preprocess.size), in_chans_(in_chans) {
+  check_geometry(image_size_, in_chans, "cifar");
+  pre_.validate();
   const bool c10 = kind == Kind::cifar10;
   const char* op = c10 ? "cifar10" : "cifar100";
   const int64_t label_bytes = c10 ? 1 : 2;
@@ -219,14 +227,16 @@ int64_t Cifar::label(int64_t i) const {
   return labels_[static_cast<size_t>(i)];
 }
 
-Image Cifar::load(int64_t i) const {
+Image Cifar::load(int64_t i) const { return eval_transform(load_original(i), pre_); }
+
+Image Cifar::load_original(int64_t i) const {
   check_index(i, kind_ == Kind::cifar10 ? "cifar10" : "cifar100");
   const uint8_t* src = pixels_.data() + i * kPixels;  // [3, 32, 32] planes
   Image img(32, 32, 3);
   for (int64_t p = 0; p < 32 * 32; ++p)
     for (int64_t c = 0; c < 3; ++c)
       img.pixels[static_cast<size_t>(p * 3 + c)] = static_cast<float>(src[c * 1024 + p]) / 255.0f;
-  return fit_image(std::move(img), image_size_, in_chans_);
+  return in_chans_ == 3 ? img : convert_channels(img, in_chans_);
 }
 
 std::string Cifar::describe() const {
@@ -255,6 +265,11 @@ Image Subset::load(int64_t i) const {
   return base_->load(indices_[static_cast<size_t>(i)]);
 }
 
+Image Subset::load_original(int64_t i) const {
+  check_index(i, "subset");
+  return base_->load_original(indices_[static_cast<size_t>(i)]);
+}
+
 std::string Subset::describe() const {
   return std::to_string(size()) + " of " + base_->describe();
 }
@@ -262,6 +277,11 @@ std::string Subset::describe() const {
 // ---- `--data` parsing
 
 DatasetPtr open_dataset(const std::string& spec, Split split, int64_t image_size, int64_t in_chans, int64_t n,
+                        uint64_t seed) {
+  return open_dataset(spec, split, squash_preprocess(image_size), in_chans, n, seed);
+}
+
+DatasetPtr open_dataset(const std::string& spec, Split split, const Preprocess& p, int64_t in_chans, int64_t n,
                         uint64_t seed) {
   auto after = [&spec](const std::string& prefix) -> std::string {
     std::string rest = spec.substr(prefix.size());
@@ -271,12 +291,12 @@ DatasetPtr open_dataset(const std::string& spec, Split split, int64_t image_size
     return rest;
   };
   if (spec.rfind("cifar10:", 0) == 0)
-    return std::make_shared<Cifar>(Cifar::Kind::cifar10, after("cifar10:"), split, image_size, in_chans);
+    return std::make_shared<Cifar>(Cifar::Kind::cifar10, after("cifar10:"), split, p, in_chans);
   if (spec.rfind("cifar100:", 0) == 0)
-    return std::make_shared<Cifar>(Cifar::Kind::cifar100, after("cifar100:"), split, image_size, in_chans);
+    return std::make_shared<Cifar>(Cifar::Kind::cifar100, after("cifar100:"), split, p, in_chans);
   if (spec.rfind("procedural:", 0) == 0)
-    return std::make_shared<ProceduralDataset>(after("procedural:"), n, image_size, seed, split, in_chans);
-  return std::make_shared<ImageFolder>(spec, image_size, in_chans);
+    return std::make_shared<ProceduralDataset>(after("procedural:"), n, p.size, seed, split, in_chans);
+  return std::make_shared<ImageFolder>(spec, p, in_chans);
 }
 
 }  // namespace peft::data

@@ -11,6 +11,7 @@
 #include <iterator>
 
 #include "core/error.h"
+#include "data/jpeg_reduced.h"
 
 namespace peft::data {
 
@@ -112,15 +113,42 @@ Image decode_image(const uint8_t* bytes, size_t size, const std::string& name, i
   return img;
 }
 
-Image load_image(const std::string& path, int64_t channels) {
+Image decode_image_reduced(const uint8_t* bytes, size_t size, const std::string& name, int64_t channels,
+                           int64_t min_short_side) {
+  check_channels(channels, "decode_image");
+  // stb's Huffman-table overflow check runs first, so a file stb rejects is rejected here too
+  if (min_short_side > 0 && looks_like_jpeg(bytes, size) && jpeg_huffman_tables_ok(bytes, size)) {
+    Image img = decode_jpeg_reduced(bytes, size, channels, min_short_side);
+    if (!img.empty()) return img;
+  }
+  return decode_image(bytes, size, name, channels);
+}
+
+static std::vector<uint8_t> read_image_file(const std::string& path, int64_t channels) {
   check_channels(channels, "load_image");
   std::ifstream f(path, std::ios::binary);
   if (!f)
     throw IOError("load_image: cannot open '" + path + "' (missing or unreadable). Hint: check the path");
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  // one read of the whole file (an istreambuf_iterator copy goes byte by byte: slow for MB-sized JPEGs)
+  f.seekg(0, std::ios::end);
+  const std::streamoff n = f.tellg();
+  f.seekg(0, std::ios::beg);
+  std::vector<uint8_t> bytes(n > 0 ? static_cast<size_t>(n) : 0);
+  if (n > 0 && !f.read(reinterpret_cast<char*>(bytes.data()), n))
+    throw IOError("load_image: cannot read '" + path + "' (read error). Hint: check the file");
   if (bytes.empty())
     throw IOError("load_image: '" + path + "' is empty (got 0 bytes). Hint: the file is truncated; replace it");
+  return bytes;
+}
+
+Image load_image(const std::string& path, int64_t channels) {
+  const std::vector<uint8_t> bytes = read_image_file(path, channels);
   return decode_image(bytes.data(), bytes.size(), path, channels);
+}
+
+Image load_image_reduced(const std::string& path, int64_t channels, int64_t min_short_side) {
+  const std::vector<uint8_t> bytes = read_image_file(path, channels);
+  return decode_image_reduced(bytes.data(), bytes.size(), path, channels, min_short_side);
 }
 
 bool probe_image_memory(const uint8_t* bytes, size_t size, int64_t* H, int64_t* W, int64_t* C) {

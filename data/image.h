@@ -31,6 +31,14 @@ Image load_image(const std::string& path, int64_t channels = 3);
 // Same, from bytes in memory; `name` is used in error messages.
 Image decode_image(const uint8_t* bytes, size_t size, const std::string& name, int64_t channels = 3);
 
+// Same as load_image / decode_image, but a JPEG whose short side exceeds `min_short_side` is
+// decoded at a reduced scale (libjpeg-turbo, data/jpeg_reduced.h): the smallest M/8 whose short
+// side stays >= min_short_side. Other formats, JPEGs with no smaller scale that fits, and JPEGs
+// libjpeg-turbo does not decode cleanly go to stb_image as in load_image (same errors).
+Image load_image_reduced(const std::string& path, int64_t channels, int64_t min_short_side);
+Image decode_image_reduced(const uint8_t* bytes, size_t size, const std::string& name, int64_t channels,
+                           int64_t min_short_side);
+
 // Reads only the header: true when stb_image recognises the file as an image. Cheap; used to
 // reject non-image files when a dataset is opened rather than in the middle of training.
 bool probe_image(const std::string& path, int64_t* H = nullptr, int64_t* W = nullptr, int64_t* C = nullptr);

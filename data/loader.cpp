@@ -49,6 +49,15 @@ DataLoader::DataLoader(DatasetPtr dataset, LoaderOptions options) : dataset_(std
     throw ValueError("data_loader: batch size must be positive (got " + std::to_string(opt_.batch_size) +
                      "). Hint: --batch 32");
   if (dataset_->size() == 0) throw ValueError("data_loader: dataset is empty (" + dataset_->describe() + ")");
+  if (opt_.original_images && !opt_.transform)
+    throw ValueError("data_loader: original_images is set but there is no transform to bring the originals to " +
+                     std::to_string(dataset_->image_size()) + " x " + std::to_string(dataset_->image_size()) +
+                     ". Hint: set_pipeline(options, augment, preprocess)");
+}
+
+void set_pipeline(LoaderOptions& o, const Augment& a, const Preprocess& p) {
+  o.transform = make_transform(a, p);
+  o.original_images = a.rrc;
 }
 
 DataLoader::~DataLoader() {
@@ -84,8 +93,8 @@ Batch DataLoader::build(const std::vector<int64_t>& order, int64_t epoch, int64_
   const int64_t per = C * S * S;
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t i = out.indices[static_cast<size_t>(r)];
-    Image img = dataset_->load(i);
-    if (img.C != C || img.H != S || img.W != S)
+    Image img = opt_.original_images ? dataset_->load_original(i) : dataset_->load(i);
+    if (img.C != C || (!opt_.original_images && (img.H != S || img.W != S)))
       throw ShapeError("data_loader: example " + std::to_string(i) + " has shape [" + std::to_string(img.H) + ", " +
                        std::to_string(img.W) + ", " + std::to_string(img.C) + "] (expected [" + std::to_string(S) +
                        ", " + std::to_string(S) + ", " + std::to_string(C) + "])");

@@ -9,6 +9,7 @@
 #include "core/random.h"
 #include "core/tensor.h"
 #include "data/dataset.h"
+#include "data/preprocess.h"
 #include "data/transforms.h"
 
 namespace peft::data {
@@ -29,7 +30,14 @@ struct LoaderOptions {
   // image (already S x S) + a generator seeded per (seed, epoch, example) -> [C, S, S].
   // Empty: to_tensor() without augmentation or normalisation.
   Transform transform;
+  // Hand the transform Dataset::load_original(i) (any size) instead of load(i) (S x S): for
+  // transforms that crop the original, e.g. make_transform(a, p) with a.rrc. Needs a transform.
+  bool original_images = false;
 };
+
+// The pipeline of a Preprocess and an --augment list: transform = make_transform(a, p) and
+// original_images = a.rrc (the random resized crop is taken from the original image).
+void set_pipeline(LoaderOptions& o, const Augment& a, const Preprocess& p);
 
 // Batches of one epoch, in an order that depends only on (seed, epoch): a run resumed at
 // (epoch, batch) sees exactly the batches the uninterrupted run would have seen, and the

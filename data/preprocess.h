@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 
+#include "core/random.h"
 #include "data/image.h"
 #include "data/transforms.h"
 
@@ -31,6 +32,25 @@ struct Preprocess {
 // S x S. Pixels stay in [0, 1]; normalisation is applied later by to_tensor / to_chw.
 // Equals torchvision's Resize(int(S / crop_pct), interpolation, antialias=True) + CenterCrop(S)
 // on a float image (PIL's resampling filters) to about 1e-5.
+// Bicubic results are clamped to [0, 1] (a PIL uint8 image cannot overshoot); an original that
+// already has the resize target's size is not resampled.
 Image eval_transform(const Image& original, const Preprocess& p);
+
+// The Preprocess that reproduces the plain `image_size` datasets: S x S squash, bilinear.
+Preprocess squash_preprocess(int64_t size);
+
+// The short side eval_transform resizes an original to: floor(S / crop_pct) for "center", S for
+// "squash". A decoder may reduce an image to this short side (and no further) first.
+int64_t eval_resize_short_side(const Preprocess& p);
+
+// torchvision's RandomResizedCrop(S, interpolation) on the original image: a random_resized_crop_box
+// of the full image, resized to S x S with p.interpolation (antialiased, as PIL).
+Image random_resized_crop_original(const Image& original, const Preprocess& p, Generator& gen);
+
+// The DataLoader transform of a training or eval pipeline, normalised with p.norm. With a.rrc it
+// takes the ORIGINAL image (Dataset::load_original; set LoaderOptions::original_images, or use
+// set_pipeline in data/loader.h) and crops it with random_resized_crop_original; otherwise it
+// takes the eval image (Dataset::load, already S x S). Flip, then shift, follow as in apply_augment.
+Transform make_transform(const Augment& a, const Preprocess& p);
 
 }  // namespace peft::data

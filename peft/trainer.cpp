@@ -65,13 +65,15 @@ class ProgressBar {
   bool on_;
 };
 
+// The model's own preprocessing (nn::effective_preprocess): its normalisation, and with rrc a
+// random resized crop of the original image resized with its interpolation.
 data::DataLoader make_loader(const data::DatasetPtr& ds, int64_t batch, bool shuffle, uint64_t seed,
-                             const data::Augment& aug, const data::Normalization& norm) {
+                             const data::Augment& aug, const data::Preprocess& pre) {
   data::LoaderOptions o;
   o.batch_size = batch;
   o.shuffle = shuffle;
   o.seed = seed;
-  o.transform = data::make_transform(aug, norm);
+  data::set_pipeline(o, aug, pre);
   return data::DataLoader(ds, o);
 }
 
@@ -91,9 +93,7 @@ std::array<uint64_t, 4> rng_from(const Tensor& t) {
 
 }  // namespace
 
-data::Normalization normalization_for(const nn::ViTConfig& c) {
-  return c.style == "openai_clip_visual" ? data::clip_normalization() : data::imagenet_normalization();
-}
+data::Normalization normalization_for(const nn::ViTConfig& c) { return nn::effective_preprocess(c).norm; }
 
 namespace {
 
@@ -131,7 +131,7 @@ EvalResult evaluate_cached(nn::VisionTransformer& model, const data::DatasetPtr&
   };
   auto t0 = Clock::now();
   if (!cache.complete()) {
-    auto loader = make_loader(ds, batch, false, 0, data::parse_augment("none"), normalization_for(model.cfg));
+    auto loader = make_loader(ds, batch, false, 0, data::parse_augment("none"), nn::effective_preprocess(model.cfg));
     loader.start_epoch(0);
     data::Batch b;
     while (loader.next(b)) add(model.forward_head(cache.features(model, b.indices, b.images)), b.labels);
@@ -157,7 +157,7 @@ EvalResult evaluate(nn::VisionTransformer& model, const data::DatasetPtr& ds, in
   NoGradGuard ng;
   const bool was_training = model.is_training();
   model.eval();
-  auto loader = make_loader(ds, batch, false, 0, data::parse_augment("none"), normalization_for(model.cfg));
+  auto loader = make_loader(ds, batch, false, 0, data::parse_augment("none"), nn::effective_preprocess(model.cfg));
   loader.start_epoch(0);
   data::Batch b;
   double loss_sum = 0;
@@ -191,7 +191,8 @@ TrainResult train_model(nn::VisionTransformer& model, const data::DatasetPtr& tr
   else
     throw ValueError(fmt::format("train: unknown optimizer '{}' (adamw | sgd)", cfg.optimizer));
 
-  auto loader = make_loader(train, cfg.batch, true, cfg.seed, data::parse_augment(cfg.augment), normalization_for(model.cfg));
+  auto loader = make_loader(train, cfg.batch, true, cfg.seed, data::parse_augment(cfg.augment),
+                            nn::effective_preprocess(model.cfg));
   const int64_t nb = loader.num_batches(), total = nb * cfg.epochs;
 
   // Head-only training on a deterministic pipeline: encode each image once (peft/head_cache.h).

@@ -17,7 +17,7 @@ if [ "$mode" = "--blas" ]; then
 fi
 
 PKGS=(build-essential cmake pkg-config libopenblas-dev libgtest-dev libbenchmark-dev libstb-dev
-      libfmt-dev nlohmann-json3-dev libcli11-dev zlib1g-dev)
+      libturbojpeg0-dev libfmt-dev nlohmann-json3-dev libcli11-dev zlib1g-dev)
 [ "$mode" = "--fuzz" ] && PKGS+=(clang libclang-rt-14-dev)
 [ "$blas" = blis ] && PKGS+=(libblis-dev)  # OpenBLAS stays libblas.so.3's provider (higher priority)
 missing=()
