@@ -165,6 +165,30 @@ TEST(Cifar, ReadsCifar100FineAndCoarse) {
   EXPECT_EQ(test.label(0), 50);
 }
 
+TEST(Cifar, FollowsAPreprocess) {
+  const std::string dir = fresh_dir("cifar10_pre");
+  write_cifar(dir + "/test_batch.bin", {{7}, {2}}, 30);
+  Preprocess p;
+  p.size = 24;
+  p.interpolation = "bicubic";
+  p.crop_pct = 0.875;  // 32 -> short side floor(24 / 0.875) = 27, centre crop 24
+  p.crop_mode = "center";
+  Cifar ds(Cifar::Kind::cifar10, dir, Split::test, p, 3);
+  EXPECT_EQ(ds.image_size(), 24);
+  const Image original = ds.load_original(1);
+  ASSERT_EQ(original.H, 32);
+  EXPECT_FLOAT_EQ(original.at(0, 0, 0), (30 + 7) / 255.0f);
+  EXPECT_EQ(ds.load(1).pixels, eval_transform(original, p).pixels);
+  EXPECT_EQ(ds.get(1).image.sizes(), (Shape{3, 24, 24}));
+  EXPECT_EQ(open_dataset("cifar10:" + dir, Split::val, p, 1)->load_original(0).C, 1);
+  // at 32 px squash the raw pixels come back unchanged
+  Cifar raw(Cifar::Kind::cifar10, dir, Split::test, squash_preprocess(32), 3);
+  EXPECT_EQ(raw.load(0).pixels, raw.load_original(0).pixels);
+  // a Subset hands on the original
+  Subset sub(std::make_shared<Cifar>(Cifar::Kind::cifar10, dir, Split::test, p, 3), {1});
+  EXPECT_EQ(sub.load_original(0).pixels, original.pixels);
+}
+
 TEST(Cifar, ErrorsForWrongFiles) {
   const std::string dir = fresh_dir("cifar_bad");
   write_cifar(dir + "/data_batch_1.bin", {{1}, {2}}, 0);
