@@ -45,6 +45,8 @@ void ViTConfig::validate() const {
   if (reg_tokens < 0 || reg_tokens > 1024) bad(fmt::format("reg_tokens must be in [0, 1024], got {}", reg_tokens));
   if (!(ln_eps > 0)) bad(fmt::format("ln_eps must be positive, got {}", ln_eps));
   if (drop_path < 0 || drop_path >= 1 || dropout < 0 || dropout >= 1) bad("drop_path and dropout must be in [0, 1)");
+  if (!class_names.empty() && static_cast<int64_t>(class_names.size()) != num_classes)
+    bad(fmt::format("class_names has {} names for {} classes", class_names.size(), num_classes));
 }
 
 namespace {
@@ -98,7 +100,7 @@ ViTConfig vit_config_from_json(const std::string& text, const std::string& sourc
                                               "heads", "mlp_ratio", "num_classes", "act", "ln_eps", "pool",
                                               "embed_dim", "drop_path", "dropout", "class_token", "reg_tokens",
                                               "no_embed_class", "norm_pre", "layer_scale", "fc_norm", "qkv_bias",
-                                              "preprocess"};
+                                              "preprocess", "class_names"};
   for (auto& [k, v] : j.items())
     if (!known.count(k)) throw ValueError(fmt::format("{}: unknown key '{}'", source, k));
   try {
@@ -141,6 +143,7 @@ ViTConfig vit_config_from_json(const std::string& text, const std::string& sourc
     get("layer_scale", c.layer_scale);
     get("fc_norm", c.fc_norm);
     get("qkv_bias", c.qkv_bias);
+    get("class_names", c.class_names);
     if (j.contains("preprocess")) {
       c.preprocess = preprocess_from_json(j["preprocess"], source + ": preprocess");
       c.preprocess.size = c.image_size;  // the model's input size decides; the key is informative
@@ -174,6 +177,7 @@ std::string vit_config_to_json(const ViTConfig& c) {
   if (c.fc_norm) j["fc_norm"] = true;
   if (!c.qkv_bias) j["qkv_bias"] = false;
   if (c.preprocess.size > 0) j["preprocess"] = preprocess_to_json(c.preprocess);
+  if (!c.class_names.empty()) j["class_names"] = c.class_names;
   return j.dump(2);
 }
 

@@ -31,6 +31,9 @@ struct ViTConfig {
   bool qkv_bias = true;         // blocks.i.attn.qkv.bias
   // The checkpoint's own preprocessing (size 0: the style's default, see effective_preprocess).
   data::Preprocess preprocess;
+  // The head's class names in label order (timm label_names, Hugging Face id2label, the folders
+  // a model was trained on); empty when unknown. Written to model.json as "class_names".
+  std::vector<std::string> class_names;
 
   int64_t grid() const { return image_size / patch_size; }
   int64_t num_patches() const { return grid() * grid(); }

@@ -475,7 +475,10 @@ Sidecars read_sidecars(const std::string& weights, std::vector<std::string>& rea
   load("config.json", s.config, s.config_path);
   load("preprocessor_config.json", s.preprocessor, s.preprocessor_path);
   load("open_clip_config.json", s.open_clip, s.open_clip_path);
-  load("model.json", s.peft_model, s.peft_model_path);
+  // This project's config beside its weights: <stem>.json (what peft merge writes), else model.json.
+  const std::string stem = fs::path(weights).stem().string() + ".json";
+  if (stem != "config.json") load(stem.c_str(), s.peft_model, s.peft_model_path);
+  if (!s.peft_model) load("model.json", s.peft_model, s.peft_model_path);
   // A config.json in this project's own format (interop.md) is the model's config too.
   if (s.config && s.config->contains("arch") && !s.peft_model) {
     s.peft_model = s.config;
@@ -763,6 +766,9 @@ Pretrained read_pretrained(const std::string& path, const PretrainedOptions& o) 
     pre.clip.vision.act = c.act;
     pre.clip.vision.image_size = c.image_size;
   }
+  if (c.class_names.empty() && static_cast<int64_t>(pre.class_names.size()) == c.num_classes) c.class_names = pre.class_names;
+  if (c.class_names.size() != static_cast<size_t>(c.num_classes)) c.class_names.clear();  // a head replaced by --config
+  pre.class_names = c.class_names;
   if (have_pp) {
     c.preprocess = pp;
     c.preprocess.size = c.image_size;

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/peft/commands.h"
+#include "apps/peft/model_options.h"
 #include "autograd/anomaly.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -22,6 +23,9 @@
 #include "peft/cost.h"
 #include "peft/head_cache.h"
 #include "peft/method.h"
+#include "peft/adapter.h"
+#include "peft/class_map.h"
+#include "peft/model_source.h"
 #include "peft/trainer.h"
 
 namespace peft::app {
@@ -31,7 +35,8 @@ namespace {
 namespace fs = std::filesystem;
 
 struct Args {
-  std::string config, weights, method = "linear", data, val, out, adapter;
+  ModelArgs model;
+  std::string method = "linear", data, val, out, adapter;
   int64_t train_size = 2000, val_size = 500, shots = 0, batch = 32;
   TrainConfig train;
   MethodOptions method_opts;
@@ -79,20 +84,22 @@ void check_training_values(const TrainConfig& t) {
 }
 
 data::DatasetPtr open_train(const Args& a, const nn::ViTConfig& c, uint64_t seed) {
-  auto ds = data::open_dataset(a.data, data::Split::train, c.image_size, c.in_chans, a.train_size, seed);
+  auto ds = data::open_dataset(a.data, data::Split::train, c.preprocess, c.in_chans, a.train_size, seed);
   if (a.shots > 0) ds = std::make_shared<data::Subset>(ds, data::few_shot_indices(*ds, a.shots, seed));
   return ds;
 }
 
 data::DatasetPtr open_val(const std::string& spec, const Args& a, const nn::ViTConfig& c, uint64_t seed) {
   if (spec.empty()) return nullptr;
-  return data::open_dataset(spec, data::Split::val, c.image_size, c.in_chans, a.val_size, seed);
+  return data::open_dataset(spec, data::Split::val, c.preprocess, c.in_chans, a.val_size, seed);
 }
 
 // Prints the summary table and writes DIR/summary.json; with --json the same object is the last stdout line.
 void finish(const std::string& method, const TrainResult& r, const nn::VisionTransformer& vit, const Args& a,
-            const Common& common, bool has_val) {
+            const Common& common, bool has_val, const std::string& model) {
   nlohmann::json s = {{"method", method},
+                      {"model", model},
+                      {"preprocess", nn::preprocess_to_json(vit.cfg.preprocess)},
                       {"top1", r.val.top1},
                       {"loss", r.val.loss},
                       {"trainable_params", vit.num_parameters(true)},
@@ -135,35 +142,42 @@ void add_train_commands(CLI::App& app, Common& common, Runner& run) {
 
   // ---- pretrain
   auto* pre = app.add_subcommand("pretrain", "train a model from scratch (all parameters)");
-  pre->add_option("--config", a.config, "model config: preset name or JSON file")->required();
+  add_model_options(pre, a.model, /*config_required=*/true, /*weights_required=*/false);
   add_data_options(pre, a, true);
   add_training_options(pre, a);
   add_common_options(pre, common);
   pre->callback([&run, &common] {
     run = [&common] {
       check_training_values(a.train);
-      nn::ViTConfig c = nn::load_vit_config(a.config);
+      if (!a.model.weights.empty()) throw UsageError("pretrain: --weights is not used (it trains from scratch); use peft train");
+      nn::ViTConfig c = open_model_or_usage(a.model).config;
       auto train = open_train(a, c, common.seed);
       auto val = open_val(a.val, a, c, common.seed);
+      if (val) val = map_classes_by_name(val, train->class_names(), "--val");
       c.num_classes = train->num_classes();
+      c.class_names = train->class_names();
       nn::VisionTransformer vit(c, common.seed);
       check_memory(vit, std::min<int64_t>(a.train.batch, train->size()), a.train.optimizer);
       make_out_dir(a.out);
-      fmt::print("pretrain: {} on {} ({} parameters)\n", a.config, train->describe(), vit.num_parameters());
+      fmt::print("pretrain: {} on {} ({} parameters)\n", a.model.config, train->describe(), vit.num_parameters());
+      fmt::print("pretrain: preprocessing {}\n", c.preprocess.describe());
       a.train.seed = common.seed;
       a.train.out_dir = a.out;
       TrainResult r = train_model(vit, train, val, a.train);
-      write_text_atomic((fs::path(a.out) / "model.json").string(), nn::vit_config_to_json(c) + "\n");
+      // The default preprocessing is not written: model.json stays a plain interop config.
+      nn::ViTConfig written = c;
+      if (a.model.mean.empty() && a.model.std.empty() && a.model.interpolation.empty() && a.model.crop_pct == 0)
+        written.preprocess = data::Preprocess{};
+      write_text_atomic((fs::path(a.out) / "model.json").string(), nn::vit_config_to_json(written) + "\n");
       nn::save_weights(vit, (fs::path(a.out) / "weights.safetensors").string(), {{"format", "pt"}});
-      finish("pretrain", r, vit, a, common, val != nullptr);
+      finish("pretrain", r, vit, a, common, val != nullptr, a.model.config);
       return 0;
     };
   });
 
   // ---- train
   auto* tr = app.add_subcommand("train", "fine-tune a base model with a PEFT method");
-  tr->add_option("--config", a.config, "model config: preset name or JSON file")->required();
-  tr->add_option("--weights", a.weights, "base weights (safetensors)")->required();
+  add_model_options(tr, a.model, /*config_required=*/false, /*weights_required=*/true);
   tr->add_option("--method", a.method, "PEFT method (peft methods)")->required();
   add_data_options(tr, a, true);
   add_training_options(tr, a);
@@ -180,20 +194,27 @@ void add_train_commands(CLI::App& app, Common& common, Runner& run) {
       } catch (const MethodError& e) {
         throw UsageError(e.what());
       }
-      nn::ViTConfig c = nn::load_vit_config(a.config);
+      ModelSource src = open_model_or_usage(a.model);
+      const nn::ViTConfig& c = src.config;
       auto train = open_train(a, c, common.seed);
       auto val = open_val(a.val, a, c, common.seed);
+      // A --val folder is scored by class name, never by position.
+      if (val) val = map_classes_by_name(val, train->class_names(), "--val");
       nn::VisionTransformer vit(c, common.seed);
       std::string note;
-      nn::load_vit_weights(vit, a.weights, &note);
+      src.load_into(vit, &note);
       Generator gen(common.seed + 1);
       try {
         apply_method(vit, a.method, a.method_opts, train->num_classes(), gen);
       } catch (const MethodError& e) {  // e.g. a --targets entry that matches no linear
         throw UsageError(e.what());
       }
+      vit.cfg.class_names = train->class_names();
       check_memory(vit, std::min<int64_t>(a.train.batch, train->size()), a.train.optimizer);
       make_out_dir(a.out);
+      fmt::print("train: model {}\n", src.describe());
+      fmt::print("train: preprocessing {}\n", c.preprocess.describe());
+      if (!note.empty()) fmt::print("train: {}\n", note);
       fmt::print("train: {} on {}: {} of {} parameters trainable ({:.2f}%)\n", a.method, train->describe(),
                  vit.num_parameters(true), vit.num_parameters(), 100.0 * vit.num_parameters(true) / vit.num_parameters());
       a.train.seed = common.seed;
@@ -212,7 +233,8 @@ void add_train_commands(CLI::App& app, Common& common, Runner& run) {
           fmt::print("train: frozen backbone, but features are not cached: {}\n", plan.why_not);
       }
       TrainResult r = train_model(vit, train, val, a.train);
-      nn::save_weights(vit, (fs::path(a.out) / "adapter.safetensors").string(), method_metadata(a.method, a.method_opts),
+      nn::save_weights(vit, (fs::path(a.out) / "adapter.safetensors").string(),
+                       adapter_metadata(a.method, a.method_opts, train->class_names()),
                        /*trainable_only=*/true);
       // The method's cost on this model: trainable share, FLOPs, step and inference time, memory
       // (before the summary, whose JSON must stay the last stdout line).
@@ -220,15 +242,14 @@ void add_train_commands(CLI::App& app, Common& common, Runner& run) {
       cost.method = a.method;
       if (a.method == "vpt-shallow" || a.method == "vpt-deep" || a.method == "cvpt") cost.prompts = a.method_opts.prompts;
       fmt::print("\n{}", format_cost_table({cost}));
-      finish(a.method, r, vit, a, common, val != nullptr);
+      finish(a.method, r, vit, a, common, val != nullptr, src.describe());
       return 0;
     };
   });
 
   // ---- eval
   auto* ev = app.add_subcommand("eval", "top-1 accuracy and loss of a model (optionally with an adapter)");
-  ev->add_option("--config", a.config, "model config: preset name or JSON file")->required();
-  ev->add_option("--weights", a.weights, "base weights (safetensors)")->required();
+  add_model_options(ev, a.model, /*config_required=*/false, /*weights_required=*/false);
   ev->add_option("--method", a.method, "the adapter's method (default: read from the adapter)");
   ev->add_option("--adapter", a.adapter, "adapter.safetensors written by peft train");
   ev->add_option("--data", a.data, "evaluation data: FOLDER | cifar10:PATH | cifar100:PATH | procedural:TASK")->required();
@@ -237,34 +258,28 @@ void add_train_commands(CLI::App& app, Common& common, Runner& run) {
   add_common_options(ev, common);
   ev->callback([&run, &common, ev] {
     run = [&common, ev] {
-      nn::ViTConfig c = nn::load_vit_config(a.config);
-      auto ds = data::open_dataset(a.data, data::Split::val, c.image_size, c.in_chans, a.val_size, common.seed);
+      ModelSource src = open_model_or_usage(a.model);
+      const nn::ViTConfig& c = src.config;
       nn::VisionTransformer vit(c, common.seed);
+      src.load_into(vit);
       std::string method = "base";
+      std::vector<std::string> classes = c.class_names;
       if (!a.adapter.empty()) {
-        SafetensorsFile f = SafetensorsFile::open(a.adapter);
-        MethodOptions mo;
-        std::string from_file = method_from_metadata(f.metadata(), mo);
-        method = ev->count("--method") ? a.method : from_file;
-        if (method != from_file)
-          throw UsageError(fmt::format("--method {} does not match the adapter's method {}", method, from_file));
-        int64_t k = f.has("head.weight") ? f.info("head.weight").shape[0] : c.num_classes;
-        nn::load_vit_weights(vit, a.weights);
-        Generator gen(common.seed + 1);
-        apply_method(vit, method, mo, k, gen);
-        // The adapter must hold exactly the method's trainable tensors.
-        nn::LoadResult lr = nn::load_weights(vit, a.adapter, /*strict=*/false);
-        std::vector<std::string> missing;
-        for (auto& n : lr.missing)
-          if (vit.parameter(n).requires_grad()) missing.push_back(n);
-        if (!lr.unexpected.empty() || !lr.mismatched.empty() || !missing.empty()) {
-          nn::LoadResult bad = lr;
-          bad.missing = missing;
-          throw IOError(fmt::format("{}: does not fit method {} ({})", a.adapter, method, bad.summary()));
-        }
-      } else {
-        nn::load_weights(vit, a.weights);
+        AdapterInfo info = read_adapter_info(a.adapter);
+        method = ev->count("--method") ? a.method : info.method;
+        if (method != info.method)
+          throw UsageError(fmt::format("--method {} does not match the adapter's method {}", method, info.method));
+        attach_adapter(vit, info, common.seed);
+        classes = info.class_names;
+        if (classes.empty())
+          fmt::print("note: {} records no class names (written by an older peft): folders are matched by position\n",
+                     a.adapter);
+      } else if (!vit.head) {
+        throw ValueError(fmt::format("eval: {} has no classifier head; give --adapter", a.model.weights.empty() ? a.model.config : a.model.weights));
       }
+      auto ds = data::open_dataset(a.data, data::Split::val, c.preprocess, c.in_chans, a.val_size, common.seed);
+      ds = map_classes_by_name(ds, classes, "--data");
+      fmt::print("eval: model {}\neval: preprocessing {}\n", src.describe(), c.preprocess.describe());
       EvalResult r = evaluate(vit, ds, a.batch);
       fmt::print("{:<12} {:>8} {:>9} {:>9} {:>9}\n", "method", "images", "top1", "loss", "img/s");
       fmt::print("{:<12} {:>8} {:>8.2f}% {:>9.4f} {:>9.0f}\n", method, r.n, r.top1, r.loss, r.images_per_s);

@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "apps/peft/commands.h"
+#include "apps/peft/model_options.h"
 #include "core/error.h"
 #include "core/threads.h"
 
@@ -31,7 +32,9 @@ int main(int argc, char** argv) {
   app::add_gradcheck_command(app, common, run);
   app::add_check_command(app, common, run);
   app::add_merge_command(app, common, run);
+  app::add_predict_command(app, common, run);
   app::add_clip_commands(app, common, run);  // after add_check_command: adds check's CLIP options
+  app::add_clip_eval_command(app, common, run);
   app::add_clip_demo_command(app, common, run);
   app::add_bench_command(app, common, run);
   app::add_compare_commands(app, common, run);
