@@ -73,6 +73,8 @@ std::string augment_str(const Augment& a);  // "none" or e.g. "rrc,flip,shift:4"
 Image apply_augment(const Image& img, const Augment& a, Generator& gen);
 
 // A per-sample transform for the DataLoader: image (already at the dataset's size) -> [C, S, S].
+// This form's rrc crops the S x S image; make_transform(Augment, Preprocess) in data/preprocess.h
+// crops the original image instead, as torchvision does (what training uses).
 using Transform = std::function<Tensor(const Image&, Generator&)>;
 Transform make_transform(const Augment& a, const Normalization& norm);
 
