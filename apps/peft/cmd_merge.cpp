@@ -2,11 +2,16 @@
 // writes a plain ViT checkpoint (base names + head).
 #include <fmt/format.h>
 
+#include <filesystem>
+
 #include "apps/peft/commands.h"
+#include "apps/peft/model_options.h"
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "nn/checkpoint.h"
 #include "nn/config.h"
 #include "nn/safetensors.h"
+#include "peft/adapter.h"
 #include "peft/merge.h"
 #include "peft/method.h"
 
@@ -15,24 +20,32 @@ namespace peft::app {
 namespace {
 
 struct MergeArgs {
-  std::string config, weights, method, adapter, out;
+  ModelArgs model;
+  std::string method, adapter, out;
   MethodOptions options;
 };
 
 int run_merge(const MergeArgs& a, CLI::App* cmd) {
-  if (!is_mergeable_method(a.method))
-    throw UsageError(fmt::format("--method: {} cannot be merged (only ssf and lora fold into the weights)", a.method));
   SafetensorsFile f = SafetensorsFile::open(a.adapter);
+  // The method is the adapter's own (its metadata); --method is needed only for files without it.
+  std::string method = a.method;
+  if (method.empty()) {
+    if (!f.metadata().count("method"))
+      throw UsageError(fmt::format("{} names no method in its metadata: give --method ssf|lora", a.adapter));
+    method = f.metadata().at("method");
+  }
+  if (!is_mergeable_method(method))
+    throw UsageError(fmt::format("--method: {} cannot be merged (only ssf and lora fold into the weights)", method));
   // Options: those the adapter was trained with (its metadata), unless given on the command line.
   MethodOptions o = a.options;
   if (f.metadata().count("method")) {
     MethodOptions from_file;
     std::string m = method_from_metadata(f.metadata(), from_file);
-    if (m != a.method) throw UsageError(fmt::format("--method {} does not match {}'s method {}", a.method, a.adapter, m));
+    if (m != method) throw UsageError(fmt::format("--method {} does not match {}'s method {}", method, a.adapter, m));
     if (!cmd->count("--rank")) o.rank = from_file.rank;
     if (!cmd->count("--alpha")) o.alpha = from_file.alpha;
     if (!cmd->count("--targets")) o.targets = from_file.targets;
-  } else if (a.method == "lora") {
+  } else if (method == "lora") {
     // No metadata (e.g. written by a PyTorch script): rank and targets from the tensor names.
     std::string targets;
     for (const std::string& n : f.names()) {
@@ -44,19 +57,19 @@ int run_merge(const MergeArgs& a, CLI::App* cmd) {
     if (!cmd->count("--targets") && !targets.empty()) o.targets = targets;
   }
   if (!f.has("head.weight") || f.info("head.weight").shape.size() != 2)
-    throw IOError(fmt::format("{}: has no head.weight [K, D] (an adapter of {} holds the head)", a.adapter, a.method));
+    throw IOError(fmt::format("{}: has no head.weight [K, D] (an adapter of {} holds the head)", a.adapter, method));
   const int64_t k = f.info("head.weight").shape[0];
 
-  nn::ViTConfig c = nn::load_vit_config(a.config);
-  c.num_classes = k;
+  ModelSource src = open_model_or_usage(a.model);
+  nn::ViTConfig c = src.config;
   nn::VisionTransformer vit(c, 0);
+  src.load_into(vit);
   Generator gen(1);
   try {
-    apply_method(vit, a.method, o, k, gen);
+    apply_method(vit, method, o, k, gen);
   } catch (const MethodError& e) {
     throw UsageError(e.what());
   }
-  nn::load_vit_weights(vit, a.weights);
   // The adapter must hold exactly the method's trainable tensors.
   nn::LoadResult lr = nn::load_weights(vit, a.adapter, /*strict=*/false);
   std::vector<std::string> missing;
@@ -65,14 +78,23 @@ int run_merge(const MergeArgs& a, CLI::App* cmd) {
   if (!lr.unexpected.empty() || !lr.mismatched.empty() || !missing.empty()) {
     nn::LoadResult bad = lr;
     bad.missing = missing;
-    throw IOError(fmt::format("{}: does not fit method {} ({})", a.adapter, a.method, bad.summary()));
+    throw IOError(fmt::format("{}: does not fit method {} ({})", a.adapter, method, bad.summary()));
   }
   merge_adapters(vit);
   nn::NamedTensors sd = plain_state_dict(vit);
-  save_safetensors(a.out, sd, {{"format", "pt"}, {"merged_from", a.method}});
-  fmt::print("merge: {} folded into {} -> {} ({} tensors, head {} classes)\n", a.method, a.weights, a.out, sd.size(), k);
-  if (k != nn::load_vit_config(a.config).num_classes)
-    fmt::print("note: the merged head has {} classes; use a config with \"num_classes\": {}\n", k, k);
+  // The merged model's config beside it (<stem>.json, read by every command that takes --weights):
+  // its head size, class names and the base checkpoint's preprocessing travel with it.
+  nn::ViTConfig merged = c;
+  merged.num_classes = k;
+  merged.class_names = read_adapter_info(a.adapter).class_names;
+  const std::string config_path = (std::filesystem::path(a.out).parent_path() /
+                                   (std::filesystem::path(a.out).stem().string() + ".json")).string();
+  if (std::filesystem::absolute(config_path) == std::filesystem::absolute(a.out))
+    throw UsageError(fmt::format("--out {}: the merged config would overwrite it; use a .safetensors name", a.out));
+  save_safetensors(a.out, sd, {{"format", "pt"}, {"merged_from", method}});
+  write_text_atomic(config_path, nn::vit_config_to_json(merged) + "\n");
+  fmt::print("merge: {} folded into {} -> {} ({} tensors, head {} classes), config {}\n", method, a.model.weights, a.out,
+             sd.size(), k, config_path);
   return 0;
 }
 
@@ -81,9 +103,8 @@ int run_merge(const MergeArgs& a, CLI::App* cmd) {
 void add_merge_command(CLI::App& app, Common& common, Runner& run) {
   static MergeArgs a;
   auto* cmd = app.add_subcommand("merge", "fold an ssf or lora adapter into the base weights (a plain ViT checkpoint)");
-  cmd->add_option("--config", a.config, "model config: preset name or JSON file")->required();
-  cmd->add_option("--weights", a.weights, "base weights (safetensors)")->required();
-  cmd->add_option("--method", a.method, "ssf | lora")->required();
+  add_model_options(cmd, a.model, /*config_required=*/false, /*weights_required=*/true);
+  cmd->add_option("--method", a.method, "ssf | lora (default: the adapter's)");
   cmd->add_option("--adapter", a.adapter, "adapter.safetensors written by peft train")->required();
   cmd->add_option("--out", a.out, "merged weights (safetensors)")->required();
   cmd->add_option("--rank", a.options.rank, "LoRA rank (default: the adapter's)");
