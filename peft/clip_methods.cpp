@@ -21,8 +21,11 @@ namespace peft {
 
 const std::vector<MethodInfo>& clip_methods() {
   static const std::vector<MethodInfo> m = {
-      {"zeroshot", "zero-shot CLIP: s * norm(f) norm(u)^T with u the text features of the --texts lines", ""},
-      {"taskres", "TaskRes: classifier u + alpha * taskres.residual [K,E] (raw u, normalised after the sum)",
+      {"zeroshot", "zero-shot CLIP: s * norm(f) c^T, c = norm(u) of the --texts lines, or the template ensemble "
+                   "norm(mean_t norm(u)) with --classnames/--templates",
+       ""},
+      {"taskres", "TaskRes: classifier u + alpha * taskres.residual [K,E] (raw u, mean over templates, normalised "
+                  "after the sum)",
        "--alpha a (default 0.5)"},
       {"coop", "CoOp: coop.ctx [M,W] replaces the token embeddings at positions 1..M, through the frozen text tower",
        "--prompts M (default 16)"},
@@ -71,11 +74,16 @@ void check_features(const ClipHead& h, const Tensor& f) {
                                  h.method, shape_str(f.sizes()), E));
 }
 
-// ---- zeroshot (methods.md 13): c = norm(u); logits = s norm(f) c^T.
+// The zero-shot classifier of methods.md 2.4: norm(mean_t norm(u)) over each class's prompts.
+Tensor zero_shot_classifier(nn::CLIP& clip, const PromptTokens& p) {
+  return ensemble_classifier(encode_text_rows(clip, p.ensemble), p.per_class);
+}
+
+// ---- zeroshot (methods.md 13): c = norm(mean_t norm(u)) (norm(u) for one prompt per class).
 class ZeroShotHead : public ClipHead {
  public:
-  ZeroShotHead(nn::CLIP& clip, const Tensor& tokens) : ClipHead(clip, "zeroshot") {
-    classifier = l2_normalize(frozen_text_features(clip, tokens));
+  ZeroShotHead(nn::CLIP& clip, const PromptTokens& p) : ClipHead(clip, "zeroshot") {
+    classifier = zero_shot_classifier(clip, p);
     num_classes = classifier.size(0);
   }
   Tensor forward(const Tensor& f) override {
@@ -88,8 +96,8 @@ class ZeroShotHead : public ClipHead {
 // ---- taskres (methods.md 14): c = u + alpha R with the raw (unnormalised) base u.
 class TaskResHead : public ClipHead {
  public:
-  TaskResHead(nn::CLIP& clip, const Tensor& tokens, double alpha) : ClipHead(clip, "taskres"), alpha(alpha) {
-    base = frozen_text_features(clip, tokens);
+  TaskResHead(nn::CLIP& clip, const PromptTokens& p, double alpha) : ClipHead(clip, "taskres"), alpha(alpha) {
+    base = ensemble_mean(encode_text_rows(clip, p.ensemble), p.per_class);  // raw, averaged over templates
     num_classes = base.size(0);
     auto holder = std::make_shared<Module>();
     residual = holder->register_parameter("residual", zeros(base.sizes(), base.dtype()));  // R = 0
@@ -175,10 +183,10 @@ class ClipAdapterHead : public ClipHead {
 // ---- tip-adapter(-f) (methods.md 17).
 class TipAdapterHead : public ClipHead {
  public:
-  TipAdapterHead(nn::CLIP& clip, const Tensor& tokens, bool finetune, double alpha, double beta, const Tensor& keys,
+  TipAdapterHead(nn::CLIP& clip, const PromptTokens& p, bool finetune, double alpha, double beta, const Tensor& keys,
                  const Tensor& labels)
       : ClipHead(clip, finetune ? "tip-adapter-f" : "tip-adapter"), alpha(alpha), beta(beta) {
-    classifier = l2_normalize(frozen_text_features(clip, tokens));
+    classifier = zero_shot_classifier(clip, p);  // the official code's template ensemble
     const int64_t K = classifier.size(0), E = clip.cfg.embed_dim;
     num_classes = K;
     if (!keys.defined() || !labels.defined())
@@ -216,19 +224,28 @@ class TipAdapterHead : public ClipHead {
 std::shared_ptr<ClipHead> make_clip_head(nn::CLIP& clip, const std::string& method, const ClipMethodOptions& o,
                                          const Tensor& tokens, Generator& gen, const Tensor& cache_keys,
                                          const Tensor& cache_labels) {
+  return make_clip_head(clip, method, o, PromptTokens::from_tokens(tokens), gen, cache_keys, cache_labels);
+}
+
+std::shared_ptr<ClipHead> make_clip_head(nn::CLIP& clip, const std::string& method, const ClipMethodOptions& o,
+                                         const PromptTokens& p, Generator& gen, const Tensor& cache_keys,
+                                         const Tensor& cache_labels) {
   const double alpha = resolve_alpha(method, o);  // also rejects unknown methods
+  const Tensor& tokens = p.single;
   if (!tokens.defined() || tokens.dim() != 2 || tokens.size(0) == 0)
     throw ValueError(fmt::format("{}: no class prompts (tokens {}). Hint: --texts needs one prompt per line", method,
                                  tokens.defined() ? shape_str(tokens.sizes()) : std::string("undefined")));
+  if (!p.ensemble.defined() || p.ensemble.dim() != 2 || p.per_class < 1 || p.ensemble.size(0) != tokens.size(0) * p.per_class)
+    throw ValueError(fmt::format("{}: {} ensemble prompt rows for {} classes x {} templates", method,
+                                 p.ensemble.defined() ? p.ensemble.size(0) : 0, tokens.size(0), p.per_class));
   clip.freeze_all();  // the backbone and logit_scale are frozen in every method
   std::shared_ptr<ClipHead> h;
-  if (method == "zeroshot") h = std::make_shared<ZeroShotHead>(clip, tokens);
-  if (method == "taskres") h = std::make_shared<TaskResHead>(clip, tokens, alpha);
+  if (method == "zeroshot") h = std::make_shared<ZeroShotHead>(clip, p);
+  if (method == "taskres") h = std::make_shared<TaskResHead>(clip, p, alpha);
   if (method == "coop") h = std::make_shared<CoOpHead>(clip, tokens, o.prompts, gen);
   if (method == "clip-adapter") h = std::make_shared<ClipAdapterHead>(clip, tokens, alpha, gen);
   if (method == "tip-adapter" || method == "tip-adapter-f")
-    h = std::make_shared<TipAdapterHead>(clip, tokens, method == "tip-adapter-f", alpha, o.beta, cache_keys,
-                                         cache_labels);
+    h = std::make_shared<TipAdapterHead>(clip, p, method == "tip-adapter-f", alpha, o.beta, cache_keys, cache_labels);
   h->eval();
   return h;
 }

@@ -14,6 +14,7 @@
 #include "core/random.h"
 #include "nn/clip.h"
 #include "peft/method.h"
+#include "peft/zeroshot.h"
 
 namespace peft {
 
@@ -49,6 +50,12 @@ class ClipHead : public nn::Module {
 std::shared_ptr<ClipHead> make_clip_head(nn::CLIP& clip, const std::string& method, const ClipMethodOptions& o,
                                          const Tensor& tokens, Generator& gen, const Tensor& cache_keys = Tensor(),
                                          const Tensor& cache_labels = Tensor());
+// The same with class prompts that may be template ensembles (peft/zeroshot.h): zeroshot and
+// tip-adapter(-f) classify with norm(mean_t norm(u)) over prompts.ensemble, taskres's base is the
+// raw mean of u over them; coop and clip-adapter use prompts.single (one row per class).
+std::shared_ptr<ClipHead> make_clip_head(nn::CLIP& clip, const std::string& method, const ClipMethodOptions& o,
+                                         const PromptTokens& prompts, Generator& gen,
+                                         const Tensor& cache_keys = Tensor(), const Tensor& cache_labels = Tensor());
 
 // Tip-Adapter cache keys: features [NK, E] (one view) or [NK, V, E] (V augmented views) ->
 // norm(mean over views) [NK, E] (methods.md 17). No autograd.

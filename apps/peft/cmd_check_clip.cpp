@@ -5,6 +5,7 @@
 
 #include "apps/peft/commands.h"
 #include "core/error.h"
+#include "nn/clip.h"
 #include "nn/safetensors.h"
 #include "peft/clip_methods.h"
 
@@ -31,7 +32,14 @@ void add_clip_check_options(CLI::App* check) {
 int run_clip_check(const std::string& config, const std::string& weights, const std::string& method, double alpha,
                    int64_t prompts, const std::string& adapter, const std::string& inputs, const std::string& out,
                    uint64_t seed) {
-  if (!is_clip_method(method)) return -1;  // not ours: the vision path handles it
+  if (!is_clip_method(method)) {
+    // A CLIP config with a vision method: say which methods fit instead of a failed ViT load.
+    if (nn::is_clip_config(config))
+      throw UsageError(fmt::format("--config {} is a CLIP model: peft check takes the CLIP methods with it (zeroshot, "
+                                   "taskres, coop, clip-adapter, tip-adapter, tip-adapter-f); '{}' needs a ViT config",
+                                   config, method));
+    return -1;  // not ours: the vision path handles it
+  }
   const ClipOnlyOptions& o = clip_only();
   if (o.texts.empty()) throw UsageError(fmt::format("--texts is required for the CLIP method '{}'", method));
   if (method == "coop" && prompts <= 0) throw UsageError(fmt::format("--prompts must be positive (got {})", prompts));

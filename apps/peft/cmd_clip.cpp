@@ -3,6 +3,7 @@
 // Also adds the CLIP-only options (--texts, --vocab, --beta) to `peft check` (cmd_check_clip.cpp).
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -15,8 +16,10 @@
 #include "data/loader.h"
 #include "nn/checkpoint.h"
 #include "nn/clip.h"
+#include "nn/config.h"
 #include "nn/safetensors.h"
 #include "peft/clip_methods.h"
+#include "peft/clip_run.h"
 #include "peft/feature_cache.h"
 
 namespace peft::app {
@@ -45,11 +48,14 @@ int run_tokenize(const TokenizeArgs& a) {
 }
 
 struct ClipTrainArgs {
-  std::string config, weights, method, data, val, texts, vocab, out, cache_dir;
+  std::string config, weights, method, data, val, vocab, out, cache_dir;
+  PromptArgs prompts;
   int64_t train_size = 2000, val_size = 500, shots = 0, views = 10;
   ClipMethodOptions options;
   ClipTrainConfig train;
 };
+
+std::string prompts_source(const PromptArgs& p) { return p.texts.empty() ? p.classnames : p.texts; }
 
 int run_clip_train(const ClipTrainArgs& a, const Common& common) {
   namespace fs = std::filesystem;
@@ -63,25 +69,28 @@ int run_clip_train(const ClipTrainArgs& a, const Common& common) {
   }
   if (a.method == "coop" && a.options.prompts <= 0)
     throw UsageError(fmt::format("--prompts must be positive (got {})", a.options.prompts));
+  check_prompt_usage(a.prompts, /*required=*/true);
+  require_clip_config(a.config, "clip-train");
   nn::CLIPConfig cfg = nn::load_clip_config(a.config);
   nn::CLIP clip(cfg, common.seed);
   clip.eval();
   nn::load_weights(clip, a.weights);
-  const std::vector<std::string> lines = nn::read_text_lines(a.texts);
+  const ClassPrompts prompts = class_prompts_from_args(a.prompts);
   nn::TextTokenizer tok(cfg.text, a.vocab);
-  Tensor tokens = tok.tokenize(lines);
+  const PromptTokens tokens = tokenize_prompts(tok, prompts);
   const nn::ViTConfig& vc = cfg.vision;
-  data::DatasetPtr train = data::open_dataset(a.data, data::Split::train, vc.image_size, vc.in_chans, a.train_size, common.seed);
-  if (train->num_classes() != static_cast<int64_t>(lines.size()))
-    throw ValueError(fmt::format("{} has {} lines but {} has {} classes (one prompt per class, in class order)", a.texts,
-                                 lines.size(), train->describe(), train->num_classes()));
+  // Without --val: the held-out split of --data, or none (never the training images).
+  ClipSplits splits = open_clip_splits(a.data, a.val, vc.image_size, vc.in_chans, a.train_size, a.val_size, common.seed);
+  data::DatasetPtr train = splits.train, val = splits.val;
+  if (train->num_classes() != prompts.num_classes())
+    throw ValueError(fmt::format("{} has {} classes but {} has {} classes (one per class, in class order)",
+                                 prompts_source(a.prompts), prompts.num_classes(), train->describe(),
+                                 train->num_classes()));
+  const std::vector<std::string> data_classes = train->class_names();
   if (a.shots > 0) train = std::make_shared<data::Subset>(train, data::few_shot_indices(*train, a.shots, common.seed));
-  data::DatasetPtr val = a.val.empty() ? train
-                                       : data::open_dataset(a.val, data::Split::val, vc.image_size, vc.in_chans,
-                                                            a.val_size, common.seed);
   fs::create_directories(a.out);
   FeatureCache cache(a.cache_dir.empty() ? (fs::path(a.out) / "feature_cache").string() : a.cache_dir);
-  FeatureSet ftrain = cache.get(clip, *train), fval = cache.get(clip, *val);
+  FeatureSet ftrain = cache.get(clip, *train);
   Tensor keys, key_labels;
   if (a.method == "tip-adapter" || a.method == "tip-adapter-f") {
     EncodeOptions eo;
@@ -96,28 +105,61 @@ int run_clip_train(const ClipTrainArgs& a, const Common& common) {
   ClipTrainConfig tc = a.train;
   tc.seed = common.seed;
   ClipTrainResult tr = train_clip_head(*head, ftrain.features, ftrain.labels, tc);
-  const double top1 = clip_head_accuracy(*head, fval.features, fval.labels);
-  double loss = 0;
-  {
-    NoGradGuard ng;
-    loss = cross_entropy(head->forward(fval.features.to(clip.text_projection.dtype())), fval.labels).item();
-  }
+  std::optional<ClipEvalResult> ev;
+  if (val) ev = evaluate_clip_head(*head, cache.get(clip, *val));
+  // The prompts and the data's class names go into the metadata: peft clip-eval rebuilds the
+  // classifier from them and refuses data with other classes.
   save_safetensors((fs::path(a.out) / "adapter.safetensors").string(), head->state_dict(),
-                   clip_method_metadata(a.method, a.options));
+                   clip_adapter_metadata(a.method, a.options, prompts, data_classes));
   const int64_t trainable = head->num_parameters(true), total = clip.num_parameters() + head->num_parameters();
-  nlohmann::json js = {{"method", a.method},        {"top1", top1},
-                       {"loss", loss},              {"trainable_params", trainable},
+  const nlohmann::json null_json(nullptr);
+  nlohmann::json js = {{"method", a.method},
+                       {"top1", ev ? nlohmann::json(ev->top1) : null_json},
+                       {"loss", ev ? nlohmann::json(ev->loss) : null_json},
+                       {"trainable_params", trainable},
                        {"total_params", total},     {"train_time_s", tr.train_time_s},
                        {"images_per_s", tr.train_time_s > 0 ? static_cast<double>(tr.steps * tc.batch) / tr.train_time_s : 0.0},
                        {"peak_rss_mb", peak_rss_mb()}};
   write_text_atomic((fs::path(a.out) / "summary.json").string(), js.dump(2) + "\n");
-  fmt::print("{} on {} ({} images, {} classes): top1 {:.2f}%  loss {:.4f}  trainable {}  ({:.1f}s)\n", a.method,
-             val->describe(), val->size(), lines.size(), top1, loss, trainable, tr.train_time_s);
+  if (ev)
+    fmt::print("{} on {} ({} images, {} classes, {}): top1 {:.2f}%  loss {:.4f}  trainable {}  ({:.1f}s)\n", a.method,
+               val->describe(), val->size(), prompts.num_classes(), prompts.describe(), ev->top1, ev->loss, trainable,
+               tr.train_time_s);
+  else
+    fmt::print("{} trained on {} ({}): no held-out top-1: {}; trainable {}  ({:.1f}s)\n", a.method, train->describe(),
+               prompts.describe(), splits.no_val_reason, trainable, tr.train_time_s);
   if (common.json) fmt::print("{}\n", js.dump());
   return 0;
 }
 
 }  // namespace
+
+void require_clip_config(const std::string& config, const char* command) {
+  if (nn::is_clip_config(config)) return;
+  const auto vit = nn::vit_preset_names();
+  if (std::find(vit.begin(), vit.end(), config) != vit.end() || std::filesystem::exists(config))
+    throw UsageError(fmt::format("--config {} is not a CLIP model: peft {} takes a CLIP config (clip-micro, "
+                                 "clip-vit-b32 or a JSON file with \"arch\": \"clip\"); ViT models go to peft "
+                                 "train / eval",
+                                 config, command));
+  // Neither: load_clip_config names the presets.
+}
+
+void add_prompt_options(CLI::App* cmd, PromptArgs& p) {
+  cmd->add_option("--texts", p.texts, "one full class prompt per line, in class order");
+  cmd->add_option("--classnames", p.classnames, "one class name per line, in class order (put into --templates)");
+  cmd->add_option("--templates", p.templates,
+                  "with --classnames: imagenet (OpenAI's 80 ImageNet templates), photo ('a photo of a {}.', the "
+                  "default) or a file with one template per line containing {}");
+}
+
+void check_prompt_usage(const PromptArgs& p, bool required) {
+  if (!p.texts.empty() && !p.classnames.empty())
+    throw UsageError("--texts and --classnames exclude each other (full prompts, or class names put into --templates)");
+  if (!p.templates.empty() && p.classnames.empty())
+    throw UsageError("--templates needs --classnames (a --texts line is already a full prompt)");
+  if (required && !p.given()) throw UsageError("--texts FILE or --classnames FILE is required (the class prompts)");
+}
 
 void add_clip_commands(CLI::App& app, Common& common, Runner& run) {
   static TokenizeArgs t;
@@ -133,8 +175,10 @@ void add_clip_commands(CLI::App& app, Common& common, Runner& run) {
   cmd->add_option("--weights", a.weights, "CLIP weights (safetensors, OpenAI names)")->required();
   cmd->add_option("--method", a.method, "zeroshot | taskres | coop | clip-adapter | tip-adapter | tip-adapter-f")->required();
   cmd->add_option("--data", a.data, "training data (folder, cifar10:PATH, procedural:TASK)")->required();
-  cmd->add_option("--val", a.val, "evaluation data (default: the training data)");
-  cmd->add_option("--texts", a.texts, "one class prompt per line, in class order")->required();
+  cmd->add_option("--val", a.val,
+                  "evaluation data (default: the held-out split of --data: procedural val, CIFAR test, DIR/val or "
+                  "DIR/test beside DIR/train; none for a plain folder)");
+  add_prompt_options(cmd, a.prompts);
   cmd->add_option("--vocab", a.vocab, "BPE merges file (configs with the bpe tokenizer)");
   cmd->add_option("--out", a.out, "output folder: adapter.safetensors, summary.json")->required();
   cmd->add_option("--shots", a.shots, "K training images per class (0 = all)")->capture_default_str();

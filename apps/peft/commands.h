@@ -6,6 +6,10 @@
 
 #include "peft/method.h"
 
+namespace peft {
+struct PromptArgs;  // peft/clip_run.h
+}
+
 namespace peft::app {
 
 // Bad usage (exit 2): unknown method, option values that make no sense together.
@@ -35,6 +39,13 @@ void add_clip_demo_command(CLI::App& app, Common& common, Runner& run); // clip-
 void add_bench_command(CLI::App& app, Common& common, Runner& run);     // bench
 void add_compare_commands(CLI::App& app, Common& common, Runner& run); // compare, sweep, attention
 void add_clip_check_options(CLI::App* check);                          // --texts, --vocab, --beta on `peft check`
+void add_clip_eval_command(CLI::App& app, Common& common, Runner& run); // clip-eval
+// --texts / --classnames / --templates (cmd_clip.cpp); check_prompt_usage: UsageError when both
+// or --templates alone are given, or (required) when neither is.
+void add_prompt_options(CLI::App* cmd, PromptArgs& p);
+void check_prompt_usage(const PromptArgs& p, bool required);
+// UsageError when `config` is a ViT preset or a non-CLIP config file (says which commands take it).
+void require_clip_config(const std::string& config, const char* command);
 // The CLIP branch of `peft check`: -1 when `method` is not a CLIP method, else the exit code.
 int run_clip_check(const std::string& config, const std::string& weights, const std::string& method, double alpha, int64_t prompts, const std::string& adapter, const std::string& inputs, const std::string& out, uint64_t seed);
 
