@@ -1,11 +1,15 @@
 // `peft inspect`: the module tree and a parameter table with totals.
 #include <fmt/format.h>
 
+#include <nlohmann/json.hpp>
+
 #include "apps/peft/commands.h"
+#include "apps/peft/model_options.h"
 #include "core/error.h"
 #include "nn/checkpoint.h"
 #include "nn/clip.h"
 #include "nn/config.h"
+#include "nn/pretrained.h"
 #include "nn/vit.h"
 #include "peft/method.h"
 
@@ -13,8 +17,11 @@ namespace peft::app {
 
 namespace {
 struct InspectOptions {
-  std::string config, weights, method;
+  ModelArgs model;
+  std::string method;
   MethodOptions opts;
+  const std::string& config = model.config;
+  const std::string& weights = model.weights;
 };
 
 // The module tree, then one row per tensor (name, shape, trainable, count) and the totals.
@@ -45,28 +52,67 @@ int inspect_clip(const InspectOptions& o, uint64_t seed) {
   print_model(clip, "CLIP backbone: frozen in every CLIP method (peft methods)");
   return 0;
 }
+
+// What was detected and inferred from a checkpoint, as text (stdout) and as JSON (--json).
+nlohmann::json describe_source(const ModelSource& src) {
+  nlohmann::json j;
+  j["config"] = nlohmann::json::parse(nn::vit_config_to_json(src.config));
+  j["preprocess"] = nn::preprocess_to_json(src.config.preprocess);
+  if (src.pretrained) {
+    const nn::Pretrained& p = *src.pretrained;
+    j["scheme"] = p.scheme;
+    j["weights"] = p.path;
+    j["sidecars"] = p.sidecars;
+    j["notes"] = p.notes;
+    j["describe"] = p.describe();
+    if (p.is_clip) j["clip"] = nlohmann::json::parse(nn::clip_config_to_json(p.clip));
+    fmt::print("weights: {}\nscheme:  {} ({})\n", p.path, p.scheme, p.describe());
+    fmt::print("sidecars: {}\n", p.sidecars.empty() ? std::string("none") : nn::name_list(p.sidecars, 8));
+    for (const std::string& n : p.notes) fmt::print("  - {}\n", n);
+  }
+  fmt::print("preprocessing: {}\n", src.config.preprocess.describe());
+  fmt::print("config (what --config would take):\n{}\n\n", nn::vit_config_to_json(src.config));
+  return j;
+}
+
+void add_totals(nlohmann::json& j, const nn::Module& m) {
+  j["total_params"] = m.num_parameters(false);
+  j["trainable_params"] = m.num_parameters(true);
+}
 }  // namespace
 
 void add_inspect_command(CLI::App& app, Common& common, Runner& run) {
   static InspectOptions o;
-  auto* cmd = app.add_subcommand("inspect", "print the module tree and the parameter table of a model");
-  cmd->add_option("--config", o.config, "model config: preset name (ViT or CLIP) or JSON file")->required();
-  cmd->add_option("--weights", o.weights, "safetensors weights to load (optional)");
+  auto* cmd = app.add_subcommand("inspect", "detected checkpoint scheme, inferred config, module tree and parameter table");
+  add_model_options(cmd, o.model, /*config_required=*/false, /*weights_required=*/false);
   cmd->add_option("--method", o.method, "attach a PEFT method first (peft methods) to see its trainable tensors");
   add_method_options(cmd, o.opts);
   add_common_options(cmd, common);
   cmd->callback([&run, &common] {
     run = [&common] {
-      if (nn::is_clip_config(o.config)) return inspect_clip(o, common.seed);
-      nn::VisionTransformer vit(nn::load_vit_config(o.config), common.seed);
+      if (!o.config.empty() && nn::is_clip_config(o.config)) return inspect_clip(o, common.seed);
+      ModelSource src = open_model_or_usage(o.model);
+      nlohmann::json j = describe_source(src);
+      if (src.pretrained && src.pretrained->is_clip && o.method.empty()) {  // a whole CLIP file: both towers
+        nn::CLIP clip(src.pretrained->clip, common.seed);
+        clip.load_state_dict(src.pretrained->clip_tensors);
+        clip.freeze_all();
+        print_model(clip, "CLIP: peft clip-train adapts it; the vision methods take its visual tower (--method)");
+        add_totals(j, clip);
+        if (common.json) fmt::print("{}\n", j.dump());
+        return 0;
+      }
+      nn::VisionTransformer vit(src.config, common.seed);
       std::string note;
-      if (!o.weights.empty()) nn::load_vit_weights(vit, o.weights, &note);
+      src.load_into(vit, &note);
       if (!o.method.empty()) {
         require_vision_method(o.method);
         Generator gen(common.seed + 1);
         apply_method(vit, o.method, o.opts, vit.cfg.num_classes > 0 ? vit.cfg.num_classes : 10, gen);
       }
       print_model(vit, note);
+      add_totals(j, vit);
+      if (common.json) fmt::print("{}\n", j.dump());
       return 0;
     };
   });
