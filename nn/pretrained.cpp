@@ -749,7 +749,24 @@ Pretrained read_pretrained(const std::string& path, const PretrainedOptions& o) 
       pre.notes.push_back(fmt::format("config from {}", side.peft_model_path));
     }
   }
-  if (!o.config.empty()) {
+  // This project's CLIP files: a CLIP config beside them (tokenizer included) is exact.
+  if (side.peft_model && pre.is_clip && side.peft_model->value("arch", std::string()) == "clip") {
+    pre.clip = clip_config_from_json(side.peft_model->dump(), side.peft_model_path);
+    c.dim = pre.clip.vision.dim;
+    const data::Preprocess keep = c.preprocess;
+    c = pre.clip.vision;
+    c.num_classes = 0;
+    c.preprocess = keep;
+    scheme = "peft";
+    pre.notes.push_back(fmt::format("CLIP config from {}", side.peft_model_path));
+  }
+  if (!o.config.empty() && is_clip_config(o.config)) {
+    if (!pre.is_clip) throw IOError(fmt::format("{}: --config {} is a CLIP but the file holds no text tower", path, o.config));
+    pre.clip = load_clip_config(o.config);
+    c = pre.clip.vision;
+    c.num_classes = 0;
+    pre.notes.push_back(fmt::format("CLIP config from --config {}", o.config));
+  } else if (!o.config.empty()) {
     const ViTConfig given = load_vit_config(o.config);
     pre.notes.push_back(fmt::format("config from --config {}", o.config));
     if (!have_pp || scheme == "peft") {
@@ -783,6 +800,43 @@ Pretrained read_pretrained(const std::string& path, const PretrainedOptions& o) 
   }
   pre.config = c;
   return pre;
+}
+
+std::shared_ptr<CLIP> load_clip_model(const std::string& config, const std::string& weights, uint64_t seed,
+                                      data::Preprocess* preprocess, std::string* describe) {
+  if (config.empty() && weights.empty()) throw ValueError("--config or --weights is required (a CLIP preset or checkpoint)");
+  CLIPConfig cfg;
+  std::map<std::string, Tensor> tensors;
+  data::Preprocess pp;
+  std::string what;
+  if (!weights.empty()) {
+    PretrainedOptions o;
+    o.config = config;
+    Pretrained pre = read_pretrained(weights, o);
+    if (!pre.is_clip)
+      throw IOError(fmt::format("{}: a {} without a text tower, not a whole CLIP. Hint: the vision methods (peft train) "
+                                "take it as a ViT",
+                                weights, pre.describe()));
+    cfg = pre.clip;
+    tensors = std::move(pre.clip_tensors);
+    pp = pre.config.preprocess;
+    what = fmt::format("{} ({})", pre.describe(), weights);
+  } else {
+    cfg = load_clip_config(config);
+    what = fmt::format("CLIP {} (no weights)", config);
+  }
+  if (pp.size == 0) {
+    pp = effective_preprocess(cfg.vision);
+  }
+  pp.size = cfg.vision.image_size;
+  auto clip = std::make_shared<CLIP>(cfg, seed);
+  if (!tensors.empty()) {
+    LoadResult r = clip->load_state_dict(tensors, /*strict=*/false);
+    if (!r.ok()) throw IOError(fmt::format("{}: does not fit the CLIP config ({})", weights, r.summary()));
+  }
+  if (preprocess) *preprocess = pp;
+  if (describe) *describe = what;
+  return clip;
 }
 
 LoadResult load_pretrained(VisionTransformer& vit, const Pretrained& pre, std::string* note) {

@@ -52,6 +52,13 @@ Pretrained read_pretrained(const std::string& weights_path, const PretrainedOpti
 // file. Appends what it did to `note`. Throws IOError naming the file when tensors do not fit.
 LoadResult load_pretrained(VisionTransformer& vit, const Pretrained& pre, std::string* note = nullptr);
 
+// A whole CLIP for the CLIP commands: `config` (preset or JSON with "arch": "clip"; may be empty
+// when `weights` is given: inferred from the file and its sidecars) and `weights` (OpenAI /
+// open_clip or Hugging Face CLIPModel names; empty: random init). The checkpoint's
+// preprocessing and a one-line description are returned through the pointers.
+std::shared_ptr<CLIP> load_clip_model(const std::string& config, const std::string& weights, uint64_t seed,
+                                      data::Preprocess* preprocess = nullptr, std::string* describe = nullptr);
+
 // The scheme names and what identifies each (for messages and docs).
 std::vector<std::pair<std::string, std::string>> pretrained_schemes();
 

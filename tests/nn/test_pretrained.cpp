@@ -212,3 +212,18 @@ TEST(Pretrained, InferredConfigRoundTripsThroughJSON) {
   EXPECT_EQ(back.preprocess.interpolation, pre.config.preprocess.interpolation);
   EXPECT_NEAR(back.preprocess.crop_pct, pre.config.preprocess.crop_pct, 1e-12);
 }
+
+TEST(Pretrained, LoadClipModelForTheClipCommands) {
+  data::Preprocess pp;
+  std::string what;
+  auto clip = nn::load_clip_model("", hub("hf_clip", "model.safetensors"), 0, &pp, &what);
+  clip->eval();
+  auto e = nn::read_tensors(hub("hf_clip", "expected.safetensors"));
+  NoGradGuard ng;
+  EXPECT_LE(max_abs_diff(clip->encode_image(e["images"]), e["image_features"]), 1e-4);
+  EXPECT_EQ(pp.interpolation, "bicubic");
+  EXPECT_EQ(pp.size, 32);
+  EXPECT_NE(what.find("Hugging Face CLIP"), std::string::npos) << what;
+  // A ViT checkpoint is not a CLIP: one line saying what it is.
+  EXPECT_THROW_MSG(nn::load_clip_model("", hub("timm_plain", "model.safetensors"), 0), IOError, "without a text tower");
+}
