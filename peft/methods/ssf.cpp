@@ -25,7 +25,8 @@ void attach_ssf(nn::VisionTransformer& vit, Generator& gen) {
     b->mlp->fc1->add_ssf(gen);     // blocks.i.mlp.fc1   | mlp.c_fc       C = F, before the activation
     b->mlp->fc2->add_ssf(gen);     // blocks.i.mlp.fc2   | mlp.c_proj     C = D
   }
-  vit.norm->add_ssf(gen);          // norm | ln_post: every token (openai: the CLS row), before pooling
+  vit.final_norm().add_ssf(gen);   // norm | ln_post: every token (openai: the CLS row), before pooling
+                                   // (fc_norm models: after it)
 }
 
 }  // namespace peft::methods
