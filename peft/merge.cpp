@@ -25,6 +25,13 @@ void merge_adapters(nn::VisionTransformer& vit) {
   if (vit.vpt || vit.cvpt) throw ValueError("merge: prompts (vpt, cvpt) cannot be folded into the weights");
   for (auto& b : vit.block_list)
     if (b->adaptmlp) throw ValueError("merge: AdaptFormer adapters cannot be folded into the weights (ReLU)");
+  // An SSF shift after a linear without bias (a qkv_bias=False model) has nowhere to go in a
+  // plain model of the same config: refuse before anything changes.
+  for (auto& [name, m] : vit.named_modules())
+    if (auto* lin = dynamic_cast<nn::Linear*>(m); lin && lin->ssf_scale.defined() && !lin->bias.defined())
+      throw ValueError(fmt::format("merge: {} has no bias to take its SSF shift (a model without qkv bias); "
+                                   "use the adapter unmerged",
+                                   name));
   const DType dt = vit.pos_embed.dtype();
   vit.to(DType::f64);  // fold in float64, round once at the end
   for (auto& [name, m] : vit.named_modules()) {
