@@ -5,6 +5,7 @@
 #include <fmt/ranges.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -320,7 +321,18 @@ Tensor CLIP::pooled_text_features(const Tensor& emb, const std::vector<int64_t>&
 
 // ---------------------------------------------------------------- tokenizer and prompt files
 
-TextTokenizer::TextTokenizer(const CLIPTextConfig& c, const std::string& vocab_path) : cfg_(c) {
+std::string default_bpe_vocab() {
+  if (const char* env = std::getenv("PEFT_CLIP_VOCAB"); env && *env) return env;
+#ifdef PEFT_ASSETS_DIR
+  const std::string committed = std::string(PEFT_ASSETS_DIR) + "/clip/bpe_simple_vocab_16e6.txt.gz";
+  std::error_code ec;
+  if (std::filesystem::exists(committed, ec)) return committed;
+#endif
+  return "";
+}
+
+TextTokenizer::TextTokenizer(const CLIPTextConfig& c, const std::string& vocab_arg) : cfg_(c) {
+  const std::string vocab_path = vocab_arg.empty() && c.tokenizer != "procedural" ? default_bpe_vocab() : vocab_arg;
   if (c.tokenizer == "procedural") {
     words_ = std::make_shared<WordTokenizer>(data::procedural_vocabulary());
     if (words_->vocab_size() > c.vocab_size)
@@ -328,7 +340,8 @@ TextTokenizer::TextTokenizer(const CLIPTextConfig& c, const std::string& vocab_p
                                    c.vocab_size, words_->vocab_size()));
   } else {
     if (vocab_path.empty())
-      throw ValueError("clip: this model uses the BPE tokenizer and needs --vocab (bpe_simple_vocab_16e6.txt.gz)");
+      throw ValueError("clip: this model uses the BPE tokenizer and needs --vocab (bpe_simple_vocab_16e6.txt.gz; "
+                       "the repository's assets/clip/ copy is not found, or set PEFT_CLIP_VOCAB)");
     bpe_ = std::make_shared<ClipTokenizer>(ClipTokenizer::load(vocab_path));
     if (bpe_->vocab_size() > c.vocab_size)
       throw ValueError(fmt::format("clip: text.vocab_size {} is smaller than the BPE tokenizer's {} ids", c.vocab_size,

@@ -85,6 +85,10 @@ class CLIP : public Module {
 // The EOT position of each row: the first position of its largest id (argmax, methods.md 2.3).
 std::vector<int64_t> eot_positions(const Tensor& tokens);
 
+// The BPE merges file used when --vocab is not given: $PEFT_CLIP_VOCAB, else the copy committed in
+// the repository (assets/clip/bpe_simple_vocab_16e6.txt.gz); "" when neither exists.
+std::string default_bpe_vocab();
+
 // The tokenizer a config names. For "bpe", `vocab_path` is the merges file (bpe_simple_vocab_16e6.txt.gz);
 // an empty path is an error naming --vocab. Rows are checked against vocab_size.
 class TextTokenizer {

@@ -14,6 +14,7 @@
 #include <type_traits>
 
 #include "core/error.h"
+#include "nn/clip.h"
 
 namespace peft::nn {
 
@@ -225,6 +226,13 @@ std::vector<std::string> vit_preset_names() {
 ViTConfig load_vit_config(const std::string& name) {
   auto p = presets();
   if (auto it = p.find(name); it != p.end()) return it->second;
+  // A CLIP preset or config where a ViT is wanted: its visual tower (openai_clip_visual, no head),
+  // which the vision methods adapt with a fresh head.
+  if (is_clip_config(name)) {
+    ViTConfig v = load_clip_config(name).vision;
+    v.num_classes = 0;
+    return v;
+  }
   if (!std::filesystem::exists(name))
     throw IOError(fmt::format("config '{}': neither a preset ({}) nor an existing file", name,
                               fmt::format("{}", fmt::join(vit_preset_names(), ", "))));

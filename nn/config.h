@@ -49,7 +49,8 @@ struct ViTConfig {
 ViTConfig vit_config_from_json(const std::string& json_text, const std::string& source = "config");
 std::string vit_config_to_json(const ViTConfig& c);
 // A preset name (vit-micro, vit-tiny, vit-small, vit-base, bench-tiny, bench-base) or a path to
-// a JSON file. Throws ValueError / IOError naming the name or file.
+// a JSON file. A CLIP preset or config gives its visual tower (no head). Throws ValueError /
+// IOError naming the name or file.
 ViTConfig load_vit_config(const std::string& name_or_path);
 std::vector<std::string> vit_preset_names();
 

@@ -757,11 +757,9 @@ Pretrained read_pretrained(const std::string& path, const PretrainedOptions& o) 
     c = pre.clip.vision;
     c.num_classes = 0;
     c.preprocess = keep;
-    scheme = "peft";
     pre.notes.push_back(fmt::format("CLIP config from {}", side.peft_model_path));
   }
-  if (!o.config.empty() && is_clip_config(o.config)) {
-    if (!pre.is_clip) throw IOError(fmt::format("{}: --config {} is a CLIP but the file holds no text tower", path, o.config));
+  if (!o.config.empty() && is_clip_config(o.config) && pre.is_clip) {
     pre.clip = load_clip_config(o.config);
     c = pre.clip.vision;
     c.num_classes = 0;

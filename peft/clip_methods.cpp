@@ -14,6 +14,7 @@
 #include "core/random.h"
 #include "data/loader.h"
 #include "nn/checkpoint.h"
+#include "nn/pretrained.h"
 #include "nn/linear.h"
 #include "nn/optim/optimizer.h"
 
@@ -335,10 +336,10 @@ double clip_head_accuracy(ClipHead& head, const Tensor& features, const Tensor& 
 // ---------------------------------------------------------------- check
 
 nn::NamedTensors clip_check_tensors(const ClipCheckRequest& r) {
-  nn::CLIPConfig cfg = nn::load_clip_config(r.config);
-  nn::CLIP clip(cfg, r.seed);
+  auto clip_ptr = nn::load_clip_model(r.config, r.weights, r.seed);  // any CLIP naming (nn/pretrained.h)
+  nn::CLIP& clip = *clip_ptr;
+  const nn::CLIPConfig& cfg = clip.cfg;
   clip.eval();
-  nn::load_weights(clip, r.weights);
   const std::vector<std::string> lines = nn::read_text_lines(r.texts);
   nn::TextTokenizer tok(cfg.text, r.vocab);
   Tensor tokens = tok.tokenize(lines);

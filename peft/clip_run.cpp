@@ -57,7 +57,7 @@ void check_same_classes(const data::Dataset& train, const data::Dataset& val) {
 
 }  // namespace
 
-ClipSplits open_clip_splits(const std::string& data, const std::string& val, int64_t S, int64_t C, int64_t train_size,
+ClipSplits open_clip_splits(const std::string& data, const std::string& val, const data::Preprocess& S, int64_t C, int64_t train_size,
                             int64_t val_size, uint64_t seed) {
   ClipSplits s;
   const bool builtin = starts_with(data, "procedural:") || starts_with(data, "cifar10:") || starts_with(data, "cifar100:");
@@ -79,7 +79,7 @@ ClipSplits open_clip_splits(const std::string& data, const std::string& val, int
   return s;
 }
 
-data::DatasetPtr open_clip_eval_data(const std::string& data, int64_t S, int64_t C, int64_t size, uint64_t seed) {
+data::DatasetPtr open_clip_eval_data(const std::string& data, const data::Preprocess& S, int64_t C, int64_t size, uint64_t seed) {
   const bool builtin = starts_with(data, "procedural:") || starts_with(data, "cifar10:") || starts_with(data, "cifar100:");
   const std::string held_out = builtin ? "" : held_out_folder(data);
   return data::open_dataset(held_out.empty() ? data : held_out, data::Split::val, S, C, size, seed);

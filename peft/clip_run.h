@@ -32,10 +32,10 @@ struct ClipSplits {
   data::DatasetPtr train, val;
   std::string no_val_reason;
 };
-ClipSplits open_clip_splits(const std::string& data, const std::string& val, int64_t image_size, int64_t in_chans,
+ClipSplits open_clip_splits(const std::string& data, const std::string& val, const data::Preprocess& preprocess, int64_t in_chans,
                             int64_t train_size, int64_t val_size, uint64_t seed);
 // The evaluation data of `peft clip-eval --data D`: D's held-out split when it has one, else all of D.
-data::DatasetPtr open_clip_eval_data(const std::string& data, int64_t image_size, int64_t in_chans, int64_t size,
+data::DatasetPtr open_clip_eval_data(const std::string& data, const data::Preprocess& preprocess, int64_t in_chans, int64_t size,
                                      uint64_t seed);
 
 // An adapter file of a CLIP method.

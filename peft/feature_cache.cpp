@@ -65,7 +65,7 @@ FeatureSet encode_dataset(nn::CLIP& clip, const data::Dataset& ds, const EncodeO
   clip.eval();
   const int64_t N = ds.size(), V = o.views, S = vc.image_size, C = vc.in_chans, E = clip.cfg.embed_dim;
   const int64_t batch = std::max<int64_t>(1, o.batch);
-  const data::Normalization norm = data::clip_normalization();
+  const data::Normalization norm = nn::effective_preprocess(vc).norm;  // the checkpoint's (CLIP's by default)
   Tensor out = empty({N, V, E});
   float* po = out.data<float>();
   // Rows of (image, view) pairs, encoded `batch` at a time.

@@ -16,6 +16,7 @@
 #include "data/loader.h"
 #include "nn/checkpoint.h"
 #include "nn/clip.h"
+#include "nn/pretrained.h"
 #include "nn/config.h"
 #include "nn/safetensors.h"
 #include "peft/clip_methods.h"
@@ -34,7 +35,9 @@ struct TokenizeArgs {
 
 int run_tokenize(const TokenizeArgs& a) {
   if (a.context_length < 1) throw UsageError(fmt::format("--context-length must be >= 1 (got {})", a.context_length));
-  ClipTokenizer tok = ClipTokenizer::load(a.vocab);
+  const std::string vocab = a.vocab.empty() ? nn::default_bpe_vocab() : a.vocab;
+  if (vocab.empty()) throw UsageError("--vocab is required (bpe_simple_vocab_16e6.txt.gz; no repository copy found)");
+  ClipTokenizer tok = ClipTokenizer::load(vocab);
   for (const std::string& t : a.texts) {
     std::vector<int64_t> row = tok.tokenize_row(t, a.context_length);
     std::string line;
@@ -70,17 +73,21 @@ int run_clip_train(const ClipTrainArgs& a, const Common& common) {
   if (a.method == "coop" && a.options.prompts <= 0)
     throw UsageError(fmt::format("--prompts must be positive (got {})", a.options.prompts));
   check_prompt_usage(a.prompts, /*required=*/true);
-  require_clip_config(a.config, "clip-train");
-  nn::CLIPConfig cfg = nn::load_clip_config(a.config);
-  nn::CLIP clip(cfg, common.seed);
+  if (!a.config.empty()) require_clip_config(a.config, "clip-train");
+  data::Preprocess preprocess;
+  std::string model;
+  auto clip_ptr = nn::load_clip_model(a.config, a.weights, common.seed, &preprocess, &model);
+  nn::CLIP& clip = *clip_ptr;
+  clip.cfg.vision.preprocess = preprocess;  // encode_dataset normalises as the checkpoint says
+  const nn::CLIPConfig& cfg = clip.cfg;
   clip.eval();
-  nn::load_weights(clip, a.weights);
+  fmt::print("clip-train: model {}\nclip-train: preprocessing {}\n", model, preprocess.describe());
   const ClassPrompts prompts = class_prompts_from_args(a.prompts);
   nn::TextTokenizer tok(cfg.text, a.vocab);
   const PromptTokens tokens = tokenize_prompts(tok, prompts);
   const nn::ViTConfig& vc = cfg.vision;
   // Without --val: the held-out split of --data, or none (never the training images).
-  ClipSplits splits = open_clip_splits(a.data, a.val, vc.image_size, vc.in_chans, a.train_size, a.val_size, common.seed);
+  ClipSplits splits = open_clip_splits(a.data, a.val, preprocess, vc.in_chans, a.train_size, a.val_size, common.seed);
   data::DatasetPtr train = splits.train, val = splits.val;
   if (train->num_classes() != prompts.num_classes())
     throw ValueError(fmt::format("{} has {} classes but {} has {} classes (one per class, in class order)",
@@ -164,22 +171,24 @@ void check_prompt_usage(const PromptArgs& p, bool required) {
 void add_clip_commands(CLI::App& app, Common& common, Runner& run) {
   static TokenizeArgs t;
   auto* tokc = app.add_subcommand("tokenize", "CLIP BPE token ids, one line per text: 49406 ids... 49407");
-  tokc->add_option("--vocab", t.vocab, "bpe_simple_vocab_16e6.txt.gz")->required();
+  tokc->add_option("--vocab", t.vocab, "bpe_simple_vocab_16e6.txt.gz (default: the repository's assets/clip copy)");
   tokc->add_option("--context-length", t.context_length, "truncate rows to this many ids")->capture_default_str();
   tokc->add_option("texts", t.texts, "texts to tokenize")->required();
   tokc->callback([&run] { run = [] { return run_tokenize(t); }; });
 
   static ClipTrainArgs a;
   auto* cmd = app.add_subcommand("clip-train", "few-shot adaptation of a frozen CLIP (peft methods: the CLIP ones)");
-  cmd->add_option("--config", a.config, "CLIP config: preset (clip-micro, clip-vit-b32) or JSON file")->required();
-  cmd->add_option("--weights", a.weights, "CLIP weights (safetensors, OpenAI names)")->required();
+  cmd->add_option("--config", a.config,
+                  "CLIP config: preset (clip-micro, clip-vit-b32) or JSON file (default: inferred from --weights)");
+  cmd->add_option("--weights", a.weights, "CLIP weights (safetensors: OpenAI / open_clip or Hugging Face CLIPModel names)")
+      ->required();
   cmd->add_option("--method", a.method, "zeroshot | taskres | coop | clip-adapter | tip-adapter | tip-adapter-f")->required();
   cmd->add_option("--data", a.data, "training data (folder, cifar10:PATH, procedural:TASK)")->required();
   cmd->add_option("--val", a.val,
                   "evaluation data (default: the held-out split of --data: procedural val, CIFAR test, DIR/val or "
                   "DIR/test beside DIR/train; none for a plain folder)");
   add_prompt_options(cmd, a.prompts);
-  cmd->add_option("--vocab", a.vocab, "BPE merges file (configs with the bpe tokenizer)");
+  cmd->add_option("--vocab", a.vocab, "BPE merges file (default: the repository's assets/clip copy)");
   cmd->add_option("--out", a.out, "output folder: adapter.safetensors, summary.json")->required();
   cmd->add_option("--shots", a.shots, "K training images per class (0 = all)")->capture_default_str();
   cmd->add_option("--train-size", a.train_size, "procedural training images")->capture_default_str();

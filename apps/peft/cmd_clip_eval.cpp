@@ -12,6 +12,7 @@
 #include "core/process_stats.h"
 #include "nn/checkpoint.h"
 #include "nn/clip.h"
+#include "nn/pretrained.h"
 #include "peft/clip_run.h"
 
 namespace peft::app {
@@ -26,17 +27,19 @@ struct ClipEvalArgs {
 
 int run_clip_eval(const ClipEvalArgs& a, const Common& common) {
   check_prompt_usage(a.prompts, /*required=*/false);
-  require_clip_config(a.config, "clip-eval");
+  if (!a.config.empty()) require_clip_config(a.config, "clip-eval");
   const ClipAdapter ad = read_clip_adapter(a.adapter);
   std::optional<ClassPrompts> given;
   if (a.prompts.given()) given = class_prompts_from_args(a.prompts);
   const ClassPrompts prompts = resolve_eval_prompts(ad, a.adapter, given);
 
-  nn::CLIPConfig cfg = nn::load_clip_config(a.config);
-  nn::CLIP clip(cfg, common.seed);
+  data::Preprocess preprocess;
+  auto clip_ptr = nn::load_clip_model(a.config, a.weights, common.seed, &preprocess);
+  nn::CLIP& clip = *clip_ptr;
+  clip.cfg.vision.preprocess = preprocess;
+  const nn::CLIPConfig& cfg = clip.cfg;
   clip.eval();
-  nn::load_weights(clip, a.weights);
-  data::DatasetPtr ds = open_clip_eval_data(a.data, cfg.vision.image_size, cfg.vision.in_chans, a.size, common.seed);
+  data::DatasetPtr ds = open_clip_eval_data(a.data, preprocess, cfg.vision.in_chans, a.size, common.seed);
   check_eval_classes(ad, a.adapter, prompts, *ds);
   nn::TextTokenizer tok(cfg.text, a.vocab);
   auto head = head_from_adapter(clip, ad, a.adapter, tokenize_prompts(tok, prompts));
@@ -67,8 +70,10 @@ int run_clip_eval(const ClipEvalArgs& a, const Common& common) {
 void add_clip_eval_command(CLI::App& app, Common& common, Runner& run) {
   static ClipEvalArgs a;
   auto* cmd = app.add_subcommand("clip-eval", "top-1 and loss of a CLIP adapter written by peft clip-train");
-  cmd->add_option("--config", a.config, "CLIP config: preset (clip-micro, clip-vit-b32) or JSON file")->required();
-  cmd->add_option("--weights", a.weights, "CLIP weights (safetensors, OpenAI names)")->required();
+  cmd->add_option("--config", a.config,
+                  "CLIP config: preset (clip-micro, clip-vit-b32) or JSON file (default: inferred from --weights)");
+  cmd->add_option("--weights", a.weights, "CLIP weights (safetensors: OpenAI / open_clip or Hugging Face CLIPModel names)")
+      ->required();
   cmd->add_option("--adapter", a.adapter, "adapter.safetensors of peft clip-train (method, options, class prompts)")
       ->required();
   cmd->add_option("--data", a.data,

@@ -178,7 +178,7 @@ TEST_F(BadInputs, LyingSafetensors) {
 
 TEST_F(BadInputs, WeightsOfAnotherConfig) {
   Result r = peft(train_args("o_shape", "", (dir / "wide.safetensors").string()));
-  expect_error(r, 1, {"wide.safetensors", "[16]", "[24]"});
+  expect_error(r, 1, {"wide.safetensors", "[1, 1, 24]", "[1, 1, 16]"});
   expect_no_output(dir / "o_shape");
 }
 

@@ -23,7 +23,7 @@ namespace fs = std::filesystem;
 
 const std::string kPeft = std::string(PEFT_BINARY_DIR) + "/peft";
 const std::string kFix = std::string(PEFT_SOURCE_DIR) + "/tests/fixtures/clip/";
-const std::string kVocab = std::string(PEFT_SOURCE_DIR) + "/../shared/data/clip/bpe_simple_vocab_16e6.txt.gz";
+const std::string kVocab = std::string(PEFT_SOURCE_DIR) + "/assets/clip/bpe_simple_vocab_16e6.txt.gz";
 
 struct CmdRun {
   int code = -1;
@@ -71,7 +71,7 @@ class ClipCli : public ::testing::Test {
 fs::path ClipCli::dir;
 
 TEST_F(ClipCli, TokenizeEqualsTheTokenizerRows) {
-  ASSERT_TRUE(fs::exists(kVocab)) << "no BPE vocabulary at " << kVocab << " (../shared must sit beside the repository)";
+  ASSERT_TRUE(fs::exists(kVocab)) << "no BPE vocabulary at " << kVocab << " (assets/clip in the repository)";
   const std::vector<std::string> texts = {"a photo of a cat.", "Hello, World!  it's 2024", "&amp; <|endoftext|> x"};
   CmdRun r = run("tokenize --vocab " + kVocab + " 'a photo of a cat.' 'Hello, World!  it'\"'\"'s 2024' '&amp; <|endoftext|> x'");
   ASSERT_EQ(r.code, 0) << r.err;
@@ -109,9 +109,10 @@ TEST_F(ClipCli, TokenizeBadVocabIsOneLineError) {
   EXPECT_EQ(c.code, 1);
   EXPECT_EQ(c.err_lines(), 1);
   EXPECT_NE(c.err.find("corrupt.gz"), std::string::npos);
-  CmdRun u = run("tokenize hello");  // --vocab is required: usage error
-  EXPECT_EQ(u.code, 2);
-  EXPECT_EQ(u.err_lines(), 1);
+  // Without --vocab: the merges file committed in the repository (assets/clip), OpenAI's ids.
+  CmdRun u = run("tokenize \"a photo of a cat.\"");
+  EXPECT_EQ(u.code, 0) << u.err;
+  EXPECT_EQ(u.out, "49406 320 1125 539 320 2368 269 49407\n");
 }
 
 TEST_F(ClipCli, CheckMatchesTheReferenceForEveryMethod) {

@@ -8,6 +8,8 @@
 
 #include "core/random.h"
 #include "data/image.h"
+#include "autograd/ops.h"
+#include "nn/checkpoint.h"
 #include "nn/safetensors.h"
 #include "tests/apps/cli_util.h"
 
@@ -178,4 +180,74 @@ TEST_F(PretrainedCli, OverridesChangeThePreprocessing) {
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("bilinear, center crop 0.875, mean (0.485, 0.456, 0.406)"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("--mean --std --interpolation --crop-pct"), std::string::npos) << r.out;
+}
+
+namespace {
+// The OpenAI-named CLIP of tests/fixtures/clip rewritten in Hugging Face CLIPModel names (the
+// inverse of the mapping under test; the forward mapping is checked against transformers' math
+// in tests/nn/test_pretrained.cpp).
+void write_as_hf_clip(const std::string& from, const std::string& to) {
+  auto sd = nn::read_tensors(from);
+  std::vector<std::pair<std::string, Tensor>> out;
+  auto put = [&](const std::string& n, const Tensor& t) { out.emplace_back(n, contiguous(t)); };
+  auto tower = [&](const std::string& oa, const std::string& hf) {
+    for (int64_t i = 0; sd.count(oa + "transformer.resblocks." + std::to_string(i) + ".ln_1.weight"); ++i) {
+      const std::string b = oa + "transformer.resblocks." + std::to_string(i) + ".", h = hf + "encoder.layers." + std::to_string(i) + ".";
+      const Tensor w = sd.at(b + "attn.in_proj_weight"), bias = sd.at(b + "attn.in_proj_bias");
+      const int64_t W = w.size(1);
+      const char* qkv[3] = {"q_proj", "k_proj", "v_proj"};
+      for (int64_t j = 0; j < 3; ++j) {
+        put(h + "self_attn." + qkv[j] + ".weight", narrow(w, 0, j * W, W));
+        put(h + "self_attn." + qkv[j] + ".bias", narrow(bias, 0, j * W, W));
+      }
+      for (const char* s : {"weight", "bias"}) {
+        const std::string x = s;
+        put(h + "layer_norm1." + x, sd.at(b + "ln_1." + x));
+        put(h + "self_attn.out_proj." + x, sd.at(b + "attn.out_proj." + x));
+        put(h + "layer_norm2." + x, sd.at(b + "ln_2." + x));
+        put(h + "mlp.fc1." + x, sd.at(b + "mlp.c_fc." + x));
+        put(h + "mlp.fc2." + x, sd.at(b + "mlp.c_proj." + x));
+      }
+    }
+  };
+  put("vision_model.embeddings.class_embedding", sd.at("visual.class_embedding"));
+  put("vision_model.embeddings.patch_embedding.weight", sd.at("visual.conv1.weight"));
+  put("vision_model.embeddings.position_embedding.weight", sd.at("visual.positional_embedding"));
+  for (const char* s : {"weight", "bias"}) {
+    put(std::string("vision_model.pre_layrnorm.") + s, sd.at(std::string("visual.ln_pre.") + s));
+    put(std::string("vision_model.post_layernorm.") + s, sd.at(std::string("visual.ln_post.") + s));
+    put(std::string("text_model.final_layer_norm.") + s, sd.at(std::string("ln_final.") + s));
+  }
+  tower("visual.", "vision_model.");
+  tower("", "text_model.");
+  put("visual_projection.weight", transpose(sd.at("visual.proj"), 0, 1));
+  put("text_projection.weight", transpose(sd.at("text_projection"), 0, 1));
+  put("text_model.embeddings.token_embedding.weight", sd.at("token_embedding.weight"));
+  put("text_model.embeddings.position_embedding.weight", sd.at("positional_embedding"));
+  put("logit_scale", sd.at("logit_scale"));
+  save_safetensors(to, out);
+}
+}  // namespace
+
+TEST(PretrainedClipCli, HuggingFaceNamedClipTrainsLikeTheOpenAIFile) {
+  const fs::path dir = fs::temp_directory_path() / ("peft_hf_clip_cli_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir / "hf");
+  const std::string fx = std::string(PEFT_SOURCE_DIR) + "/tests/fixtures/clip/";
+  write_as_hf_clip(fx + "weights.safetensors", (dir / "hf/model.safetensors").string());
+  // This project's CLIP config beside the weights (its procedural tokenizer cannot be inferred).
+  fs::copy_file(fx + "config.json", dir / "hf/model.json");
+  std::ofstream(dir / "prompts.txt") << "red\ngreen\nblue\nyellow\nmagenta\ncyan\nwhite\norange\n";
+  const std::string common = " --method zeroshot --data procedural:colors --train-size 16 --val-size 32 --texts " +
+                             (dir / "prompts.txt").string() + " --json --out ";
+  auto a = run_peft("clip-train --config " + fx + "config.json --weights " + fx + "weights.safetensors" + common +
+                        (dir / "a").string(), "a");
+  auto b = run_peft("clip-train --weights " + (dir / "hf/model.safetensors").string() + common + (dir / "b").string(), "b");
+  ASSERT_EQ(a.status, 0) << a.err;
+  ASSERT_EQ(b.status, 0) << b.err;
+  EXPECT_NE(b.out.find("Hugging Face CLIP"), std::string::npos) << b.out;
+  auto ja = nlohmann::json::parse(a.out.substr(a.out.rfind('{'))), jb = nlohmann::json::parse(b.out.substr(b.out.rfind('{')));
+  EXPECT_DOUBLE_EQ(ja["top1"].get<double>(), jb["top1"].get<double>());
+  EXPECT_NEAR(ja["loss"].get<double>(), jb["loss"].get<double>(), 1e-5);
+  fs::remove_all(dir);
 }

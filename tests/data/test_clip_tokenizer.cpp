@@ -17,7 +17,7 @@
 namespace peft {
 namespace {
 
-const std::string kVocab = PEFT_SOURCE_DIR "/../shared/data/clip/bpe_simple_vocab_16e6.txt.gz";
+const std::string kVocab = PEFT_SOURCE_DIR "/assets/clip/bpe_simple_vocab_16e6.txt.gz";
 
 const ClipTokenizer& tokenizer() {
   static const ClipTokenizer tok = ClipTokenizer::load(kVocab);

@@ -163,14 +163,18 @@ TEST(CLIPTokenizer, ProceduralWordsAndBpeErrors) {
   Tensor t = tok.tokenize({"a circle", "a photo of a large blue square on a striped background"});
   EXPECT_EQ(t.sizes(), (Shape{2, micro.text.context_length}));
   nn::CLIPConfig b32 = nn::load_clip_config("clip-vit-b32");
-  EXPECT_THROW_MSG(nn::TextTokenizer(b32.text, ""), ValueError, "--vocab");
+  // No --vocab: the repository's copy (assets/clip), unless $PEFT_CLIP_VOCAB names another file.
+  EXPECT_NE(nn::default_bpe_vocab().find("assets/clip/bpe_simple_vocab_16e6.txt.gz"), std::string::npos);
+  ::setenv("PEFT_CLIP_VOCAB", temp_path("nowhere.gz").c_str(), 1);
+  EXPECT_THROW_MSG(nn::TextTokenizer(b32.text, ""), IOError, "nowhere.gz");
+  ::unsetenv("PEFT_CLIP_VOCAB");
   const std::string bad = temp_path("bad.txt.gz");
   write_file(bad, "this is not gzip");
   EXPECT_THROW_MSG(nn::TextTokenizer(b32.text, bad), IOError, bad);
   EXPECT_THROW_MSG(nn::TextTokenizer(b32.text, temp_path("missing.gz")), IOError, "missing.gz");
   nn::CLIPTextConfig small = b32.text;
   small.vocab_size = 1000;
-  const std::string vocab = std::string(PEFT_SOURCE_DIR) + "/../shared/data/clip/bpe_simple_vocab_16e6.txt.gz";
+  const std::string vocab = std::string(PEFT_SOURCE_DIR) + "/assets/clip/bpe_simple_vocab_16e6.txt.gz";
   if (std::filesystem::exists(vocab)) {
     EXPECT_THROW_MSG(nn::TextTokenizer(small, vocab), ValueError, "vocab_size 1000");
     nn::TextTokenizer bpe(b32.text, vocab);
