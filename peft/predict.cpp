@@ -57,16 +57,12 @@ std::vector<std::string> image_files(const std::vector<std::string>& paths) {
   return out;
 }
 
-std::vector<Prediction> predict_files(nn::VisionTransformer& model, const std::vector<std::string>& files, int64_t topk,
-                                      int64_t batch) {
-  if (!model.head) throw ValueError("predict: the model has no classifier head (give --adapter, or a checkpoint with a head)");
+std::vector<Prediction> predict_files(const ImageClassifier& classify, const data::Preprocess& p, int64_t in_chans,
+                                      const std::vector<std::string>& files, int64_t topk, int64_t batch) {
   if (topk <= 0) throw ValueError(fmt::format("--topk must be positive (got {})", topk));
   if (batch <= 0) throw ValueError(fmt::format("predict: batch must be positive (got {})", batch));
-  const data::Preprocess p = nn::effective_preprocess(model.cfg);
-  const int64_t C = model.cfg.in_chans, S = p.size, K = model.head->out_features, k = std::min(topk, K);
+  const int64_t C = in_chans, S = p.size;
   NoGradGuard ng;
-  const bool was_training = model.is_training();
-  model.eval();
   std::vector<Prediction> out;
   for (size_t start = 0; start < files.size(); start += static_cast<size_t>(batch)) {
     const size_t n = std::min(files.size() - start, static_cast<size_t>(batch));
@@ -76,7 +72,9 @@ std::vector<Prediction> predict_files(nn::VisionTransformer& model, const std::v
       data::Image img = data::load_image_reduced(f, C, data::eval_resize_short_side(p));
       data::to_chw(data::eval_transform(img, p), p.norm, images.data<float>() + i * static_cast<size_t>(C * S * S));
     }
-    std::vector<float> prob = softmax(model.forward(images), -1).to_vector<float>();
+    Tensor logits = classify(images).to(DType::f32);
+    const int64_t K = logits.size(1), k = std::min(topk, K);
+    std::vector<float> prob = softmax(logits, -1).to_vector<float>();
     for (size_t i = 0; i < n; ++i) {
       const float* row = prob.data() + i * static_cast<size_t>(K);
       std::vector<int64_t> idx(static_cast<size_t>(K));
@@ -93,6 +91,16 @@ std::vector<Prediction> predict_files(nn::VisionTransformer& model, const std::v
       out.push_back(std::move(pr));
     }
   }
+  return out;
+}
+
+std::vector<Prediction> predict_files(nn::VisionTransformer& model, const std::vector<std::string>& files, int64_t topk,
+                                      int64_t batch) {
+  if (!model.head) throw ValueError("predict: the model has no classifier head (give --adapter, or a checkpoint with a head)");
+  const bool was_training = model.is_training();
+  model.eval();
+  auto out = predict_files([&](const Tensor& x) { return model.forward(x); }, nn::effective_preprocess(model.cfg),
+                           model.cfg.in_chans, files, topk, batch);
   if (was_training) model.train();
   return out;
 }

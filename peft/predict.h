@@ -1,9 +1,11 @@
 // `peft predict`: top-k classes with probabilities for image files, preprocessed as the model's
 // checkpoint says, written as CSV.
 #pragma once
+#include <functional>
 #include <string>
 #include <vector>
 
+#include "data/preprocess.h"
 #include "nn/vit.h"
 
 namespace peft {
@@ -19,8 +21,14 @@ struct Prediction {
 // no image.
 std::vector<std::string> image_files(const std::vector<std::string>& paths);
 
-// Classifies the files in batches (eval mode, no gradients): each image is decoded, passed
-// through the model's eval transform (effective_preprocess of its config) and normalised.
+// Any classifier: normalised images [B, C, S, S] -> logits [B, K] (called without gradients).
+using ImageClassifier = std::function<Tensor(const Tensor& images)>;
+
+// Classifies the files in batches: each image is decoded (a large JPEG at reduced scale), passed
+// through the eval transform of `p` and normalised with p.norm; probabilities are the softmax.
+std::vector<Prediction> predict_files(const ImageClassifier& classify, const data::Preprocess& p, int64_t in_chans,
+                                      const std::vector<std::string>& files, int64_t topk, int64_t batch = 32);
+// A ViT with a head, in eval mode, with its config's preprocessing (effective_preprocess).
 std::vector<Prediction> predict_files(nn::VisionTransformer& model, const std::vector<std::string>& files, int64_t topk,
                                       int64_t batch = 32);
 

@@ -6,7 +6,11 @@
 
 #include "apps/peft/model_options.h"
 #include "core/error.h"
+#include "nn/pretrained.h"
+#include "nn/safetensors.h"
 #include "peft/adapter.h"
+#include "peft/clip_methods.h"
+#include "peft/clip_run.h"
 #include "peft/predict.h"
 
 namespace peft::app {
@@ -14,26 +18,85 @@ namespace peft::app {
 namespace {
 struct PredictArgs {
   ModelArgs model;
-  std::string adapter, out;
+  std::string adapter, out, vocab;
   std::vector<std::string> data;
   int64_t topk = 5, batch = 32;
+  PromptArgs prompts;  // CLIP zero-shot: the classes to choose from
 };
+
+// The class names of CLIP prompts: --classnames as given, else the --texts lines.
+std::vector<std::string> prompt_class_names(const ClassPrompts& p) { return p.classnames.empty() ? p.texts : p.classnames; }
+
+// A whole CLIP: a clip-train adapter (its method, options and recorded prompts), or zero-shot
+// over --classnames / --texts.
+std::vector<Prediction> predict_clip(const PredictArgs& a, const std::vector<std::string>& files, uint64_t seed,
+                                     std::vector<std::string>& names) {
+  data::Preprocess pp;
+  std::string what;
+  auto clip = nn::load_clip_model(a.model.config, a.model.weights, seed, &pp, &what);
+  clip->cfg.vision.preprocess = pp;
+  clip->eval();
+  nn::TextTokenizer tok(clip->cfg.text, a.vocab);
+  std::optional<ClassPrompts> given;
+  if (a.prompts.given()) given = class_prompts_from_args(a.prompts);
+  std::shared_ptr<ClipHead> head;
+  std::string method = "zeroshot";
+  if (!a.adapter.empty()) {
+    const ClipAdapter ad = read_clip_adapter(a.adapter);
+    const ClassPrompts prompts = resolve_eval_prompts(ad, a.adapter, given);
+    head = head_from_adapter(*clip, ad, a.adapter, tokenize_prompts(tok, prompts));
+    names = ad.data_classes.empty() ? prompt_class_names(prompts) : ad.data_classes;
+    method = ad.method;
+  } else {
+    if (!given) throw UsageError("predict: a CLIP without --adapter needs the classes: --classnames FILE or --texts FILE");
+    Generator gen(seed);
+    head = make_clip_head(*clip, "zeroshot", ClipMethodOptions{}, tokenize_prompts(tok, *given), gen);
+    names = prompt_class_names(*given);
+  }
+  head->eval();
+  fmt::print("predict: model {} + {}{}\n", what, method, a.adapter.empty() ? "" : fmt::format(" ({})", a.adapter));
+  fmt::print("predict: preprocessing {}\n", pp.describe());
+  return predict_files([&](const Tensor& x) { return head->forward(clip->encode_image(x)); }, pp,
+                       clip->cfg.vision.in_chans, files, a.topk, a.batch);
+}
+
+bool is_clip_adapter(const std::string& path) {
+  if (path.empty()) return false;
+  SafetensorsFile f = SafetensorsFile::open(path);
+  auto it = f.metadata().find("method");
+  return it != f.metadata().end() && is_clip_method(it->second);
+}
 }  // namespace
 
 void add_predict_command(CLI::App& app, Common& common, Runner& run) {
   static PredictArgs a;
-  auto* cmd = app.add_subcommand("predict", "classify new images: top-k classes by name with probabilities, as CSV");
+  auto* cmd = app.add_subcommand("predict",
+                                 "classify new images: top-k classes by name with probabilities, as CSV (a ViT with its "
+                                 "head or a peft train adapter; a CLIP with a clip-train adapter or zero-shot over "
+                                 "--classnames)");
   add_model_options(cmd, a.model, /*config_required=*/false, /*weights_required=*/true);
   cmd->add_option("--adapter", a.adapter, "adapter.safetensors written by peft train (default: the checkpoint's own head)");
   cmd->add_option("--data", a.data, "image folder (searched recursively) or image files")->required()->expected(1, -1);
   cmd->add_option("--out", a.out, "predictions CSV: file,class_1,prob_1,...")->required();
   cmd->add_option("--topk", a.topk, "classes per image")->capture_default_str();
   cmd->add_option("--batch", a.batch, "batch size")->capture_default_str();
+  add_prompt_options(cmd, a.prompts);
+  cmd->add_option("--vocab", a.vocab, "CLIP: BPE merges file (default: the repository's assets/clip copy)");
   add_common_options(cmd, common);
   cmd->callback([&run, &common] {
     run = [&common] {
       if (a.topk <= 0) throw UsageError(fmt::format("--topk must be positive (got {})", a.topk));
       if (a.batch <= 0) throw UsageError(fmt::format("--batch must be positive (got {})", a.batch));
+      check_prompt_usage(a.prompts, /*required=*/false);
+      if (is_clip_adapter(a.adapter) || (a.adapter.empty() && a.prompts.given())) {  // a whole CLIP
+        const std::vector<std::string> files = image_files(a.data);
+        std::vector<std::string> names;
+        auto preds = predict_clip(a, files, common.seed, names);
+        write_predictions_csv(a.out, preds, names);
+        fmt::print("predict: {} images -> {}\n", preds.size(), a.out);
+        if (common.json) fmt::print("{}\n", nlohmann::json({{"images", preds.size()}, {"out", a.out}}).dump());
+        return 0;
+      }
       ModelSource src = open_model_or_usage(a.model);
       nn::VisionTransformer vit(src.config, common.seed);
       src.load_into(vit);

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "core/random.h"
@@ -249,5 +250,49 @@ TEST(PretrainedClipCli, HuggingFaceNamedClipTrainsLikeTheOpenAIFile) {
   auto ja = nlohmann::json::parse(a.out.substr(a.out.rfind('{'))), jb = nlohmann::json::parse(b.out.substr(b.out.rfind('{')));
   EXPECT_DOUBLE_EQ(ja["top1"].get<double>(), jb["top1"].get<double>());
   EXPECT_NEAR(ja["loss"].get<double>(), jb["loss"].get<double>(), 1e-5);
+  fs::remove_all(dir);
+}
+
+TEST(PretrainedClipCli, PredictWithAClipAdapterOrZeroShotOverClassNames) {
+  const fs::path dir = fs::temp_directory_path() / ("peft_clip_predict_cli_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string weights = std::string(PEFT_SOURCE_DIR) + "/tests/fixtures/clip/weights.safetensors";  // config.json beside
+  make_folder(dir / "imgs", {"x"}, 3, 7);
+  std::ofstream(dir / "names.txt") << "red\ngreen\nblue\nyellow\nmagenta\ncyan\nwhite\norange\n";
+  // Zero-shot: the classes are the --texts lines.
+  auto z = run_peft("predict --weights " + weights + " --texts " + (dir / "names.txt").string() + " --data " +
+                        (dir / "imgs").string() + " --topk 3 --out " + (dir / "zs.csv").string(),
+                    "zs");
+  ASSERT_EQ(z.status, 0) << z.err;
+  EXPECT_NE(z.out.find("zeroshot"), std::string::npos) << z.out;
+  std::string csv = read_file((dir / "zs.csv").string());
+  EXPECT_EQ(csv.substr(0, csv.find('\n')), "file,class_1,prob_1,class_2,prob_2,class_3,prob_3");
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 4) << csv;
+  // A clip-train adapter: method, options and prompts come from the file; names are the data's classes.
+  auto t = run_peft("clip-train --weights " + weights + " --method taskres --data procedural:colors --train-size 32 "
+                        "--val-size 16 --epochs 2 --texts " + (dir / "names.txt").string() + " --out " + (dir / "run").string(),
+                    "ct");
+  ASSERT_EQ(t.status, 0) << t.err;
+  auto p = run_peft("predict --weights " + weights + " --adapter " + (dir / "run/adapter.safetensors").string() +
+                        " --data " + (dir / "imgs").string() + " --topk 1 --out " + (dir / "ad.csv").string(),
+                    "ad");
+  ASSERT_EQ(p.status, 0) << p.err;
+  EXPECT_NE(p.out.find("taskres"), std::string::npos) << p.out;
+  std::istringstream rows(read_file((dir / "ad.csv").string()));
+  std::string line;
+  std::getline(rows, line);
+  int n = 0;
+  const std::set<std::string> colors = {"red", "green", "blue", "yellow", "magenta", "cyan", "white", "orange"};
+  while (std::getline(rows, line)) {
+    ++n;
+    const std::string cls = line.substr(line.find(',') + 1, line.rfind(',') - line.find(',') - 1);
+    EXPECT_TRUE(colors.count(cls)) << line;
+  }
+  EXPECT_EQ(n, 3);
+  // Without an adapter or classes a CLIP cannot classify: a usage line.
+  auto u = run_peft("predict --weights " + weights + " --data " + (dir / "imgs").string() + " --out " + (dir / "u.csv").string(), "u");
+  EXPECT_NE(u.status, 0);
+  EXPECT_EQ(std::count(u.err.begin(), u.err.end(), '\n'), 1) << u.err;
   fs::remove_all(dir);
 }
