@@ -108,8 +108,13 @@ void add_predict_command(CLI::App& app, Common& common, Runner& run) {
         names = info.class_names;
         method = info.method;
       }
-      if (!vit.head)
+      if (!vit.head) {
+        if (src.pretrained && src.pretrained->is_clip)
+          throw UsageError(fmt::format("predict: {} is a CLIP: give the classes (--classnames FILE [--templates imagenet] "
+                                       "or --texts FILE) for zero-shot, or a clip-train --adapter",
+                                       a.model.weights));
         throw ValueError(fmt::format("predict: {} has no classifier head; give --adapter", a.model.weights));
+      }
       const std::vector<std::string> files = image_files(a.data);
       fmt::print("predict: model {}{}\n", src.describe(), a.adapter.empty() ? "" : fmt::format(" + {} ({})", a.adapter, method));
       fmt::print("predict: preprocessing {}\n", src.config.preprocess.describe());
