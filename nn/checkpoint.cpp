@@ -31,7 +31,9 @@ LoadResult load_weights(Module& m, const std::string& path, bool strict) {
 
 LoadResult load_vit_weights(VisionTransformer& vit, const std::string& path, std::string* note) {
   // Any naming scheme a user's checkpoint has (nn/pretrained.h), mapped to this model's names.
-  return load_pretrained(vit, read_pretrained(path), note);
+  PretrainedOptions o;
+  o.check_config = false;  // the model's config decides; only the names are mapped
+  return load_pretrained(vit, read_pretrained(path, o), note);
 }
 
 void save_weights(const Module& m, const std::string& path, const std::map<std::string, std::string>& metadata,

@@ -132,7 +132,7 @@ const std::array<float, 3> kHalf{0.5f, 0.5f, 0.5f};
 // CLIP uses 64-wide heads.
 int64_t default_heads(int64_t dim) {
   if (dim == 1280 || dim == 1408 || dim == 1664) return 16;
-  return dim % 64 == 0 ? dim / 64 : 1;
+  return dim % 64 == 0 ? dim / 64 : 0;  // 0: unknown, the user is asked for --heads
 }
 
 // timm architecture names carry the size: vit_{tiny,small,base,large,huge,giant}_...
@@ -442,7 +442,8 @@ CLIPConfig infer_clip(const Reader& r, const TensorMap& sd, std::vector<std::str
     c.text.context_length = r.need(sd, "positional_embedding", 2).size(0);
     c.text.width = r.need(sd, "ln_final.weight", 1).size(0);
     c.text.layers = count_indexed(sd, "transformer.resblocks.", ".ln_1.weight");
-    c.text.heads = default_heads(c.text.width);
+    // OpenAI: width / 64; open_clip's text default is 8 heads (its config says otherwise when it differs).
+    c.text.heads = default_heads(c.text.width) > 0 ? default_heads(c.text.width) : (c.text.width % 8 == 0 ? 8 : 1);
     if (r.need(sd, "text_projection", 2).size(1) != c.embed_dim)
       r.fail(fmt::format("text_projection {} and visual.proj {} disagree on the embed dim",
                          shape_str(sd.at("text_projection").sizes()), shape_str(sd.at("visual.proj").sizes())));
@@ -774,6 +775,10 @@ Pretrained read_pretrained(const std::string& path, const PretrainedOptions& o) 
     c = given;
   }
   if (o.heads > 0) c.heads = o.heads;
+  if (c.heads == 0 && o.check_config)
+    throw IOError(fmt::format("{}: the number of attention heads of this {} ViT (width {}) is not in its tensors and no "
+                              "config file beside it says; give --heads N",
+                              path, scheme_title(scheme), c.dim));
   if (!o.act.empty()) c.act = o.act;
   if (o.image_size > 0) c.image_size = o.image_size;
   if (pre.is_clip) {
@@ -789,6 +794,10 @@ Pretrained read_pretrained(const std::string& path, const PretrainedOptions& o) 
     c.preprocess.size = c.image_size;
   }
   pre.scheme = scheme;
+  if (!o.check_config) {
+    pre.config = c;
+    return pre;
+  }
   try {
     c.validate();
     if (pre.is_clip) pre.clip.validate();

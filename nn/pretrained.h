@@ -22,6 +22,9 @@ struct PretrainedOptions {
   int64_t image_size = 0;  // --image-size: run at this size, resampling the position embedding (0 = the checkpoint's)
   int64_t heads = 0;       // --heads: when no sidecar gives it (0 = sidecar, known architecture, or width / 64)
   std::string act;         // --act gelu|quick_gelu: overrides the scheme's default ("" = keep)
+  // false: only the names are mapped (the caller's model gives the config); the inferred config
+  // is then not checked (load_vit_weights).
+  bool check_config = true;
 };
 
 struct Pretrained {

@@ -62,7 +62,9 @@ void expect_config(const std::string& c, const nn::ViTConfig& got, const nlohman
   EXPECT_EQ(got.qkv_bias, w["qkv_bias"].get<bool>());
   // no_embed_class is how the DINOv2 register checkpoint is folded (timm's conversion), not a
   // property of the original.
-  if (c != "dinov2_reg") EXPECT_EQ(got.no_embed_class, w["no_embed_class"].get<bool>());
+  if (c != "dinov2_reg") {
+    EXPECT_EQ(got.no_embed_class, w["no_embed_class"].get<bool>());
+  }
 }
 
 void expect_preprocess(const std::string& c, const nn::ViTConfig& got, const nlohmann::json& t) {
@@ -86,7 +88,9 @@ void check_vit_case(const std::string& c) {
   EXPECT_EQ(pre.scheme, t["scheme"].get<std::string>()) << c;
   expect_config(c, pre.config, t, false);
   expect_preprocess(c, pre.config, t);
-  if (t.contains("class_names")) EXPECT_EQ(pre.class_names, t["class_names"].get<std::vector<std::string>>()) << c;
+  if (t.contains("class_names")) {
+    EXPECT_EQ(pre.class_names, t["class_names"].get<std::vector<std::string>>()) << c;
+  }
   nn::VisionTransformer vit(pre.config, 0);
   vit.eval();
   nn::load_pretrained(vit, pre);
@@ -226,4 +230,17 @@ TEST(Pretrained, LoadClipModelForTheClipCommands) {
   EXPECT_NE(what.find("Hugging Face CLIP"), std::string::npos) << what;
   // A ViT checkpoint is not a CLIP: one line saying what it is.
   EXPECT_THROW_MSG(nn::load_clip_model("", hub("timm_plain", "model.safetensors"), 0), IOError, "without a text tower");
+}
+
+TEST(Pretrained, UnknownHeadCountAsksForTheFlag) {
+  // The Hugging Face ViT (width 48, 3 heads) without its config.json: the tensors cannot tell.
+  const fs::path dir = fs::temp_directory_path() / "peft_test_pretrained_heads";
+  fs::create_directories(dir);
+  fs::copy_file(hub("hf_vit_classifier", "model.safetensors"), dir / "model.safetensors", fs::copy_options::overwrite_existing);
+  const std::string p = (dir / "model.safetensors").string();
+  EXPECT_THROW_MSG(nn::read_pretrained(p), IOError, "--heads");
+  nn::PretrainedOptions o;
+  o.heads = 3;
+  EXPECT_EQ(nn::read_pretrained(p, o).config.heads, 3);
+  fs::remove_all(dir);
 }
