@@ -43,7 +43,7 @@ int run_check(const CheckArgs& a) {
 void add_check_command(CLI::App& app, Common& common, Runner& run) {
   static CheckArgs a;
   auto* cmd = app.add_subcommand("check", "one eval-mode forward + backward written for a reference comparison");
-  cmd->add_option("--config", a.req.config, "model config: preset name or JSON file")->required();
+  cmd->add_option("--config", a.req.config, "model config: preset name or JSON file (default: inferred from --weights)");
   cmd->add_option("--weights", a.req.weights, "base weights (safetensors)")->required();
   cmd->add_option("--method", a.req.method, "PEFT method (peft methods)")->required();
   MethodOptions& m = a.req.options;

@@ -19,6 +19,7 @@
 #include "data/transforms.h"
 #include "nn/checkpoint.h"
 #include "nn/config.h"
+#include "nn/pretrained.h"
 #include "peft/cost.h"
 #include "peft/method.h"
 #include "peft/trainer.h"
@@ -26,6 +27,14 @@
 namespace peft::app {
 
 namespace {
+
+// --config, or the config inferred from --weights (nn/pretrained.h) when only weights are given.
+nn::ViTConfig config_of(const std::string& config, const std::string& weights) {
+  if (!config.empty()) return nn::load_vit_config(config);
+  if (weights.empty()) throw UsageError("--config or --weights is required");
+  return nn::read_pretrained(weights).config;
+}
+
 
 namespace fs = std::filesystem;
 constexpr double kMiB = 1024.0 * 1024.0;
@@ -145,7 +154,7 @@ int run_compare(const CompareArgs& a, const Common& common) {
   check_measure(a.batch, a.steps);
   const std::vector<std::string> methods = parse_methods(a.methods);
   for (const auto& m : methods) validate(m, a.opts);
-  const nn::ViTConfig c = nn::load_vit_config(a.config);
+  const nn::ViTConfig c = config_of(a.config, a.weights);
   std::vector<CostReport> reports;
   for (const auto& m : methods) {
     auto vit = build(c, a.weights, m, a.opts, classes_of(c), common.seed);
@@ -192,12 +201,12 @@ int run_sweep(const SweepArgs& a, const Common& common) {
     o.prompts = M;
     for (const auto& m : methods) validate(m, o);
   }
-  const nn::ViTConfig c = nn::load_vit_config(a.config);
+  const nn::ViTConfig c = config_of(a.config, a.weights);
   data::DatasetPtr train, val;
   int64_t classes = classes_of(c);
   if (!a.data.empty()) {
-    train = data::open_dataset(a.data, data::Split::train, c.image_size, c.in_chans, a.train_size, common.seed);
-    val = data::open_dataset(a.data, data::Split::val, c.image_size, c.in_chans, a.val_size, common.seed);
+    train = data::open_dataset(a.data, data::Split::train, nn::effective_preprocess(c), c.in_chans, a.train_size, common.seed);
+    val = data::open_dataset(a.data, data::Split::val, nn::effective_preprocess(c), c.in_chans, a.val_size, common.seed);
     classes = train->num_classes();
   }
   if (!a.out.empty()) make_dir(a.out);
@@ -332,7 +341,7 @@ int run_attention(const AttentionArgs& a, const Common& common) {
   if (a.epochs > 0 && a.data.empty()) throw UsageError("--epochs needs --data (the prompts are trained on it)");
   std::vector<int64_t> counts = parse_counts(a.prompts, "--prompts", true);
   if (counts.front() != 0) counts.insert(counts.begin(), 0);  // M = 0: the plain model, share 0
-  const nn::ViTConfig c = nn::load_vit_config(a.config);
+  const nn::ViTConfig c = config_of(a.config, a.weights);
   for (int64_t M : counts)
     if (M > 0) {
       MethodOptions o;
@@ -345,8 +354,8 @@ int run_attention(const AttentionArgs& a, const Common& common) {
   int64_t classes = classes_of(c);
   Tensor images;
   if (!a.data.empty()) {
-    val = data::open_dataset(a.data, data::Split::val, c.image_size, c.in_chans, a.batch, common.seed);
-    if (a.epochs > 0) train = data::open_dataset(a.data, data::Split::train, c.image_size, c.in_chans, a.train_size, common.seed);
+    val = data::open_dataset(a.data, data::Split::val, nn::effective_preprocess(c), c.in_chans, a.batch, common.seed);
+    if (a.epochs > 0) train = data::open_dataset(a.data, data::Split::train, nn::effective_preprocess(c), c.in_chans, a.train_size, common.seed);
     classes = val->num_classes();
     std::vector<Tensor> xs;
     const data::Normalization norm = normalization_for(c);
@@ -427,7 +436,7 @@ void add_method_opts(CLI::App* cmd, MethodOptions& m, bool prompts) {
 void add_compare_commands(CLI::App& app, Common& common, Runner& run) {
   static CompareArgs ca;
   auto* cmp = app.add_subcommand("compare", "cost of every method side by side: parameters, FLOPs, time, memory");
-  cmp->add_option("--config", ca.config, "model config: preset name or JSON file")->required();
+  cmp->add_option("--config", ca.config, "model config: preset name or JSON file (default: inferred from --weights)");
   cmp->add_option("--weights", ca.weights, "base weights (safetensors; default: seeded random init)");
   cmp->add_option("--methods", ca.methods, "comma-separated methods (default: all ViT methods)");
   cmp->add_option("--batch", ca.batch, "images per measured batch")->capture_default_str();
@@ -440,7 +449,7 @@ void add_compare_commands(CLI::App& app, Common& common, Runner& run) {
 
   static SweepArgs sa;
   auto* sw = app.add_subcommand("sweep", "cost (and accuracy) against the number of prompts, with PNG plots");
-  sw->add_option("--config", sa.config, "model config: preset name or JSON file")->required();
+  sw->add_option("--config", sa.config, "model config: preset name or JSON file (default: inferred from --weights)");
   sw->add_option("--weights", sa.weights, "base weights (safetensors; default: seeded random init)");
   sw->add_option("--methods", sa.methods, "prompt methods to sweep")->capture_default_str();
   sw->add_option("--prompts", sa.prompts, "prompt counts M")->capture_default_str();
@@ -458,7 +467,7 @@ void add_compare_commands(CLI::App& app, Common& common, Runner& run) {
 
   static AttentionArgs aa;
   auto* at = app.add_subcommand("attention", "share of the CLS token's attention on VPT-deep's prompts, per layer and M");
-  at->add_option("--config", aa.config, "model config: preset name or JSON file")->required();
+  at->add_option("--config", aa.config, "model config: preset name or JSON file (default: inferred from --weights)");
   at->add_option("--weights", aa.weights, "base weights (safetensors)")->required();
   at->add_option("--prompts", aa.prompts, "prompt counts M (M = 0, the plain model, is always included)")->capture_default_str();
   at->add_option("--data", aa.data, "probe (and training) images: FOLDER | cifar10:PATH | procedural:TASK (default: noise)");

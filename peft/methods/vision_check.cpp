@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "nn/checkpoint.h"
 #include "nn/config.h"
+#include "nn/pretrained.h"
 #include "nn/safetensors.h"
 
 namespace peft {
@@ -41,7 +42,8 @@ void read_inputs(const std::string& path, const nn::ViTConfig& c, int64_t k, Ten
 
 nn::NamedTensors run_vision_check(const VisionCheckRequest& r) {
   validate_method_options(r.method, r.options);
-  nn::ViTConfig c = nn::load_vit_config(r.config);
+  // --config, else the config of the checkpoint itself (any naming scheme, nn/pretrained.h).
+  nn::ViTConfig c = r.config.empty() ? nn::read_pretrained(r.weights).config : nn::load_vit_config(r.config);
 
   // K: the adapter's head rows, else the base's num_classes (interop.md, methods.md 1.6).
   std::map<std::string, Tensor> adapter;
