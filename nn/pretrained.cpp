@@ -776,7 +776,7 @@ Pretrained read_pretrained(const std::string& path, const PretrainedOptions& o) 
   }
   if (o.heads > 0) c.heads = o.heads;
   if (c.heads == 0 && o.check_config)
-    throw IOError(fmt::format("{}: the number of attention heads of this {} ViT (width {}) is not in its tensors and no "
+    throw IOError(fmt::format("{}: the number of attention heads of this {} checkpoint (width {}) is not in its tensors and no "
                               "config file beside it says; give --heads N",
                               path, scheme_title(scheme), c.dim));
   if (!o.act.empty()) c.act = o.act;

@@ -115,7 +115,7 @@ TEST_F(PretrainedCli, EvalMapsFoldersByNameAndRefusesUnknownOnes) {
   fs::rename(dir / "val/cat", dir / "val/kitten");
   r = run_peft(eval + p("val"), "eval_renamed");
   EXPECT_EQ(r.status, 1);
-  EXPECT_NE(r.err.find("--data: class kitten not among the model's 3 classes"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--data: class kitten is not among the model's 3 classes"), std::string::npos) << r.err;
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
 }
 
