@@ -54,7 +54,7 @@ data::DatasetPtr map_classes_by_name(data::DatasetPtr ds, const std::vector<std:
     }
   }
   if (!unknown.empty())
-    throw ValueError(fmt::format("{}: {} {} not among the model's {} classes ({}); the folders must be named as the "
+    throw ValueError(fmt::format("{}: {} {} {} not among the model's {} classes ({}); the folders must be named as the "
                                  "classes it was trained on",
                                  what, unknown.size() == 1 ? "class" : "classes", nn::name_list(unknown, 2),
                                  unknown.size() == 1 ? "is" : "are", model_classes.size(), nn::name_list(model_classes, 3)));
