@@ -18,7 +18,9 @@ const std::vector<MethodInfo>& vision_methods() {
        "BitFit: trains every *.bias (LayerNorm and patch_embed.proj biases included; openai layout: also "
        "attn.in_proj_bias) and the head",
        ""},
-      {"vpt-shallow", "VPT-shallow: M prompts between CLS and the patches before block 0 (no pos-embed), and the head",
+      {"vpt-shallow",
+       "VPT-shallow: M prompts between the prefix tokens (CLS, registers) and the patches before block 0 (no "
+       "pos-embed), and the head",
        "--prompts M (default 10), --prompt-dropout p"},
       {"vpt-deep", "VPT-deep: vpt.prompts [L,M,D], row i replaces the prompt rows before block i, and the head",
        "--prompts M (default 10), --prompt-dropout p"},
@@ -26,11 +28,13 @@ const std::vector<MethodInfo>& vision_methods() {
        "--prompts M (default 10), --prompt-dropout p"},
       {"ssf",
        "SSF: scale and shift after the 6L+2 ops (patch_embed.proj, norm1, attn.qkv, attn.proj, norm2, mlp.fc1, "
-       "mlp.fc2, norm), and the head; mergeable (peft merge)",
+       "mlp.fc2, norm; openai layout: conv1, ln_1, attn.in_proj, attn.out_proj, ln_2, mlp.c_fc, mlp.c_proj, "
+       "ln_post), and the head; mergeable (peft merge)",
        ""},
       {"lora", "LoRA: (alpha/r) B A added to the target linears, and the head; mergeable (peft merge)",
        "--rank r (default 8), --alpha a (default r), --targets LIST (default attn.qkv; short names attn.qkv, "
-       "attn.proj, mlp.fc1, mlp.fc2 or globs over full names)"},
+       "attn.proj, mlp.fc1, mlp.fc2 (openai layout: attn.in_proj, attn.out_proj, mlp.c_fc, mlp.c_proj) or globs "
+       "over full names)"},
       {"adaptformer", "AdaptFormer: 0.1 * up(relu(down(x))) parallel to each MLP, fed the post-attention stream, "
                       "and the head",
        "--bottleneck b (default 64)"},
