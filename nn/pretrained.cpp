@@ -10,7 +10,6 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <regex>
 #include <set>
 #include <sstream>
 
@@ -256,7 +255,6 @@ TensorMap map_dinov2(const Reader& r, TensorMap sd, std::vector<std::string>& no
 
 TensorMap map_torchvision(const Reader& r, const TensorMap& sd) {
   TensorMap out;
-  static const std::regex layer(R"(^encoder\.layers\.encoder_layer_(\d+)\.(.+)$)");
   static const std::map<std::string, std::string> block = {
       {"ln_1.weight", "norm1.weight"}, {"ln_1.bias", "norm1.bias"},
       {"self_attention.in_proj_weight", "attn.qkv.weight"}, {"self_attention.in_proj_bias", "attn.qkv.bias"},
@@ -274,11 +272,15 @@ TensorMap map_torchvision(const Reader& r, const TensorMap& sd) {
       {"heads.head.weight", "head.weight"}, {"heads.head.bias", "head.bias"}};
   std::vector<std::string> unknown;
   for (auto& [n, t] : sd) {
-    std::smatch m;
+    // encoder.layers.encoder_layer_{i}.{rest}
+    const std::string layer = "encoder.layers.encoder_layer_";
+    const size_t dot = n.rfind(layer, 0) == 0 ? n.find('.', layer.size()) : std::string::npos;
+    const std::string index = dot == std::string::npos ? "" : n.substr(layer.size(), dot - layer.size());
+    const bool numeric = !index.empty() && index.find_first_not_of("0123456789") == std::string::npos;
     if (auto it = top.find(n); it != top.end()) {
       out[it->second] = t;
-    } else if (std::regex_match(n, m, layer) && block.count(m[2].str())) {
-      out["blocks." + m[1].str() + "." + block.at(m[2].str())] = t;
+    } else if (numeric && block.count(n.substr(dot + 1))) {
+      out["blocks." + index + "." + block.at(n.substr(dot + 1))] = t;
     } else {
       unknown.push_back(n);
     }
@@ -288,6 +290,20 @@ TensorMap map_torchvision(const Reader& r, const TensorMap& sd) {
   if (!unknown.empty()) r.fail(fmt::format("tensors of no known torchvision ViT module: {}", name_list(unknown)));
   return out;
 }
+
+// A name mapping in progress: the tensors taken so far under their new names, and which source
+// names were used (whatever is left over is reported).
+struct Renamer {
+  const Reader& r;
+  const TensorMap& sd;
+  TensorMap out;
+  std::set<std::string> used;
+  void take(const std::string& from, const std::string& to) {
+    out[to] = r.need(sd, from);
+    used.insert(from);
+  }
+  void mark(const std::string& from) { used.insert(from); }
+};
 
 // ------------------------------------------------------------------ Hugging Face ViT
 
@@ -307,12 +323,10 @@ void fuse_qkv(const Reader& r, const TensorMap& sd, const std::string& q, const 
 
 TensorMap map_hf_vit(const Reader& r, const TensorMap& sd, std::vector<std::string>& notes) {
   const std::string p = has(sd, "vit.embeddings.patch_embeddings.projection.weight") ? "vit." : "";
-  TensorMap out;
-  std::set<std::string> used;
-  auto take = [&](const std::string& from, const std::string& to) {
-    out[to] = r.need(sd, from);
-    used.insert(from);
-  };
+  Renamer m{r, sd, {}, {}};
+  TensorMap& out = m.out;
+  std::set<std::string>& used = m.used;
+  auto take = [&](const std::string& from, const std::string& to) { m.take(from, to); };
   take(p + "embeddings.cls_token", "cls_token");
   take(p + "embeddings.position_embeddings", "pos_embed");
   take(p + "embeddings.patch_embeddings.projection.weight", "patch_embed.proj.weight");
@@ -362,12 +376,10 @@ TensorMap map_hf_vit(const Reader& r, const TensorMap& sd, std::vector<std::stri
 // Hugging Face CLIPModel -> OpenAI names. Linear projections without bias are [E, W] in PyTorch
 // layout; OpenAI keeps proj / text_projection as [W, E] (applied as x @ proj).
 TensorMap map_hf_clip(const Reader& r, const TensorMap& sd) {
-  TensorMap out;
-  std::set<std::string> used;
-  auto take = [&](const std::string& from, const std::string& to) {
-    out[to] = r.need(sd, from);
-    used.insert(from);
-  };
+  Renamer m{r, sd, {}, {}};
+  TensorMap& out = m.out;
+  std::set<std::string>& used = m.used;
+  auto take = [&](const std::string& from, const std::string& to) { m.take(from, to); };
   auto tower = [&](const std::string& hf, const std::string& oa) {
     const int64_t L = count_indexed(sd, hf + "encoder.layers.", ".layer_norm1.weight");
     if (L == 0) r.fail(fmt::format("it has no {}encoder.layers.0.layer_norm1.weight", hf));

@@ -64,29 +64,22 @@ int run_merge(const MergeArgs& a, CLI::App* cmd) {
   nn::ViTConfig c = src.config;
   nn::VisionTransformer vit(c, 0);
   src.load_into(vit);
-  Generator gen(1);
+  AdapterInfo info;  // the options resolved above (metadata, flags, or the tensor names)
+  info.path = a.adapter;
+  info.method = method;
+  info.options = o;
+  info.num_classes = k;
+  if (f.metadata().count("method")) info.class_names = read_adapter_info(a.adapter).class_names;
   try {
-    apply_method(vit, method, o, k, gen);
+    attach_adapter(vit, info, 0);  // exactly the method's trainable tensors, or an IOError naming the file
   } catch (const MethodError& e) {
     throw UsageError(e.what());
-  }
-  // The adapter must hold exactly the method's trainable tensors.
-  nn::LoadResult lr = nn::load_weights(vit, a.adapter, /*strict=*/false);
-  std::vector<std::string> missing;
-  for (auto& n : lr.missing)
-    if (vit.parameter(n).requires_grad()) missing.push_back(n);
-  if (!lr.unexpected.empty() || !lr.mismatched.empty() || !missing.empty()) {
-    nn::LoadResult bad = lr;
-    bad.missing = missing;
-    throw IOError(fmt::format("{}: does not fit method {} ({})", a.adapter, method, bad.summary()));
   }
   merge_adapters(vit);
   nn::NamedTensors sd = plain_state_dict(vit);
   // The merged model's config beside it (<stem>.json, read by every command that takes --weights):
   // its head size, class names and the base checkpoint's preprocessing travel with it.
-  nn::ViTConfig merged = c;
-  merged.num_classes = k;
-  merged.class_names = read_adapter_info(a.adapter).class_names;
+  const nn::ViTConfig& merged = vit.cfg;  // K classes, their names, the base's preprocessing
   const std::string config_path = (std::filesystem::path(a.out).parent_path() /
                                    (std::filesystem::path(a.out).stem().string() + ".json")).string();
   if (std::filesystem::absolute(config_path) == std::filesystem::absolute(a.out))

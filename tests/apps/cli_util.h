@@ -1,6 +1,8 @@
 // Helpers for tests that run the built `peft` program: run a command, capture output and status.
 #pragma once
+#include <gtest/gtest.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdio>
@@ -39,5 +41,17 @@ inline CliResult run_peft(const std::string& args, const std::string& tag = "cli
   r.err = read_file(err);
   return r;
 }
+
+// A fresh folder for one test (named after the process and the running test), removed at the end.
+struct TempDir {
+  std::filesystem::path path;
+  explicit TempDir(const std::string& tag) {
+    path = std::filesystem::temp_directory_path() / (tag + "_" + std::to_string(::getpid()) + "_" +
+                                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::create_directories(path);
+  }
+  ~TempDir() { std::filesystem::remove_all(path); }
+  std::string operator/(const std::string& f) const { return (path / f).string(); }
+};
 
 }  // namespace peft::testing

@@ -22,6 +22,7 @@
 #include "nn/config.h"
 #include "nn/safetensors.h"
 #include "peft/method.h"
+#include "tests/apps/cli_util.h"
 
 namespace peft {
 namespace {
@@ -30,37 +31,11 @@ namespace fs = std::filesystem;
 const std::string kFix = std::string(PEFT_SOURCE_DIR) + "/tests/fixtures/vit/openai/";
 const std::string kPeft = std::string(PEFT_BINARY_DIR) + "/peft";
 
-struct CmdResult {
-  int code = -1;
-  std::string out, err;
-};
+using testing::CliResult;
+using testing::TempDir;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("peft_openai_cli_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string operator/(const std::string& f) const { return (path / f).string(); }
-};
-
-std::string slurp(const std::string& p) {
-  std::ifstream f(p);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
-CmdResult peft(const TempDir& tmp, const std::string& args) {
-  const std::string o = tmp / "stdout.txt", e = tmp / "stderr.txt";
-  int status = std::system((kPeft + " " + args + " > " + o + " 2> " + e).c_str());
-  CmdResult r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = slurp(o);
-  r.err = slurp(e);
-  return r;
+CliResult peft(const TempDir& tmp, const std::string& args) {
+  return testing::run_peft(args, fs::path(tmp.path).filename().string());
 }
 
 std::string check_args(const std::string& method_opts, const std::string& adapter, const std::string& out,
@@ -104,11 +79,11 @@ void expect_close(const Tensor& got, const Tensor& want, const std::string& what
 const std::string kAll = "attn.in_proj,attn.out_proj,mlp.c_fc,mlp.c_proj";
 
 TEST(OpenaiCheckCli, SsfGradientsFollowTheReferenceAtTheIdentity) {
-  TempDir tmp;
+  TempDir tmp("peft_openai_cli");
   nn::NamedTensors init = method_tensors("ssf", {}, /*identity=*/true, 1);
   save_safetensors(tmp / "init.safetensors", init);
-  CmdResult r = peft(tmp, check_args("--method ssf", tmp / "init.safetensors", tmp / "r.safetensors"));
-  ASSERT_EQ(r.code, 0) << r.err;
+  CliResult r = peft(tmp, check_args("--method ssf", tmp / "init.safetensors", tmp / "r.safetensors"));
+  ASSERT_EQ(r.status, 0) << r.err;
   auto got = nn::read_tensors(tmp / "r.safetensors");
   auto ref = nn::read_tensors(kFix + "expected.safetensors");
   auto base = nn::read_tensors(kFix + "weights.safetensors");
@@ -151,16 +126,16 @@ TEST(OpenaiCheckCli, SsfGradientsFollowTheReferenceAtTheIdentity) {
 }
 
 TEST(OpenaiCheckCli, LoraGradientsFollowTheReferenceAtTheIdentity) {
-  TempDir tmp;
+  TempDir tmp("peft_openai_cli");
   MethodOptions o;
   o.rank = 2;
   o.alpha = 3;
   o.targets = kAll;
   nn::NamedTensors init = method_tensors("lora", o, /*identity=*/true, 2);
   save_safetensors(tmp / "init.safetensors", init);
-  CmdResult r = peft(tmp, check_args("--method lora --rank 2 --alpha 3 --targets " + kAll, tmp / "init.safetensors",
+  CliResult r = peft(tmp, check_args("--method lora --rank 2 --alpha 3 --targets " + kAll, tmp / "init.safetensors",
                                      tmp / "r.safetensors"));
-  ASSERT_EQ(r.code, 0) << r.err;
+  ASSERT_EQ(r.status, 0) << r.err;
   auto got = nn::read_tensors(tmp / "r.safetensors");
   auto ref = nn::read_tensors(kFix + "expected.safetensors");
   std::set<std::string> want = {"head.weight", "head.bias"};
@@ -188,12 +163,12 @@ TEST(OpenaiCheckCli, LoraGradientsFollowTheReferenceAtTheIdentity) {
 // peft merge writes a plain OpenAI-layout file (the base names, no slots) whose logits under
 // --method linear are the unmerged ones.
 TEST(OpenaiCheckCli, MergedSsfAndLoraArePlainOpenaiWeightsWithTheSameLogits) {
-  TempDir tmp;
+  TempDir tmp("peft_openai_cli");
   auto base = nn::read_tensors(kFix + "weights.safetensors");
   std::set<std::string> base_names;
   for (auto& [n, _] : base) base_names.insert(n);
-  CmdResult lin = peft(tmp, check_args("--method linear", "", tmp / "plain.safetensors"));
-  ASSERT_EQ(lin.code, 0) << lin.err;
+  CliResult lin = peft(tmp, check_args("--method linear", "", tmp / "plain.safetensors"));
+  ASSERT_EQ(lin.status, 0) << lin.err;
   for (const std::string method : {"ssf", "lora"}) {
     SCOPED_TRACE(method);
     MethodOptions o;
@@ -206,16 +181,16 @@ TEST(OpenaiCheckCli, MergedSsfAndLoraArePlainOpenaiWeightsWithTheSameLogits) {
     const std::string ad = tmp / (method + ".safetensors");
     save_safetensors(ad, adapter, method_metadata(method, o));
     const std::string opts = "--method " + method + (method == "lora" ? " --rank 2 --alpha 3 --targets " + kAll : "");
-    CmdResult un = peft(tmp, check_args(opts, ad, tmp / "unmerged.safetensors"));
-    ASSERT_EQ(un.code, 0) << un.err;
-    CmdResult m = peft(tmp, "merge --config " + kFix + "config.json --weights " + kFix + "weights.safetensors --method " +
+    CliResult un = peft(tmp, check_args(opts, ad, tmp / "unmerged.safetensors"));
+    ASSERT_EQ(un.status, 0) << un.err;
+    CliResult m = peft(tmp, "merge --config " + kFix + "config.json --weights " + kFix + "weights.safetensors --method " +
                                 method + " --adapter " + ad + " --out " + tmp / "merged.safetensors");
-    ASSERT_EQ(m.code, 0) << m.err;
+    ASSERT_EQ(m.status, 0) << m.err;
     SafetensorsFile f = SafetensorsFile::open(tmp / "merged.safetensors");
     const auto names = f.names();
     EXPECT_EQ(std::set<std::string>(names.begin(), names.end()), base_names);
-    CmdResult mc = peft(tmp, check_args("--method linear", "", tmp / "merged_check.safetensors", tmp / "merged.safetensors"));
-    ASSERT_EQ(mc.code, 0) << mc.err;
+    CliResult mc = peft(tmp, check_args("--method linear", "", tmp / "merged_check.safetensors", tmp / "merged.safetensors"));
+    ASSERT_EQ(mc.status, 0) << mc.err;
     Tensor l_un = nn::read_tensors(tmp / "unmerged.safetensors").at("logits");
     Tensor l_m = nn::read_tensors(tmp / "merged_check.safetensors").at("logits");
     Tensor l_plain = nn::read_tensors(tmp / "plain.safetensors").at("logits");

@@ -15,10 +15,14 @@
 #include "nn/linear.h"
 #include "nn/optim/optimizer.h"
 #include "peft/method.h"
+#include "tests/peft/method_testing.h"
 #include "tests/testing.h"
 
 namespace peft {
 namespace {
+
+using testing::randomize_trainable;
+using testing::trainable_set;
 
 using testing::randn64;
 
@@ -37,25 +41,9 @@ MethodOptions small_opts() {
   return o;
 }
 
-// Non-trivial values for every trainable tensor (LoRA B and AdaptFormer up non-zero, SSF
-// scales away from 1) so that each one matters for the output.
-void randomize_trainable(nn::Module& m, uint64_t seed) {
-  NoGradGuard ng;
-  Generator g(seed);
-  for (auto& [n, p] : m.named_parameters()) {
-    if (!p.requires_grad()) continue;
-    const bool scale = n.find("ssf_scale") != std::string::npos;
-    Tensor(p).copy_(randn(p.sizes(), g, p.dtype(), scale ? 1.0 : 0.0, 0.3));
-  }
-}
 
 const std::vector<std::string> kMethods = {"linear", "full", "bitfit", "vpt-shallow", "vpt-deep",
                                            "cvpt",   "ssf",  "lora",   "adaptformer"};
-
-std::set<std::string> trainable_set(const nn::Module& m) {
-  auto v = trainable_names(m);
-  return {v.begin(), v.end()};
-}
 
 // ---------------------------------------------------------------- trainable sets and names
 

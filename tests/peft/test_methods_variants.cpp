@@ -7,6 +7,7 @@
 #include "autograd/gradcheck.h"
 #include "peft/merge.h"
 #include "peft/method.h"
+#include "tests/peft/method_testing.h"
 #include "tests/testing.h"
 
 namespace peft {
@@ -45,16 +46,6 @@ MethodOptions opts() {
   return o;
 }
 
-void randomize(nn::Module& m, uint64_t seed, bool trainable_only) {
-  NoGradGuard ng;
-  Generator g(seed);
-  for (auto& [n, p] : m.named_parameters()) {
-    if (trainable_only && !p.requires_grad()) continue;
-    const bool scale = n.find("ssf_scale") != std::string::npos || n.find("gamma") != std::string::npos ||
-                       n.find("norm") != std::string::npos;
-    Tensor(p).copy_(randn(p.sizes(), g, p.dtype(), scale ? 1.0 : 0.0, 0.3));
-  }
-}
 
 }  // namespace
 
@@ -63,12 +54,12 @@ TEST(MethodVariants, Float64GradcheckOfEveryMethodOnEveryVariant) {
     for (const std::string method : {"linear", "full", "bitfit", "vpt-shallow", "vpt-deep", "cvpt", "ssf", "lora",
                                      "adaptformer"}) {
       nn::VisionTransformer vit(v.cfg, 3);
-      randomize(vit, 2, false);  // layer scale, norms and tokens away from their identity init
+      testing::randomize_trainable(vit, 2, /*all=*/true);  // layer scale, norms and tokens away from their identity init
       Generator g(4);
       apply_method(vit, method, opts(), 3, g);
       vit.to(DType::f64);
       vit.eval();
-      randomize(vit, 9, true);
+      testing::randomize_trainable(vit, 9);
       std::vector<Tensor> inputs{randn64({2, 3, 8, 8}, 11, false)};
       for (auto& [_, p] : vit.named_parameters()) inputs.push_back(p);
       auto fn = [&](const std::vector<Tensor>& in) { return vit.forward(in[0]); };
@@ -97,10 +88,10 @@ TEST(MethodVariants, LoraAndSsfMergeExactlyOnEveryVariant) {
   for (const Variant& v : variants()) {
     for (const std::string method : {"lora", "ssf"}) {
       nn::VisionTransformer vit(v.cfg, 3);
-      randomize(vit, 2, false);
+      testing::randomize_trainable(vit, 2, /*all=*/true);
       Generator g(4);
       apply_method(vit, method, opts(), 3, g);
-      randomize(vit, 9, true);
+      testing::randomize_trainable(vit, 9);
       vit.eval();
       Generator gi(5);
       Tensor x = randn({2, 3, 8, 8}, gi);

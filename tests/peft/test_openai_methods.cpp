@@ -10,10 +10,14 @@
 #include "autograd/ops.h"
 #include "peft/merge.h"
 #include "peft/method.h"
+#include "tests/peft/method_testing.h"
 #include "tests/testing.h"
 
 namespace peft {
 namespace {
+
+using testing::randomize_trainable;
+using testing::trainable_set;
 
 using testing::randn64;
 
@@ -42,21 +46,7 @@ MethodOptions opts(const std::string& targets = "attn.in_proj") {
 
 const std::string kAllTargets = "attn.in_proj,attn.out_proj,mlp.c_fc,mlp.c_proj";
 
-std::set<std::string> trainable_set(const nn::Module& m) {
-  auto v = trainable_names(m);
-  return {v.begin(), v.end()};
-}
 
-// Every trainable tensor away from its identity init (LoRA B non-zero, SSF scales off 1).
-void randomize_trainable(nn::Module& m, uint64_t seed) {
-  NoGradGuard ng;
-  Generator g(seed);
-  for (auto& [n, p] : m.named_parameters()) {
-    if (!p.requires_grad()) continue;
-    const bool scale = n.find("ssf_scale") != std::string::npos;
-    Tensor(p).copy_(randn(p.sizes(), g, p.dtype(), scale ? 1.0 : 0.0, 0.3));
-  }
-}
 
 TEST(OpenaiMethods, LoraNamesAndShapes) {
   const auto c = openai_tiny();

@@ -12,10 +12,14 @@
 #include "peft/merge.h"
 #include "peft/method.h"
 #include "peft/methods/vision_check.h"
+#include "tests/peft/method_testing.h"
 #include "tests/testing.h"
 
 namespace peft {
 namespace {
+
+using testing::randomize_trainable;
+using testing::trainable_set;
 
 namespace fs = std::filesystem;
 const std::string kDir = std::string(PEFT_SOURCE_DIR) + "/tests/fixtures/peft/";
@@ -130,15 +134,6 @@ nn::ViTConfig tiny() {
   return c;
 }
 
-void randomize_trainable(nn::Module& m, uint64_t seed) {
-  NoGradGuard ng;
-  Generator g(seed);
-  for (auto& [n, p] : m.named_parameters()) {
-    if (!p.requires_grad()) continue;
-    const bool scale = n.find("ssf_scale") != std::string::npos;
-    Tensor(p).copy_(randn(p.sizes(), g, p.dtype(), scale ? 1.0 : 0.0, 0.3));
-  }
-}
 
 TEST(PeftMerge, SsfAndLoraFoldIntoAPlainViT) {
   for (const std::string pool : {"cls", "mean"}) {
