@@ -6,13 +6,18 @@
 
 #if defined(PEFT_BLAS_BLIS)
 #include <blis.h>
-#else
+#elif defined(PEFT_BLAS_ONEDNN)
+#include <cblas.h>  // float64 (gradcheck) stays on OpenBLAS: oneDNN's matmul has no f64
+#include <oneapi/dnnl/dnnl.hpp>
+#elif !defined(PEFT_BLAS_REFERENCE)
 #include <cblas.h>
 #endif
 #include <omp.h>
 
 #include <algorithm>
+#include <cstring>
 #include <string>
+#include <unordered_map>
 
 #include "core/counters.h"
 #include "core/threads.h"
@@ -39,9 +44,18 @@ void call(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const
             &beta, C, ldc, 1);
 }
 
-#else
+#elif defined(PEFT_BLAS_REFERENCE)
 
-void call(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+// The plain loops of blas.h: slow, but what every other backend is tested against.
+template <class T>
+void call(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B, int64_t ldb,
+          T beta, T* C, int64_t ldc) {
+  gemm_reference(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+#else  // OpenBLAS, and oneDNN's float64 path
+
+[[maybe_unused]] void call(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
           const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N,
               (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
@@ -50,6 +64,79 @@ void call(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const
           const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
   cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N,
               (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+}
+
+#endif
+
+#if defined(PEFT_BLAS_ONEDNN)
+
+// oneDNN matmul: the operands' strides describe row-major or transposed storage, so no copy is
+// made; alpha is an output scale and beta a sum post-op. A primitive is created once per shape
+// (creation costs far more than a small GEMM) and kept in a per-thread cache, so threads never
+// wait on each other; primitives are immutable, so the cache needs no lock.
+struct MatmulKey {
+  bool ta, tb;
+  int64_t M, N, K, lda, ldb, ldc;
+  float alpha, beta;
+  bool operator==(const MatmulKey& o) const { return std::memcmp(this, &o, sizeof(MatmulKey)) == 0; }
+};
+struct MatmulKeyHash {
+  size_t operator()(const MatmulKey& k) const {
+    size_t h = 1469598103934665603ULL;
+    const auto* b = reinterpret_cast<const unsigned char*>(&k);
+    for (size_t i = 0; i < sizeof(MatmulKey); ++i) h = (h ^ b[i]) * 1099511628211ULL;
+    return h;
+  }
+};
+
+struct Matmul {
+  dnnl::memory::desc a, b, c;
+  dnnl::matmul prim;
+  std::string impl;
+};
+
+dnnl::engine& engine() {
+  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
+  return e;
+}
+
+const Matmul& matmul_for(const MatmulKey& k) {
+  thread_local std::unordered_map<MatmulKey, Matmul, MatmulKeyHash> cache;
+  auto it = cache.find(k);
+  if (it != cache.end()) return it->second;
+  using dt = dnnl::memory::data_type;
+  using dims = dnnl::memory::dims;
+  Matmul m;
+  m.a = dnnl::memory::desc(dims{k.M, k.K}, dt::f32, k.ta ? dims{1, k.lda} : dims{k.lda, 1});
+  m.b = dnnl::memory::desc(dims{k.K, k.N}, dt::f32, k.tb ? dims{1, k.ldb} : dims{k.ldb, 1});
+  m.c = dnnl::memory::desc(dims{k.M, k.N}, dt::f32, dims{k.ldc, 1});
+  dnnl::primitive_attr attr;
+  if (k.alpha != 1.0f) attr.set_output_scales(0, {k.alpha});
+  if (k.beta != 0.0f) {
+    dnnl::post_ops po;
+    po.append_sum(k.beta);
+    attr.set_post_ops(po);
+  }
+  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(m.a, m.b, m.c), attr, engine());
+  m.impl = pd.impl_info_str();
+  m.prim = dnnl::matmul(pd);
+  // Keep the cache bounded for programs that see many shapes (sweeps of sizes).
+  if (cache.size() >= 4096) cache.clear();
+  return cache.emplace(k, std::move(m)).first->second;
+}
+
+void onednn_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                  const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (K == 0) {  // oneDNN rejects an empty reduction; C = beta * C
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+    return;
+  }
+  const Matmul& m = matmul_for(MatmulKey{ta, tb, M, N, K, lda, ldb, ldc, alpha, beta});
+  thread_local dnnl::stream stream(engine());
+  dnnl::memory a(m.a, engine(), const_cast<float*>(A)), b(m.b, engine(), const_cast<float*>(B)), c(m.c, engine(), C);
+  m.prim.execute(stream, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}});
+  stream.wait();
 }
 
 #endif
@@ -90,7 +177,17 @@ void gemm_impl(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const
 
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
           const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+#if defined(PEFT_BLAS_ONEDNN)
+  // oneDNN splits the work over the process's OpenMP team itself (inside a parallel region,
+  // e.g. attention's per-head loop, it runs on the calling thread).
+  auto& c = counters();
+  c.gemm_calls += 1;
+  c.gemm_flops += 2 * M * N * K;
+  if (M == 0 || N == 0) return;
+  onednn_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#else
   gemm_impl(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#endif
 }
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t lda,
           const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
@@ -107,6 +204,29 @@ const char* backend_name() {
   // e.g. "BLIS 0.9.0 (zen3)": the kernel set BLIS picked for this CPU at run time.
   static const std::string name =
       std::string("BLIS ") + bli_info_get_version_str() + " (" + bli_arch_string(bli_arch_query_id()) + ")";
+  return name.c_str();
+}
+
+#elif defined(PEFT_BLAS_REFERENCE)
+
+void set_blas_threads(int) {}
+
+const char* backend_name() { return "reference loops (blas.h gemm_reference)"; }
+
+#elif defined(PEFT_BLAS_ONEDNN)
+
+void set_blas_threads(int n) { openblas_set_num_threads(n); }  // the float64 path
+
+const char* backend_name() {
+  // e.g. "oneDNN 2.6.3 (brg:avx512_core) + OpenBLAS (Haswell) for f64": the kernel oneDNN picked
+  // for a ViT-sized f32 matmul on this CPU.
+  static const std::string name = [] {
+    const dnnl_version_t* v = dnnl_version();
+    const MatmulKey k{false, true, 256, 768, 768, 768, 768, 768, 1.0f, 0.0f};
+    return std::string("oneDNN ") + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
+           std::to_string(v->patch) + " (" + matmul_for(k).impl + ") + OpenBLAS (" + openblas_get_corename() +
+           ") for f64";
+  }();
   return name.c_str();
 }
 

@@ -1,5 +1,6 @@
-// GEMM entry point: the only place that talks to a BLAS library (OpenBLAS by default, BLIS with
-// -DPEFT_BLAS=blis; core/blas.cpp is the only file that includes a BLAS header).
+// GEMM entry point: the only place that talks to a BLAS library (-DPEFT_BLAS=openblas (default),
+// onednn (oneDNN matmul for float32, OpenBLAS for float64), blis, or reference (the plain loops
+// below); core/blas.cpp is the only file that includes a BLAS or oneDNN header).
 #pragma once
 #include <cstdint>
 
@@ -33,7 +34,8 @@ void gemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
 // Keeps the BLAS library single-threaded (the thread policy of core/threads.h).
 void set_blas_threads(int n);
 // The library this build calls and the kernel set it picked for this CPU, e.g.
-// "OpenBLAS (Cooperlake)" or "BLIS 0.9.0 (zen3)"; starts with "OpenBLAS" or "BLIS".
+// "OpenBLAS (Cooperlake)", "BLIS 0.9.0 (zen3)" or "oneDNN 2.6.3 (brg:avx512_core) + ...";
+// starts with "oneDNN", "OpenBLAS", "BLIS" or "reference".
 const char* backend_name();
 
 }  // namespace peft::blas

@@ -171,8 +171,10 @@ TEST(Blas, ThreadPolicy) {
   ThreadScope threads(2);
   EXPECT_EQ(num_threads(), 2);
   EXPECT_NE(thread_policy().find("2"), std::string::npos) << thread_policy();
-  // OpenBLAS or BLIS, whichever -DPEFT_BLAS chose; the thread policy names it.
+  // oneDNN, OpenBLAS, BLIS or the reference loops, whichever -DPEFT_BLAS chose; the thread policy names it.
   const std::string name = blas::backend_name();
-  EXPECT_TRUE(name.rfind("OpenBLAS", 0) == 0 || name.rfind("BLIS", 0) == 0) << name;
+  EXPECT_TRUE(name.rfind("oneDNN", 0) == 0 || name.rfind("OpenBLAS", 0) == 0 || name.rfind("BLIS", 0) == 0 ||
+              name.rfind("reference", 0) == 0)
+      << name;
   EXPECT_NE(thread_policy().find(name), std::string::npos) << thread_policy();
 }
