@@ -1,12 +1,12 @@
-// The one file that talks to a BLAS library: GEMM calls, counted, and split across the OpenMP
-// team (the library itself stays single-threaded). The library is chosen at configure time:
-// -DPEFT_BLAS=openblas (default) or -DPEFT_BLAS=blis, which defines PEFT_BLAS_BLIS for this file
-// only. No other file includes a BLAS header, so switching needs no other change.
+// The one file that talks to a BLAS library: GEMM calls, counted. The library is chosen at
+// configure time: -DPEFT_BLAS=onednn (default: oneDNN's matmul for float32, which parallelises
+// over the process's OpenMP team itself; OpenBLAS for float64), openblas (split across the team
+// here, the library single-threaded) or reference (the plain loops); CMake defines
+// PEFT_BLAS_ONEDNN / PEFT_BLAS_REFERENCE for this file only. No other file includes a BLAS or
+// oneDNN header, so switching needs no other change.
 #include "core/blas.h"
 
-#if defined(PEFT_BLAS_BLIS)
-#include <blis.h>
-#elif defined(PEFT_BLAS_ONEDNN)
+#if defined(PEFT_BLAS_ONEDNN)
 #include <cblas.h>  // float64 (gradcheck) stays on OpenBLAS: oneDNN's matmul has no f64
 #include <oneapi/dnnl/dnnl.hpp>
 #elif !defined(PEFT_BLAS_REFERENCE)
@@ -14,37 +14,26 @@
 #endif
 #include <omp.h>
 
+#include <fmt/format.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "core/counters.h"
+#include "core/error.h"
 #include "core/threads.h"
 
 namespace peft::blas {
 
 namespace {
 
-#if defined(PEFT_BLAS_BLIS)
+std::atomic<Precision> g_precision{Precision::f32};
 
-// BLIS's typed API takes a row and a column stride per operand, so row-major storage is passed
-// as it is (row stride = leading dimension, column stride = 1), with no layout flag to flip.
-// BLIS 0.9 declares the inputs non-const although it only reads them, hence the const_casts.
-trans_t trans(bool t) { return t ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE; }
-
-void call(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-          const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  bli_sgemm(trans(ta), trans(tb), M, N, K, &alpha, const_cast<float*>(A), lda, 1, const_cast<float*>(B), ldb, 1,
-            &beta, C, ldc, 1);
-}
-void call(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t lda,
-          const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
-  bli_dgemm(trans(ta), trans(tb), M, N, K, &alpha, const_cast<double*>(A), lda, 1, const_cast<double*>(B), ldb, 1,
-            &beta, C, ldc, 1);
-}
-
-#elif defined(PEFT_BLAS_REFERENCE)
+#if defined(PEFT_BLAS_REFERENCE)
 
 // The plain loops of blas.h: slow, but what every other backend is tested against.
 template <class T>
@@ -75,7 +64,7 @@ void call(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const
 // (creation costs far more than a small GEMM) and kept in a per-thread cache, so threads never
 // wait on each other; primitives are immutable, so the cache needs no lock.
 struct MatmulKey {
-  bool ta, tb;
+  bool ta, tb, bf16;  // bf16: A and B are packed bfloat16 copies (lda, ldb their packed strides)
   int64_t M, N, K, lda, ldb, ldc;
   float alpha, beta;
   bool operator==(const MatmulKey& o) const { return std::memcmp(this, &o, sizeof(MatmulKey)) == 0; }
@@ -107,8 +96,9 @@ const Matmul& matmul_for(const MatmulKey& k) {
   using dt = dnnl::memory::data_type;
   using dims = dnnl::memory::dims;
   Matmul m;
-  m.a = dnnl::memory::desc(dims{k.M, k.K}, dt::f32, k.ta ? dims{1, k.lda} : dims{k.lda, 1});
-  m.b = dnnl::memory::desc(dims{k.K, k.N}, dt::f32, k.tb ? dims{1, k.ldb} : dims{k.ldb, 1});
+  const dt in = k.bf16 ? dt::bf16 : dt::f32;
+  m.a = dnnl::memory::desc(dims{k.M, k.K}, in, k.ta ? dims{1, k.lda} : dims{k.lda, 1});
+  m.b = dnnl::memory::desc(dims{k.K, k.N}, in, k.tb ? dims{1, k.ldb} : dims{k.ldb, 1});
   m.c = dnnl::memory::desc(dims{k.M, k.N}, dt::f32, dims{k.ldc, 1});
   dnnl::primitive_attr attr;
   if (k.alpha != 1.0f) attr.set_output_scales(0, {k.alpha});
@@ -125,6 +115,28 @@ const Matmul& matmul_for(const MatmulKey& k) {
   return cache.emplace(k, std::move(m)).first->second;
 }
 
+// float32 -> bfloat16, round to nearest even (NaN stays NaN): rows x cols at row stride ld into
+// a packed buffer. Large operands are converted by the OpenMP team.
+uint16_t bf16_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);  // quiet NaN
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+void to_bf16(const float* src, int64_t rows, int64_t cols, int64_t ld, std::vector<uint16_t>& dst) {
+  dst.resize(static_cast<size_t>(rows * cols));
+  uint16_t* d = dst.data();
+  const bool par = rows * cols >= (int64_t{1} << 16) && !omp_in_parallel();
+#pragma omp parallel for if (par) schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* s = src + r * ld;
+    uint16_t* o = d + r * cols;
+    for (int64_t c = 0; c < cols; ++c) o[c] = bf16_bits(s[c]);
+  }
+}
+
 void onednn_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
                   const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   if (K == 0) {  // oneDNN rejects an empty reduction; C = beta * C
@@ -132,8 +144,21 @@ void onednn_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha
       for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
     return;
   }
-  const Matmul& m = matmul_for(MatmulKey{ta, tb, M, N, K, lda, ldb, ldc, alpha, beta});
   thread_local dnnl::stream stream(engine());
+  if (g_precision.load(std::memory_order_relaxed) == Precision::bf16) {
+    // Round A and B to bfloat16 into per-thread buffers, packed in their stored orientation (a
+    // transposed operand stays transposed, so no transpose is done here).
+    thread_local std::vector<uint16_t> pa, pb;
+    const int64_t a_rows = ta ? K : M, a_cols = ta ? M : K, b_rows = tb ? N : K, b_cols = tb ? K : N;
+    to_bf16(A, a_rows, a_cols, lda, pa);
+    to_bf16(B, b_rows, b_cols, ldb, pb);
+    const Matmul& m = matmul_for(MatmulKey{ta, tb, true, M, N, K, a_cols, b_cols, ldc, alpha, beta});
+    dnnl::memory a(m.a, engine(), pa.data()), b(m.b, engine(), pb.data()), c(m.c, engine(), C);
+    m.prim.execute(stream, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}});
+    stream.wait();
+    return;
+  }
+  const Matmul& m = matmul_for(MatmulKey{ta, tb, false, M, N, K, lda, ldb, ldc, alpha, beta});
   dnnl::memory a(m.a, engine(), const_cast<float*>(A)), b(m.b, engine(), const_cast<float*>(B)), c(m.c, engine(), C);
   m.prim.execute(stream, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}});
   stream.wait();
@@ -175,6 +200,26 @@ void gemm_impl(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const
 
 }  // namespace
 
+bool bf16_supported() {
+#if defined(PEFT_BLAS_ONEDNN)
+  return true;
+#else
+  return false;
+#endif
+}
+
+void set_precision(Precision p) {
+  if (p == Precision::bf16 && !bf16_supported())
+    throw ValueError(fmt::format("--precision bf16 needs the oneDNN GEMM backend; this build uses {} "
+                                 "(configure with -DPEFT_BLAS=onednn)",
+                                 backend_name()));
+  g_precision.store(p);
+}
+
+Precision precision() { return g_precision.load(); }
+
+const char* precision_name(Precision p) { return p == Precision::bf16 ? "bf16" : "f32"; }
+
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
           const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
 #if defined(PEFT_BLAS_ONEDNN)
@@ -194,20 +239,7 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const
   gemm_impl(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-#if defined(PEFT_BLAS_BLIS)
-
-// BLIS's OpenMP build would otherwise size its own team from BLIS_NUM_THREADS / OMP_NUM_THREADS;
-// a global count of 1 keeps every call on the calling thread, whatever the environment says.
-void set_blas_threads(int n) { bli_thread_set_num_threads(n); }
-
-const char* backend_name() {
-  // e.g. "BLIS 0.9.0 (zen3)": the kernel set BLIS picked for this CPU at run time.
-  static const std::string name =
-      std::string("BLIS ") + bli_info_get_version_str() + " (" + bli_arch_string(bli_arch_query_id()) + ")";
-  return name.c_str();
-}
-
-#elif defined(PEFT_BLAS_REFERENCE)
+#if defined(PEFT_BLAS_REFERENCE)
 
 void set_blas_threads(int) {}
 
@@ -222,7 +254,7 @@ const char* backend_name() {
   // for a ViT-sized f32 matmul on this CPU.
   static const std::string name = [] {
     const dnnl_version_t* v = dnnl_version();
-    const MatmulKey k{false, true, 256, 768, 768, 768, 768, 768, 1.0f, 0.0f};
+    const MatmulKey k{false, true, false, 256, 768, 768, 768, 768, 768, 1.0f, 0.0f};
     return std::string("oneDNN ") + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
            std::to_string(v->patch) + " (" + matmul_for(k).impl + ") + OpenBLAS (" + openblas_get_corename() +
            ") for f64";

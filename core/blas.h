@@ -1,5 +1,5 @@
-// GEMM entry point: the only place that talks to a BLAS library (-DPEFT_BLAS=openblas (default),
-// onednn (oneDNN matmul for float32, OpenBLAS for float64), blis, or reference (the plain loops
+// GEMM entry point: the only place that talks to a BLAS library (-DPEFT_BLAS=onednn (default:
+// oneDNN matmul for float32, OpenBLAS for float64), openblas, or reference (the plain loops
 // below); core/blas.cpp is the only file that includes a BLAS or oneDNN header).
 #pragma once
 #include <cstdint>
@@ -31,11 +31,23 @@ void gemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
     }
 }
 
+// GEMM input precision for float32 GEMMs (float64 GEMMs are never reduced):
+//   f32   the default, exact to every PyTorch reference;
+//   bf16  A and B are rounded to bfloat16 (round to nearest even) and multiplied with float32
+//         accumulation and a float32 result, like PyTorch's CPU autocast for matmul/linear. Needs
+//         the oneDNN backend (it uses AVX512_BF16 / AMX kernels where the CPU has them).
+// Process-wide; set once by the command line (--precision) before any work.
+enum class Precision { f32, bf16 };
+void set_precision(Precision p);  // ValueError when bf16 is asked of a backend without it
+Precision precision();
+bool bf16_supported();            // this build's backend can run bf16 GEMMs
+const char* precision_name(Precision p);  // "f32" | "bf16"
+
 // Keeps the BLAS library single-threaded (the thread policy of core/threads.h).
 void set_blas_threads(int n);
 // The library this build calls and the kernel set it picked for this CPU, e.g.
-// "OpenBLAS (Cooperlake)", "BLIS 0.9.0 (zen3)" or "oneDNN 2.6.3 (brg:avx512_core) + ...";
-// starts with "oneDNN", "OpenBLAS", "BLIS" or "reference".
+// "oneDNN 2.6.3 (brg:avx512_core) + OpenBLAS (SkylakeX) for f64" or "OpenBLAS (Cooperlake)";
+// starts with "oneDNN", "OpenBLAS" or "reference".
 const char* backend_name();
 
 }  // namespace peft::blas

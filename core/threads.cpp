@@ -34,8 +34,10 @@ void set_num_threads(int n) {
 int num_threads() { return g_threads; }
 
 std::string thread_policy() {
-  return fmt::format("threads: {} (OpenMP team of {} for kernels and split GEMMs; {} 1 thread per call)",
-                     g_threads, g_threads, blas::backend_name());
+  // One OpenMP team for the process: our kernels, GEMMs split by blas.cpp (OpenBLAS itself runs
+  // one thread per call) and oneDNN's own GEMM partitioning all use it.
+  return fmt::format("threads: {} (one OpenMP team of {} for kernels and GEMMs; GEMMs: {})", g_threads, g_threads,
+                     blas::backend_name());
 }
 
 }  // namespace peft

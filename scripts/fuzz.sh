@@ -15,7 +15,7 @@ harnesses=("$@")
 dir=${PEFT_FUZZ_BUILD:-build-fuzz}
 jobs=$(nproc 2>/dev/null || echo 2)
 
-CXX=${CXX_FUZZ:-clang++} cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPEFT_FUZZ=ON \
+CXX=${CXX_FUZZ:-clang++} cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPEFT_FUZZ=ON -DPEFT_BLAS=openblas \
   -DPEFT_SANITIZE=ON -DPEFT_BUILD_BENCH=OFF >/dev/null
 cmake --build "$dir" -j"$jobs" --target "${harnesses[@]}"
 

@@ -1,25 +1,24 @@
 #!/usr/bin/env bash
 # Installs the Debian packages peft needs (when missing and running as root) and configures a build.
-# Usage: scripts/setup.sh [--sanitize | --fuzz | --blas openblas|blis [DIR]]
-#   (build dir: build/, build-asan/; --fuzz only installs clang; --blas blis also installs
-#    libblis-dev and configures DIR, default build-blis/, with -DPEFT_BLAS=blis)
+# Usage: scripts/setup.sh [--sanitize | --fuzz | --blas onednn|openblas|reference [DIR]]
+#   (build dir: build/, build-asan/; --fuzz only installs clang; --blas configures DIR, default
+#    build-BACKEND/, with -DPEFT_BLAS=BACKEND; the default backend is onednn)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 mode="${1:-}"
-blas=openblas
+blas=onednn
 if [ "$mode" = "--blas" ]; then
   blas="${2:-}"
-  if [ "$blas" != openblas ] && [ "$blas" != blis ]; then
-    echo "setup: --blas takes openblas or blis, not '$blas'" >&2
+  if [ "$blas" != onednn ] && [ "$blas" != openblas ] && [ "$blas" != reference ]; then
+    echo "setup: --blas takes onednn, openblas or reference, not '$blas'" >&2
     exit 2
   fi
 fi
 
-PKGS=(build-essential cmake pkg-config libopenblas-dev libgtest-dev libbenchmark-dev libstb-dev
+PKGS=(build-essential cmake pkg-config libopenblas-dev libdnnl-dev libgtest-dev libbenchmark-dev libstb-dev
       libturbojpeg0-dev libfmt-dev nlohmann-json3-dev libcli11-dev zlib1g-dev)
 [ "$mode" = "--fuzz" ] && PKGS+=(clang libclang-rt-14-dev)
-[ "$blas" = blis ] && PKGS+=(libblis-dev)  # OpenBLAS stays libblas.so.3's provider (higher priority)
 missing=()
 for p in "${PKGS[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
@@ -39,8 +38,8 @@ fi
 
 if [ "$mode" = "--fuzz" ]; then
   exit 0  # scripts/fuzz.sh configures its own clang build
-elif [ "$blas" = blis ]; then
-  cmake -S . -B "${3:-build-blis}" -DCMAKE_BUILD_TYPE=Release -DPEFT_BLAS=blis >/dev/null
+elif [ "$mode" = "--blas" ]; then
+  cmake -S . -B "${3:-build-$blas}" -DCMAKE_BUILD_TYPE=Release -DPEFT_BLAS="$blas" >/dev/null
 elif [ "$mode" = "--sanitize" ]; then
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPEFT_SANITIZE=ON -DPEFT_BUILD_BENCH=OFF >/dev/null
 else

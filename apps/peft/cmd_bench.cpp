@@ -303,6 +303,8 @@ int run_bench(const BenchArgs& a, const Common& common) {
                       {"M", M},
                       {"threads", num_threads()},
                       {"phase", a.phase},
+                      {"precision", blas::precision_name(blas::precision())},
+                      {"gemm_backend", blas::backend_name()},
                       {"batch", batch},
                       {"median_s", med},
                       {"min_s", mn},
@@ -367,6 +369,10 @@ void add_bench_command(CLI::App& app, Common& common, Runner& run) {
   cmd->add_option("--steps", a.steps, "timed steps (median and min reported)")->required();
   cmd->add_option("--seed", common.seed, "random seed of the weights, method tensors, images and labels");
   cmd->add_flag("--json", common.json, "print the JSON summary (torch_vit_bench.py's keys) as the last stdout line");
+  cmd->add_option("--precision", common.precision,
+                  "f32 | bf16 (GEMM inputs in bfloat16, float32 accumulation; torch_vit_bench.py --precision bf16 "
+                  "is PyTorch's CPU autocast)")
+      ->capture_default_str();
   cmd->add_flag("--merged", a.merged,
                 "ssf/lora with --phase infer: fold the adapters into the weights and time the plain ViT that results "
                 "(compare with --method full --phase infer, the plain ViT)");

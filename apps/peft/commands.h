@@ -22,6 +22,7 @@ struct Common {
   int threads = 0;
   uint64_t seed = 0;
   bool json = false;
+  std::string precision = "f32";  // --precision f32|bf16: float32 GEMM inputs, or bfloat16 (core/blas.h)
 };
 
 // Each registers its sub-command(s); the callback runs after parsing and returns the exit code.

@@ -6,6 +6,7 @@
 
 #include "apps/peft/commands.h"
 #include "apps/peft/model_options.h"
+#include "core/blas.h"
 #include "core/error.h"
 #include "core/threads.h"
 
@@ -14,6 +15,10 @@ void add_common_options(CLI::App* cmd, Common& common) {
   cmd->add_option("--threads", common.threads, "compute threads (default: number of cores)");
   cmd->add_option("--seed", common.seed, "random seed (same seed + machine + threads = same result)");
   cmd->add_flag("--json", common.json, "print a one-line JSON summary as the last line of stdout");
+  cmd->add_option("--precision", common.precision,
+                  "f32 | bf16: GEMM inputs in bfloat16 with float32 accumulation (oneDNN backend); norms, "
+                  "softmax, loss and optimizer stay float32")
+      ->capture_default_str();
 }
 }  // namespace peft::app
 
@@ -60,6 +65,9 @@ int main(int argc, char** argv) {
   }
   try {
     set_num_threads(common.threads);
+    if (common.precision != "f32" && common.precision != "bf16")
+      throw app::UsageError(fmt::format("--precision must be f32 or bf16 (got '{}')", common.precision));
+    blas::set_precision(common.precision == "bf16" ? blas::Precision::bf16 : blas::Precision::f32);
     return run ? run() : 0;
   } catch (const app::UsageError& e) {
     std::fprintf(stderr, "peft: error: %s\n", e.what());

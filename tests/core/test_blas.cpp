@@ -1,16 +1,18 @@
-// blas::gemm (OpenBLAS or BLIS, split across the OpenMP team for large problems) against the plain
+// blas::gemm (oneDNN, OpenBLAS or the reference loops) against the plain
 // triple loop blas::gemm_reference: every transpose combination, padded leading dimensions,
 // alpha/beta, the row and column split paths, calls from inside a parallel region, and counters.
 #include <gtest/gtest.h>
 #include <omp.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
 
 #include "core/blas.h"
 #include "core/counters.h"
+#include "core/error.h"
 #include "core/random.h"
 #include "core/threads.h"
 
@@ -171,10 +173,57 @@ TEST(Blas, ThreadPolicy) {
   ThreadScope threads(2);
   EXPECT_EQ(num_threads(), 2);
   EXPECT_NE(thread_policy().find("2"), std::string::npos) << thread_policy();
-  // oneDNN, OpenBLAS, BLIS or the reference loops, whichever -DPEFT_BLAS chose; the thread policy names it.
+  // oneDNN, OpenBLAS or the reference loops, whichever -DPEFT_BLAS chose; the thread policy names it.
   const std::string name = blas::backend_name();
-  EXPECT_TRUE(name.rfind("oneDNN", 0) == 0 || name.rfind("OpenBLAS", 0) == 0 || name.rfind("BLIS", 0) == 0 ||
-              name.rfind("reference", 0) == 0)
+  EXPECT_TRUE(name.rfind("oneDNN", 0) == 0 || name.rfind("OpenBLAS", 0) == 0 || name.rfind("reference", 0) == 0)
       << name;
   EXPECT_NE(thread_policy().find(name), std::string::npos) << thread_policy();
+}
+
+namespace {
+// x rounded to bfloat16 (round to nearest even), as a float.
+float round_bf16(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  u &= 0xffff0000u;
+  float r;
+  std::memcpy(&r, &u, sizeof r);
+  return r;
+}
+}  // namespace
+
+// --precision bf16: A and B rounded to bfloat16, float32 accumulation; equal to the plain loops
+// on the rounded inputs up to the accumulation order, and refused where the backend has no bf16.
+TEST(Blas, Bf16PrecisionRoundsTheInputsAndAccumulatesInFloat32) {
+  if (!blas::bf16_supported()) {
+    EXPECT_THROW(blas::set_precision(blas::Precision::bf16), ValueError);
+    return;
+  }
+  const int64_t M = 37, N = 53, K = 129;
+  Generator g(7);
+  for (int t = 0; t < 4; ++t) {
+    const bool ta = t & 1, tb = t & 2;
+    std::vector<float> A(static_cast<size_t>(M * K)), B(static_cast<size_t>(K * N)), C(static_cast<size_t>(M * N), 0.5f);
+    for (float& v : A) v = static_cast<float>(g.normal());
+    for (float& v : B) v = static_cast<float>(g.normal());
+    std::vector<float> Ar(A), Br(B), Cr(C);
+    for (float& v : Ar) v = round_bf16(v);
+    for (float& v : Br) v = round_bf16(v);
+    const int64_t lda = ta ? M : K, ldb = tb ? K : N;
+    blas::set_precision(blas::Precision::bf16);
+    blas::gemm(ta, tb, M, N, K, 0.5f, A.data(), lda, B.data(), ldb, 2.0f, C.data(), N);
+    blas::set_precision(blas::Precision::f32);
+    blas::gemm_reference<float>(ta, tb, M, N, K, 0.5f, Ar.data(), lda, Br.data(), ldb, 2.0f, Cr.data(), N);
+    double worst = 0;
+    for (size_t i = 0; i < C.size(); ++i) worst = std::max(worst, std::fabs(double(C[i]) - double(Cr[i])));
+    EXPECT_LE(worst, 1e-3) << "ta " << ta << " tb " << tb;
+    // and it is really reduced: the f32 product of the unrounded inputs differs
+    std::vector<float> Cf(static_cast<size_t>(M * N), 0.5f);
+    blas::gemm(ta, tb, M, N, K, 0.5f, A.data(), lda, B.data(), ldb, 2.0f, Cf.data(), N);
+    double diff = 0;
+    for (size_t i = 0; i < C.size(); ++i) diff = std::max(diff, std::fabs(double(C[i]) - double(Cf[i])));
+    EXPECT_GT(diff, 1e-3);
+  }
+  EXPECT_EQ(blas::precision(), blas::Precision::f32);
 }
