@@ -137,6 +137,8 @@ void to_bf16(const float* src, int64_t rows, int64_t cols, int64_t ld, std::vect
   }
 }
 
+constexpr int64_t kBf16MinWork = int64_t{1} << 20;
+
 void onednn_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
                   const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   if (K == 0) {  // oneDNN rejects an empty reduction; C = beta * C
@@ -145,7 +147,9 @@ void onednn_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha
     return;
   }
   thread_local dnnl::stream stream(engine());
-  if (g_precision.load(std::memory_order_relaxed) == Precision::bf16) {
+  // Small products (attention's per-head GEMMs at short sequences) gain nothing from bf16
+  // kernels: the rounding passes would cost more than the multiply saves.
+  if (g_precision.load(std::memory_order_relaxed) == Precision::bf16 && M * N * K >= kBf16MinWork) {
     // Round A and B to bfloat16 into per-thread buffers, packed in their stored orientation (a
     // transposed operand stays transposed, so no transpose is done here).
     thread_local std::vector<uint16_t> pa, pb;

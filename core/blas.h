@@ -35,7 +35,9 @@ void gemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
 //   f32   the default, exact to every PyTorch reference;
 //   bf16  A and B are rounded to bfloat16 (round to nearest even) and multiplied with float32
 //         accumulation and a float32 result, like PyTorch's CPU autocast for matmul/linear. Needs
-//         the oneDNN backend (it uses AVX512_BF16 / AMX kernels where the CPU has them).
+//         the oneDNN backend (it uses AVX512_BF16 / AMX kernels where the CPU has them). Products
+//         below 2^20 multiply-adds (short attention heads) stay float32: the rounding passes
+//         would cost more than the faster multiply saves.
 // Process-wide; set once by the command line (--precision) before any work.
 enum class Precision { f32, bf16 };
 void set_precision(Precision p);  // ValueError when bf16 is asked of a backend without it

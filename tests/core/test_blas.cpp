@@ -200,7 +200,7 @@ TEST(Blas, Bf16PrecisionRoundsTheInputsAndAccumulatesInFloat32) {
     EXPECT_THROW(blas::set_precision(blas::Precision::bf16), ValueError);
     return;
   }
-  const int64_t M = 37, N = 53, K = 129;
+  const int64_t M = 67, N = 129, K = 161;  // above the bf16 threshold (2^20 multiply-adds)
   Generator g(7);
   for (int t = 0; t < 4; ++t) {
     const bool ta = t & 1, tb = t & 2;
@@ -226,4 +226,18 @@ TEST(Blas, Bf16PrecisionRoundsTheInputsAndAccumulatesInFloat32) {
     EXPECT_GT(diff, 1e-3);
   }
   EXPECT_EQ(blas::precision(), blas::Precision::f32);
+}
+
+TEST(Blas, Bf16PrecisionLeavesSmallProductsInFloat32) {
+  if (!blas::bf16_supported()) return;
+  // 8 x 8 x 8: below the threshold, computed exactly as in float32.
+  std::vector<float> A(64), B(64), C(64, 0.0f), Cf(64, 0.0f);
+  Generator g(3);
+  for (float& v : A) v = static_cast<float>(g.normal());
+  for (float& v : B) v = static_cast<float>(g.normal());
+  blas::set_precision(blas::Precision::bf16);
+  blas::gemm(false, false, 8, 8, 8, 1.0f, A.data(), 8, B.data(), 8, 0.0f, C.data(), 8);
+  blas::set_precision(blas::Precision::f32);
+  blas::gemm(false, false, 8, 8, 8, 1.0f, A.data(), 8, B.data(), 8, 0.0f, Cf.data(), 8);
+  EXPECT_EQ(C, Cf);
 }
