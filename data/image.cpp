@@ -151,8 +151,33 @@ Image load_image_reduced(const std::string& path, int64_t channels, int64_t min_
   return decode_image_reduced(bytes.data(), bytes.size(), path, channels, min_short_side);
 }
 
+// stb_image 2.27 reads a PNM header's width, height and maxval into an int with no overflow check
+// (signed overflow: undefined behaviour, found by CI's fuzz run). A binary PNM (P5/P6) whose first
+// three header numbers do not each fit in 9 digits is refused before stb sees it.
+static bool pnm_header_ok(const uint8_t* b, size_t n) {
+  if (n < 2 || b[0] != 'P' || (b[1] != '5' && b[1] != '6')) return true;  // not a PNM stb decodes
+  size_t i = 2;
+  for (int number = 0; number < 3; ++number) {
+    while (i < n) {  // whitespace and # comments, as stb skips them
+      if (b[i] == '#') {
+        while (i < n && b[i] != '\n' && b[i] != '\r') ++i;
+      } else if (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r' || b[i] == '\v' || b[i] == '\f') {
+        ++i;
+      } else {
+        break;
+      }
+    }
+    size_t digits = 0;
+    while (i < n && b[i] >= '0' && b[i] <= '9') ++i, ++digits;
+    if (digits > 9) return false;
+    if (digits == 0) return true;  // malformed: stb rejects it itself
+  }
+  return true;
+}
+
 bool probe_image_memory(const uint8_t* bytes, size_t size, int64_t* H, int64_t* W, int64_t* C) {
-  if (size > static_cast<size_t>(INT32_MAX) || !jpeg_huffman_tables_ok(bytes, size)) return false;
+  if (size > static_cast<size_t>(INT32_MAX) || !jpeg_huffman_tables_ok(bytes, size) || !pnm_header_ok(bytes, size))
+    return false;
   int w = 0, h = 0, c = 0;
   if (!stbi_info_from_memory(bytes, static_cast<int>(size), &w, &h, &c) || w <= 0 || h <= 0) return false;
   if (H) *H = h;
@@ -163,13 +188,19 @@ bool probe_image_memory(const uint8_t* bytes, size_t size, int64_t* H, int64_t* 
 
 bool probe_image(const std::string& path, int64_t* H, int64_t* W, int64_t* C) {
   int w = 0, h = 0, c = 0;
-  {  // stb parses JPEG Huffman tables even for the header: check them first (see above)
+  {  // stb parses JPEG Huffman tables even for the header, and PNM numbers unchecked: check first (see above)
     std::ifstream f(path, std::ios::binary);
     char magic = 0;
     if (f.read(&magic, 1) && static_cast<uint8_t>(magic) == 0xFF) {
       f.seekg(0);
       std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
       if (!jpeg_huffman_tables_ok(bytes.data(), bytes.size())) return false;
+    } else if (magic == 'P') {
+      f.seekg(0);
+      std::vector<uint8_t> head(4096);
+      f.read(reinterpret_cast<char*>(head.data()), static_cast<std::streamsize>(head.size()));
+      head.resize(static_cast<size_t>(f.gcount()));
+      if (!pnm_header_ok(head.data(), head.size())) return false;
     }
   }
   if (!stbi_info(path.c_str(), &w, &h, &c)) return false;

@@ -133,5 +133,25 @@ TEST(ImageRegressions, ValidJpegStillDecodes) {
   EXPECT_EQ(img.C, 3);
 }
 
+// Found by CI's fuzz run (tests/fuzz/corpus/image/pnm_huge_width.ppm): a binary PPM whose width
+// has 35 digits; stb_image 2.27 accumulates it into an int (signed overflow, UBSan aborts).
+TEST(ImageRegressions, PnmHeaderNumberTooLargeIsRejected) {
+  std::string ppm = "P6" + std::string(35, '6') + "\n\x1a\xba\xf7\xed\x10";
+  const auto* b = reinterpret_cast<const uint8_t*>(ppm.data());
+  EXPECT_FALSE(probe_image_memory(b, ppm.size()));
+  EXPECT_THROW(decode_image(b, ppm.size(), "huge.ppm"), IOError);
+  // a sane PPM still decodes: 2 x 1 pixels
+  std::string ok = "P6\n# a comment\n2 1\n255\n";
+  ok += std::string("\xff\x00\x00\x00\xff\x00", 6);
+  Image img = decode_image(reinterpret_cast<const uint8_t*>(ok.data()), ok.size(), "ok.ppm");
+  EXPECT_EQ(img.W, 2);
+  EXPECT_EQ(img.H, 1);
+  const std::string path = (std::filesystem::temp_directory_path() / ("peft_huge_" + std::to_string(::getpid()) + ".ppm")).string();
+  std::ofstream(path, std::ios::binary) << ppm;
+  EXPECT_FALSE(probe_image(path));
+  std::filesystem::remove(path);
+}
+
+
 }  // namespace
 }  // namespace peft::data
