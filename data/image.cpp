@@ -79,6 +79,30 @@ static bool jpeg_huffman_tables_ok(const uint8_t* p, size_t n) {
   return true;
 }
 
+// stb_image 2.27 reads a PNM header's width, height and maxval into an int with no overflow check
+// (signed overflow: undefined behaviour, found by CI's fuzz run). A binary PNM (P5/P6) whose first
+// three header numbers do not each fit in 9 digits is refused before stb sees it.
+static bool pnm_header_ok(const uint8_t* b, size_t n) {
+  if (n < 2 || b[0] != 'P' || (b[1] != '5' && b[1] != '6')) return true;  // not a PNM stb decodes
+  size_t i = 2;
+  for (int number = 0; number < 3; ++number) {
+    while (i < n) {  // whitespace and # comments, as stb skips them
+      if (b[i] == '#') {
+        while (i < n && b[i] != '\n' && b[i] != '\r') ++i;
+      } else if (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r' || b[i] == '\v' || b[i] == '\f') {
+        ++i;
+      } else {
+        break;
+      }
+    }
+    size_t digits = 0;
+    while (i < n && b[i] >= '0' && b[i] <= '9') ++i, ++digits;
+    if (digits > 9) return false;
+    if (digits == 0) return true;  // malformed: stb rejects it itself
+  }
+  return true;
+}
+
 Image decode_image(const uint8_t* bytes, size_t size, const std::string& name, int64_t channels) {
   check_channels(channels, "decode_image");
   if (size > static_cast<size_t>(INT32_MAX))  // stb takes the length as an int
@@ -86,6 +110,9 @@ Image decode_image(const uint8_t* bytes, size_t size, const std::string& name, i
                   " bytes, expected at most 2^31 - 1). Hint: the file is not an image this program can read");
   if (!jpeg_huffman_tables_ok(bytes, size))
     throw IOError("load_image: cannot decode '" + name + "' (corrupt JPEG: a Huffman table has more than 256 codes). "
+                  "Hint: the file is corrupt; remove or replace it");
+  if (!pnm_header_ok(bytes, size))
+    throw IOError("load_image: cannot decode '" + name + "' (corrupt PNM: a header number has more than 9 digits). "
                   "Hint: the file is corrupt; remove or replace it");
   // A few header bytes can claim a gigapixel image: stb would allocate it and decode for minutes
   // (a 244-byte TGA took > 25 s in tests/fuzz/fuzz_image). 2^26 pixels is 8192 x 8192.
@@ -149,30 +176,6 @@ Image load_image(const std::string& path, int64_t channels) {
 Image load_image_reduced(const std::string& path, int64_t channels, int64_t min_short_side) {
   const std::vector<uint8_t> bytes = read_image_file(path, channels);
   return decode_image_reduced(bytes.data(), bytes.size(), path, channels, min_short_side);
-}
-
-// stb_image 2.27 reads a PNM header's width, height and maxval into an int with no overflow check
-// (signed overflow: undefined behaviour, found by CI's fuzz run). A binary PNM (P5/P6) whose first
-// three header numbers do not each fit in 9 digits is refused before stb sees it.
-static bool pnm_header_ok(const uint8_t* b, size_t n) {
-  if (n < 2 || b[0] != 'P' || (b[1] != '5' && b[1] != '6')) return true;  // not a PNM stb decodes
-  size_t i = 2;
-  for (int number = 0; number < 3; ++number) {
-    while (i < n) {  // whitespace and # comments, as stb skips them
-      if (b[i] == '#') {
-        while (i < n && b[i] != '\n' && b[i] != '\r') ++i;
-      } else if (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r' || b[i] == '\v' || b[i] == '\f') {
-        ++i;
-      } else {
-        break;
-      }
-    }
-    size_t digits = 0;
-    while (i < n && b[i] >= '0' && b[i] <= '9') ++i, ++digits;
-    if (digits > 9) return false;
-    if (digits == 0) return true;  // malformed: stb rejects it itself
-  }
-  return true;
 }
 
 bool probe_image_memory(const uint8_t* bytes, size_t size, int64_t* H, int64_t* W, int64_t* C) {
