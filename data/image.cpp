@@ -50,8 +50,12 @@ std::vector<uint8_t> to_uint8(const Image& img) {
 // segment declares more than 256 codes (fixed upstream in 2.28: "bad size list"); found by
 // tests/fuzz/fuzz_image. Walks the JPEG markers the way stb does and returns false for such a
 // table, so the file is rejected before stb sees it. Other formats pass through.
+// It also rejects a scan (SOS) that uses a Huffman table no DHT before it defined: stb 2.27 does
+// not zero its decoder state, so it would decode with whatever the heap held (an out-of-bounds
+// read that depends on earlier allocations; found by CI's fuzz run).
 static bool jpeg_huffman_tables_ok(const uint8_t* p, size_t n) {
   if (n < 2 || p[0] != 0xFF) return true;  // stb takes FF..FF D8 as a JPEG start too (fill bytes)
+  bool defined[2][4] = {};                 // [DC | AC][table id]
   size_t i = 0;
   while (i + 1 < n) {
     if (p[i] != 0xFF || p[i + 1] == 0xFF) {  // entropy-coded data or fill bytes: look for a marker
@@ -71,7 +75,20 @@ static bool jpeg_huffman_tables_ok(const uint8_t* p, size_t n) {
         size_t codes = 0;
         for (size_t k = 1; k <= 16 && q + k < n; ++k) codes += p[q + k];  // stb reads 0 past the end
         if (codes > 256) return false;
+        const uint8_t tc = p[q] >> 4, th = p[q] & 15;
+        if (tc <= 1 && th <= 3) defined[tc][th] = true;
         q += 17 + codes;
+      }
+    }
+    if (m == 0xDA && i + 4 < n) {  // SOS: Ns, then (component, DC table << 4 | AC table) pairs, Ss, Se
+      const size_t ns = p[i + 4];
+      if (i + 6 + 2 * ns < n) {
+        const uint8_t ss = p[i + 5 + 2 * ns], se = p[i + 6 + 2 * ns];
+        for (size_t k = 0; k < ns; ++k) {
+          const uint8_t dc = p[i + 6 + 2 * k] >> 4, ac = p[i + 6 + 2 * k] & 15;
+          if (ss == 0 && dc <= 3 && !defined[0][dc]) return false;  // a scan with DC coefficients
+          if (se != 0 && ac <= 3 && !defined[1][ac]) return false;  // a scan with AC coefficients
+        }
       }
     }
     i = end;
@@ -109,7 +126,8 @@ Image decode_image(const uint8_t* bytes, size_t size, const std::string& name, i
     throw IOError("load_image: '" + name + "' is too large (got " + std::to_string(size) +
                   " bytes, expected at most 2^31 - 1). Hint: the file is not an image this program can read");
   if (!jpeg_huffman_tables_ok(bytes, size))
-    throw IOError("load_image: cannot decode '" + name + "' (corrupt JPEG: a Huffman table has more than 256 codes). "
+    throw IOError("load_image: cannot decode '" + name + "' (corrupt JPEG: a Huffman table has more than 256 codes, or a "
+                  "scan uses a table no DHT defined). "
                   "Hint: the file is corrupt; remove or replace it");
   if (!pnm_header_ok(bytes, size))
     throw IOError("load_image: cannot decode '" + name + "' (corrupt PNM: a header number has more than 9 digits). "

@@ -153,5 +153,17 @@ TEST(ImageRegressions, PnmHeaderNumberTooLargeIsRejected) {
 }
 
 
+// Found by CI's fuzz run (tests/fuzz/corpus/image/jpeg_undefined_ac_table.jpg): a scan that uses
+// an AC Huffman table no DHT defined (its DHT marker was mutated into APP4). stb_image 2.27 would
+// decode with uninitialised tables; the marker walk refuses it first.
+TEST(ImageRegressions, JpegScanWithUndefinedHuffmanTableIsRejected) {
+  const std::string path = std::string(PEFT_SOURCE_DIR) + "/tests/fuzz/corpus/image/jpeg_undefined_ac_table.jpg";
+  std::ifstream f(path, std::ios::binary);
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  ASSERT_GT(bytes.size(), 100u);
+  EXPECT_FALSE(probe_image_memory(bytes.data(), bytes.size()));
+  EXPECT_THROW(decode_image(bytes.data(), bytes.size(), "mutated.jpg"), IOError);
+}
+
 }  // namespace
 }  // namespace peft::data
