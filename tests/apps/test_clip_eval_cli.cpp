@@ -14,6 +14,7 @@
 #include "data/image.h"
 #include "data/procedural.h"
 #include "nn/safetensors.h"
+#include "tests/apps/cli_util.h"
 
 namespace peft {
 namespace {
@@ -32,11 +33,6 @@ struct CmdRun {
     return nlohmann::json::parse(s.substr(s.rfind('\n') == std::string::npos ? 0 : s.rfind('\n') + 1));
   }
 };
-
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-}
 
 class ClipEvalCli : public ::testing::Test {
  protected:
@@ -65,13 +61,12 @@ class ClipEvalCli : public ::testing::Test {
   }
   static void TearDownTestSuite() { fs::remove_all(dir); }
 
-  CmdRun run(const std::string& args) {
-    const std::string o = (dir / "stdout").string(), e = (dir / "stderr").string();
-    int status = std::system((kPeft + " " + args + " > " + o + " 2> " + e).c_str());
+  CmdRun run(const std::string& args) {  // the shared runner of tests/apps/cli_util.h
+    const peft::testing::CliResult c = peft::testing::run_peft(args, "clip_eval");
     CmdRun r;
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.out = slurp(o);
-    r.err = slurp(e);
+    r.code = c.status;
+    r.out = c.out;
+    r.err = c.err;
     return r;
   }
   static std::string write(const std::string& name, const std::string& content) {
