@@ -18,6 +18,7 @@
 #include "autograd/ops.h"
 #include "core/blas.h"
 #include "core/counters.h"
+#include "core/cpu_peak.h"
 #include "core/error.h"
 #include "core/process_stats.h"
 #include "core/random.h"
@@ -298,6 +299,15 @@ int run_bench(const BenchArgs& a, const Common& common) {
     gemm_gflops = fl / sec;
   }
 
+  // The machine's float32 FMA peak on this run's thread count, measured now (register-only loops,
+  // core/cpu_peak.h): the step's GFLOP/s as a share of the best ISA this CPU has.
+  const int peak_threads = num_threads();
+  const double peak_avx2 = cpu::fma_peak_gflops(cpu::Isa::avx2, peak_threads, 0.1);
+  const double peak_avx512 = cpu::fma_peak_gflops(cpu::Isa::avx512, peak_threads, 0.1);
+  const double peak_best = std::max(peak_avx2, peak_avx512);
+  const double peak_share = peak_best > 0 ? (flops / med / 1e9) / peak_best : 0.0;
+  auto or_null = [](double v) { return v > 0 ? nlohmann::ordered_json(v) : nlohmann::ordered_json(nullptr); };
+
   nlohmann::ordered_json s = {{"config", a.config},
                       {"mode", method},
                       {"M", M},
@@ -322,7 +332,10 @@ int run_bench(const BenchArgs& a, const Common& common) {
                       {"params", n_params},
                       {"rss_build_mb", rss_build},
                       {"peak_rss_mb", peak_rss},
-                      {"peak_tensor_mb", peak_tensor_mb}};
+                      {"peak_tensor_mb", peak_tensor_mb},
+                      {"peak_gflops_avx2", or_null(peak_avx2)},
+                      {"peak_gflops_avx512", or_null(peak_avx512)},
+                      {"peak_share", or_null(peak_share)}};
   if (a.merged) {
     s["merged"] = true;
     s["merged_max_abs_diff"] = merged_diff;  // logits of the folded plain ViT vs the adapter model
@@ -338,6 +351,10 @@ int run_bench(const BenchArgs& a, const Common& common) {
              "{} / {} trainable, peak RSS {:.0f} MB (tensors {:.0f} MB)\n",
              a.config, method, M, num_threads(), a.phase, batch, med * 1e3, mn * 1e3, flops / 1e9, flops / med / 1e9,
              n_train, n_params, peak_rss, peak_tensor_mb);
+  fmt::print("FMA peak ({} threads, register-only f32 loops, measured now): AVX2 {}, AVX-512 {}; step at {:.0f}% of the {} peak\n",
+             peak_threads, peak_avx2 > 0 ? fmt::format("{:.1f} GFLOP/s", peak_avx2) : std::string("n/a"),
+             peak_avx512 > 0 ? fmt::format("{:.1f} GFLOP/s", peak_avx512) : std::string("n/a (not on this CPU)"),
+             100.0 * peak_share, peak_avx512 > 0 ? "AVX-512" : "AVX2");
   if (a.gemm_probe) {
     std::string parts;
     for (auto& r : rates) parts += fmt::format("{}{} [{}x{}x{}] {:.1f}", parts.empty() ? "" : ", ", r.name, r.M, r.N, r.K, r.gflops);
