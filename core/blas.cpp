@@ -23,6 +23,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/bf16.h"
 #include "core/counters.h"
 #include "core/error.h"
 #include "core/threads.h"
@@ -115,26 +116,23 @@ const Matmul& matmul_for(const MatmulKey& k) {
   return cache.emplace(k, std::move(m)).first->second;
 }
 
-// float32 -> bfloat16, round to nearest even (NaN stays NaN): rows x cols at row stride ld into
-// a packed buffer. Large operands are converted by the OpenMP team.
-uint16_t bf16_bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof u);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);  // quiet NaN
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return static_cast<uint16_t>(u >> 16);
-}
-
+// float32 -> bfloat16 (core/bf16.h: round to nearest even, NaN stays NaN, AVX-512/AVX2 code
+// where the CPU has it): rows x cols at row stride ld into a packed buffer. Large operands are
+// converted by the OpenMP team.
 void to_bf16(const float* src, int64_t rows, int64_t cols, int64_t ld, std::vector<uint16_t>& dst) {
   dst.resize(static_cast<size_t>(rows * cols));
   uint16_t* d = dst.data();
+  if (ld == cols) {  // one contiguous block: split it evenly, whatever the row length
+    const int64_t n = rows * cols;
+    const bool par = n >= (int64_t{1} << 16) && !omp_in_parallel();
+    const int64_t chunk = 1 << 14;
+#pragma omp parallel for if (par) schedule(static)
+    for (int64_t i = 0; i < n; i += chunk) bf16::to_bf16(src + i, std::min(chunk, n - i), d + i);
+    return;
+  }
   const bool par = rows * cols >= (int64_t{1} << 16) && !omp_in_parallel();
 #pragma omp parallel for if (par) schedule(static)
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* s = src + r * ld;
-    uint16_t* o = d + r * cols;
-    for (int64_t c = 0; c < cols; ++c) o[c] = bf16_bits(s[c]);
-  }
+  for (int64_t r = 0; r < rows; ++r) bf16::to_bf16(src + r * ld, cols, d + r * cols);
 }
 
 constexpr int64_t kBf16MinWork = int64_t{1} << 20;
