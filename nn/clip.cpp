@@ -40,6 +40,19 @@ void CLIPConfig::validate() const {
   if (t.width <= 0 || t.heads <= 0 || t.width % t.heads != 0)
     bad(fmt::format("text.heads {} must divide text.width {}", t.heads, t.width));
   if (t.layers <= 0) bad(fmt::format("text.layers must be positive, got {}", t.layers));
+  // Upper bounds like the ViT config's: far beyond any real CLIP (OpenAI: 49408, 77, 512..1280,
+  // 12..32 layers, embed_dim 512..1024), small enough that products of sizes cannot overflow
+  // (context_length 2^58 + 1 ended in "double free or corruption", issue 20).
+  constexpr int64_t kMax = int64_t{1} << 20;
+  auto at_most = [&](const char* key, int64_t v, int64_t max) {
+    if (v > max) bad(fmt::format("{} must be <= {}, got {}", key, max, v));
+  };
+  at_most("embed_dim", embed_dim, kMax);
+  at_most("text.vocab_size", t.vocab_size, int64_t{1} << 24);
+  at_most("text.context_length", t.context_length, int64_t{1} << 14);
+  at_most("text.width", t.width, kMax);
+  at_most("text.layers", t.layers, int64_t{1} << 12);
+  at_most("text.heads", t.heads, kMax);
   if (t.tokenizer != "bpe" && t.tokenizer != "procedural")
     bad(fmt::format("unknown text.tokenizer '{}' (bpe | procedural)", t.tokenizer));
 }
@@ -61,7 +74,26 @@ CLIPConfig clip_config_from_json(const std::string& text, const std::string& sou
     throw ValueError(fmt::format("{}: a CLIP config needs \"vision\" and \"text\" objects", source));
   CLIPConfig c;
   try {
-    c.embed_dim = j.value("embed_dim", c.embed_dim);
+    // Integer keys: whole numbers only (a float such as 1e70 would overflow the conversion).
+    auto get_int = [&](const nlohmann::json& obj, const char* key, const std::string& name, int64_t& field) {
+      if (!obj.contains(key)) return;
+      const nlohmann::json& v = obj[key];
+      if (v.is_number_integer()) {
+        if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
+          throw ValueError(fmt::format("{}: '{}' = {} is out of range", source, name, v.dump()));
+        field = v.get<int64_t>();
+        return;
+      }
+      if (v.is_number_float()) {
+        const double d = v.get<double>();
+        if (d == std::floor(d) && std::fabs(d) < 9.0e15) {
+          field = static_cast<int64_t>(d);
+          return;
+        }
+      }
+      throw ValueError(fmt::format("{}: '{}' must be an integer (got {})", source, name, v.dump()));
+    };
+    get_int(j, "embed_dim", "embed_dim", c.embed_dim);
     // The vision tower is a ViT config with CLIP's defaults filled in.
     nlohmann::json v = j["vision"];
     if (!v.contains("arch")) v["arch"] = "vit";
@@ -75,11 +107,11 @@ CLIPConfig clip_config_from_json(const std::string& text, const std::string& sou
     static const std::set<std::string> known = {"vocab_size", "context_length", "width", "layers", "heads", "tokenizer"};
     for (auto& [k, _] : t.items())
       if (!known.count(k)) throw ValueError(fmt::format("{}: unknown key 'text.{}'", source, k));
-    c.text.vocab_size = t.value("vocab_size", c.text.vocab_size);
-    c.text.context_length = t.value("context_length", c.text.context_length);
-    c.text.width = t.value("width", c.text.width);
-    c.text.layers = t.value("layers", c.text.layers);
-    c.text.heads = t.value("heads", c.text.heads);
+    get_int(t, "vocab_size", "text.vocab_size", c.text.vocab_size);
+    get_int(t, "context_length", "text.context_length", c.text.context_length);
+    get_int(t, "width", "text.width", c.text.width);
+    get_int(t, "layers", "text.layers", c.text.layers);
+    get_int(t, "heads", "text.heads", c.text.heads);
     c.text.tokenizer = t.value("tokenizer", c.text.tokenizer);
   } catch (const nlohmann::json::exception& e) {
     throw ValueError(fmt::format("{}: wrong value type ({})", source, e.what()));
@@ -180,19 +212,6 @@ bool is_clip_config(const std::string& name) {
 
 // ---------------------------------------------------------------- text tower
 
-Tensor text_block_forward(const Block& b, const Tensor& x, const Tensor& mask) {
-  const Attention& a = *b.attn;
-  const int64_t K = x.size(0), T = x.size(1), W = a.dim, hd = W / a.heads;
-  // Same head split as Attention::forward: [K, T, 3W] viewed as [K, T, 3, H, hd].
-  Tensor qkv5 = reshape(a.qkv->forward(b.norm1->forward(x)), {K, T, 3, a.heads, hd});
-  Tensor q = transpose(select(qkv5, 2, 0), 1, 2);  // [K, H, T, hd]
-  Tensor k = transpose(select(qkv5, 2, 1), 1, 2);
-  Tensor v = transpose(select(qkv5, 2, 2), 1, 2);
-  Tensor o = scaled_dot_product_attention(q, k, v, mask);  // causal: row i sees keys 0..i
-  Tensor h = add(x, a.proj->forward(reshape(transpose(o, 1, 2), {K, T, W})));
-  return add(h, b.mlp->forward(b.norm2->forward(h)));
-}
-
 std::vector<int64_t> eot_positions(const Tensor& tokens) {
   if (tokens.dtype() != DType::i64 || tokens.dim() != 2)
     throw ShapeError(fmt::format("clip: tokens must be int64 [K, T] (got {} {}). Hint: tokenize the prompts first",
@@ -257,6 +276,19 @@ CLIP::CLIP(const CLIPConfig& c, uint64_t seed) : cfg(c), drop_gen_(seed ^ 0xc11b
   logit_scale = register_parameter("logit_scale", scalar_tensor(std::log(1.0 / 0.07)));
 }
 
+void CLIP::set_text_hook(const std::string& name, std::shared_ptr<TokenHook> hook) {
+  if (text_hook)
+    throw StateError(fmt::format("clip: the text tower already has a token hook; cannot add '{}'. Hint: attach one "
+                                 "method to a fresh model",
+                                 name));
+  text_hook = register_module(name, std::move(hook));
+}
+
+void CLIP::replace_text_block(size_t i, std::shared_ptr<Block> b) {
+  resblocks->set(i, b);
+  text_blocks.at(i) = std::move(b);
+}
+
 Tensor CLIP::encode_image(const Tensor& images) { return visual->forward_features(images); }
 
 double CLIP::logit_scale_exp() const { return std::exp(logit_scale.item()); }
@@ -310,7 +342,11 @@ Tensor CLIP::pooled_text_features(const Tensor& emb, const std::vector<int64_t>&
       for (int64_t j = i + 1; j < T; ++j) p[i * T + j] = -std::numeric_limits<double>::infinity();
     mask.copy_(m);
   }
-  for (const auto& b : text_blocks) x = text_block_forward(*b, x, mask);
+  if (text_hook) x = text_hook->after_embed(x);
+  for (size_t i = 0; i < text_blocks.size(); ++i) {
+    if (text_hook) x = text_hook->before_block(static_cast<int64_t>(i), x);
+    x = text_blocks[i]->forward(x, mask);  // causal: row i sees keys 0..i
+  }
   // Pool at the EOT rows first, then ln_final: LayerNorm acts per row, so this equals
   // LN over all rows followed by the gather, at K rows of cost instead of K*T.
   std::vector<int64_t> rows(static_cast<size_t>(K));

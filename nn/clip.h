@@ -1,4 +1,5 @@
-// CLIP (OpenAI clip/model.py layout): a text tower with a causal transformer, the openai_clip_visual
+// CLIP (OpenAI clip/model.py layout): a text tower with a causal transformer (the ViT's Block with
+// a causal mask), the openai_clip_visual
 // ViT as the image tower under "visual.", and the learned temperature logit_scale (methods.md 2.2-2.4).
 #pragma once
 #include <memory>
@@ -47,10 +48,6 @@ std::vector<std::string> clip_preset_names();
 // True when `name_or_path` is a CLIP preset or a JSON file whose "arch" is "clip".
 bool is_clip_config(const std::string& name_or_path);
 
-// One text resblock uses the openai Block layout (ln_1, attn.in_proj_*, attn.out_proj, ln_2,
-// mlp.c_fc, mlp.c_proj) but runs with the causal mask: x [K, T, W], mask [T, T] additive.
-Tensor text_block_forward(const Block& b, const Tensor& x, const Tensor& mask);
-
 class CLIP : public Module {
  public:
   CLIP(const CLIPConfig& c, uint64_t seed = 0);
@@ -75,6 +72,13 @@ class CLIP : public Module {
   std::vector<std::shared_ptr<Block>> text_blocks;
   std::shared_ptr<LayerNorm> ln_final;
   Tensor text_projection;  // [W, E]
+  // Edits the text tower's token sequence (after the position embedding, before each block),
+  // registered under the name given to set_text_hook; the vision tower has its own
+  // (visual->set_token_hook). At most one.
+  std::shared_ptr<TokenHook> text_hook;
+  void set_text_hook(const std::string& name, std::shared_ptr<TokenHook> hook);
+  // Replaces text block i (a subclass sharing the block's modules keeps every tensor name).
+  void replace_text_block(size_t i, std::shared_ptr<Block> b);
   Tensor logit_scale;      // 0-d, log of the multiplier
 
  private:

@@ -4,7 +4,6 @@
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
 #include "core/error.h"
-#include "nn/linear.h"
 
 namespace peft::nn {
 
@@ -13,32 +12,7 @@ LayerNorm::LayerNorm(int64_t d, double e) : dim(d), eps(e) {
   bias = register_parameter("bias", zeros({d}));
 }
 
-Tensor LayerNorm::forward(const Tensor& x) const {
-  if (ssf_scale.defined()) {
-    // SSF after a LayerNorm folds into its affine: (xhat w + b) s + t = xhat (w s) + (b s + t),
-    // computed on [D] vectors. The same math up to rounding, but the LayerNorm then saves only
-    // its input and row statistics, not a [R, D] output for SSF's scale gradient (ViT-B/16,
-    // batch 8: 116 MB less per step), and two [R, D] passes disappear.
-    Tensor w = weight.defined() ? mul(weight, ssf_scale) : ssf_scale;
-    Tensor b = bias.defined() ? add(mul(bias, ssf_scale), ssf_shift) : ssf_shift;
-    return layer_norm(x, w, b, eps);
-  }
-  return layer_norm(x, weight, bias, eps);
-}
-
-void LayerNorm::add_ssf(Generator& gen) {
-  ssf_scale = register_parameter("ssf_scale", randn({dim}, gen, weight.dtype(), 1.0, 0.02));
-  ssf_shift = register_parameter("ssf_shift", randn({dim}, gen, weight.dtype(), 0.0, 0.02));
-}
-
-void LayerNorm::merge_adapters() {
-  if (!ssf_scale.defined()) return;
-  NoGradGuard ng;
-  weight.copy_(mul(weight, ssf_scale));
-  bias.copy_(add(mul(bias, ssf_scale), ssf_shift));
-  ssf_scale.fill_(1.0);
-  ssf_shift.fill_(0.0);
-}
+Tensor LayerNorm::forward(const Tensor& x) const { return layer_norm(x, weight, bias, eps); }
 
 Tensor Dropout::forward(const Tensor& x) const {
   if (!is_training() || p <= 0.0) return x;  // identity: no generator needed

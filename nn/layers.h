@@ -1,4 +1,4 @@
-// Small layers: LayerNorm (with an SSF slot), Dropout, DropPath (stochastic depth), Embedding.
+// Small layers: LayerNorm (wrappable: forward is virtual), Dropout, DropPath (stochastic depth), Embedding.
 #pragma once
 #include "core/random.h"
 #include "nn/module.h"
@@ -9,12 +9,10 @@ class LayerNorm : public Module {
  public:
   LayerNorm(int64_t dim, double eps);  // weight 1, bias 0
   std::string type_name() const override { return "LayerNorm"; }
-  Tensor forward(const Tensor& x) const;  // x: [..., D]
-  void add_ssf(Generator& gen);           // methods.md 10: LN(x)*scale + shift
-  void merge_adapters();                  // gamma' = sc*gamma, beta' = sc*beta + sh
+  virtual Tensor forward(const Tensor& x) const;  // x: [..., D]
   int64_t dim;
   double eps;
-  Tensor weight, bias, ssf_scale, ssf_shift;
+  Tensor weight, bias;
 };
 
 // Inverted dropout; identity in eval mode or with p = 0. Draws from the model's generator.

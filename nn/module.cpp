@@ -71,10 +71,38 @@ void Module::add_child(const std::string& name, std::shared_ptr<Module> m) {
 void Module::replace_module(const std::string& name, std::shared_ptr<Module> m) {
   for (auto& [n, c] : children_)
     if (n == name) {
-      c = std::move(m);
+      if (!m) throw ValueError(fmt::format("replace_module: the new module for '{}' is null", name));
+      c = m;
+      on_child_replaced(name, m);
       return;
     }
   throw ValueError(fmt::format("replace_module: no child named '{}'", name));
+}
+
+void Module::no_weight_decay(const std::string& name) {
+  for (auto& [n, _] : params_)
+    if (n == name) {
+      no_decay_.push_back(name);
+      return;
+    }
+  throw ValueError(fmt::format("no_weight_decay: no parameter named '{}' on this {}", name, type_name()));
+}
+
+std::vector<std::string> Module::no_weight_decay_names() const {
+  std::vector<std::string> out = no_decay_;
+  for (auto& [n, c] : children_)
+    for (const std::string& d : c->no_weight_decay_names()) out.push_back(n + "." + d);
+  return out;
+}
+
+void Module::throw_wrong_child_type(const std::string& name, const std::string& type) {
+  throw ValueError(fmt::format("replace_module: '{}' cannot take a {} (wrong module type)", name, type));
+}
+
+void ModuleList::set(size_t i, std::shared_ptr<Module> m) {
+  if (i >= items_.size()) throw ValueError(fmt::format("ModuleList::set: index {} >= size {}", i, items_.size()));
+  replace_module(std::to_string(i), m);
+  items_[i] = std::move(m);
 }
 
 void Module::collect(const std::string& prefix, NamedTensors& params, NamedTensors* buffers) const {

@@ -33,12 +33,19 @@ class Module {
   // Registers t as a leaf parameter; requires_grad defaults to true (trainable).
   Tensor register_parameter(const std::string& name, Tensor t, bool requires_grad = true);
   Tensor register_buffer(const std::string& name, Tensor t);  // state, never trainable
+  // Marks a parameter of this module as exempt from weight decay (timm's no_weight_decay()):
+  // prompts, context vectors and other tensors whose official recipes do not decay them.
+  void no_weight_decay(const std::string& name);
+  // The dotted names of every parameter so marked, in the whole tree.
+  std::vector<std::string> no_weight_decay_names() const;
   template <class M>
   std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> m) {
     add_child(name, m);
     return m;
   }
-  // Swaps a registered child for another (what PEFT methods use to wrap layers).
+  // Swaps a registered child for another (what PEFT methods use to wrap layers): the new module
+  // takes the old one's place, so tensor names and their order stay. Classes that keep typed
+  // pointers to their children update them in on_child_replaced.
   void replace_module(const std::string& name, std::shared_ptr<Module> m);
 
   // ---- queries (registration order, dotted names like blocks.3.attn.qkv.weight)
@@ -78,10 +85,23 @@ class Module {
  protected:
   void add_child(const std::string& name, std::shared_ptr<Module> m);
   virtual void on_train(bool) {}
+  // Called by replace_module after child `name` became m (m is never null).
+  virtual void on_child_replaced(const std::string& /*name*/, const std::shared_ptr<Module>& /*m*/) {}
+  // Helper for on_child_replaced: field = m when name == expected (ValueError when m is not a T).
+  template <class T>
+  static void retarget(const std::string& name, const std::string& expected, std::shared_ptr<T>& field,
+                       const std::shared_ptr<Module>& m) {
+    if (name != expected) return;
+    auto typed = std::dynamic_pointer_cast<T>(m);
+    if (!typed) throw_wrong_child_type(name, m->type_name());
+    field = typed;
+  }
+  [[noreturn]] static void throw_wrong_child_type(const std::string& name, const std::string& type);
 
  private:
   void collect(const std::string& prefix, NamedTensors& params, NamedTensors* buffers) const;
   NamedTensors params_, buffers_;
+  std::vector<std::string> no_decay_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
   bool training_ = true;
 };
@@ -97,6 +117,8 @@ class ModuleList : public Module {
     return m;
   }
   size_t size() const { return items_.size(); }
+  // Replaces item i (its name "i" and place stay).
+  void set(size_t i, std::shared_ptr<Module> m);
   std::shared_ptr<Module> operator[](size_t i) const { return items_[i]; }
 
  private:

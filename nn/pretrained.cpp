@@ -900,12 +900,6 @@ LoadResult load_pretrained(VisionTransformer& vit, const Pretrained& pre, std::s
   std::vector<std::string> missing;
   for (auto& n : r.missing)
     if (n != "head.weight" && n != "head.bias") missing.push_back(n);
-  // PEFT tensors attached before loading are not in a base file: the trainable tensors that
-  // are not base names (the method's own). Base tensors are frozen or trainable alike.
-  std::erase_if(missing, [](const std::string& n) {
-    return n.find("lora_") != std::string::npos || n.find("ssf_") != std::string::npos ||
-           n.find("prompts") != std::string::npos || n.find("adaptmlp") != std::string::npos;
-  });
   if (!missing.empty() || !r.unexpected.empty() || !r.mismatched.empty()) {
     LoadResult bad = r;
     bad.missing = missing;

@@ -51,8 +51,8 @@ Pretrained read_pretrained(const std::string& weights_path, const PretrainedOpti
 
 // Loads the pretrained tensors into a ViT built from pre.config (or a config with the same
 // backbone: another head size keeps the model's fresh head, another image size resamples the
-// position embedding as the scheme does). PEFT tensors already attached are not expected in the
-// file. Appends what it did to `note`. Throws IOError naming the file when tensors do not fit.
+// position embedding as the scheme does). Load the base before attaching a method: every
+// tensor of the model must be in the file. Appends what it did to `note`. Throws IOError naming the file when tensors do not fit.
 LoadResult load_pretrained(VisionTransformer& vit, const Pretrained& pre, std::string* note = nullptr);
 
 // A whole CLIP for the CLIP commands: `config` (preset or JSON with "arch": "clip"; may be empty

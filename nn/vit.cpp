@@ -1,4 +1,5 @@
-// ViT forward pass (timm and OpenAI layouts) and the hooks PEFT methods use.
+// ViT forward pass (timm and OpenAI layouts) and its extension points (wrappable layers,
+// replaceable blocks, attention masks, the token hook).
 #include "nn/vit.h"
 
 #include <fmt/format.h>
@@ -32,31 +33,7 @@ PatchEmbed::PatchEmbed(const ViTConfig& c, bool has_bias, Generator& gen) {
   }
 }
 
-Tensor PatchEmbed::forward(const Tensor& images) const {
-  Tensor t = conv2d_patch(images, weight, bias);  // [B, N, D]
-  if (ssf_scale.defined()) t = ssf_apply(t, ssf_scale, ssf_shift);
-  return t;
-}
-
-void PatchEmbed::add_ssf(Generator& gen) {
-  const int64_t d = weight.size(0);
-  ssf_scale = register_parameter("ssf_scale", randn({d}, gen, weight.dtype(), 1.0, 0.02));
-  ssf_shift = register_parameter("ssf_shift", randn({d}, gen, weight.dtype(), 0.0, 0.02));
-}
-
-void PatchEmbed::merge_adapters(const Tensor& shift_rows) {
-  if (!ssf_scale.defined()) return;
-  if (!bias.defined() && !shift_rows.defined())
-    throw StateError("PatchEmbed: merging SSF into a conv without a bias needs the position-embedding rows");
-  NoGradGuard ng;
-  weight.copy_(mul(weight, reshape(ssf_scale, {-1, 1, 1, 1})));
-  if (bias.defined())
-    bias.copy_(add(mul(bias, ssf_scale), ssf_shift));
-  else  // t*sc + sh + pos[1+n] = (t*sc) + (pos[1+n] + sh): exact, the pos-embed add follows at once
-    Tensor(shift_rows).copy_(add(shift_rows, reshape(ssf_shift, {1, -1})));
-  ssf_scale.fill_(1.0);
-  ssf_shift.fill_(0.0);
-}
+Tensor PatchEmbed::forward(const Tensor& images) const { return conv2d_patch(images, weight, bias); }  // [B, N, D]
 
 // ---------------------------------------------------------------- Attention
 
@@ -76,38 +53,47 @@ Attention::Attention(const ViTConfig& c, Generator& gen) : dim(c.dim), heads(c.h
   }
 }
 
-namespace {
-// openai: the "in_proj" child holding the fused linear's PEFT slots, registered on first use.
-Module& in_proj_holder(Attention& a) {
-  if (!a.in_proj) a.in_proj = a.register_module("in_proj", std::make_shared<Module>());
-  return *a.in_proj;
-}
-}  // namespace
-
-void Attention::add_qkv_lora(int64_t rank, double alpha, Generator& gen) {
-  qkv->add_lora(rank, alpha, gen);  // registered on qkv, which is a child only in the timm layout
-  if (!openai_names) return;
-  in_proj_holder(*this).register_parameter("lora_A", qkv->lora_A);
-  in_proj->register_parameter("lora_B", qkv->lora_B);
+void Attention::on_child_replaced(const std::string& name, const std::shared_ptr<Module>& m) {
+  retarget(name, "qkv", qkv, m);
+  retarget(name, openai_names ? "out_proj" : "proj", proj, m);
 }
 
-void Attention::add_qkv_ssf(Generator& gen) {
-  qkv->add_ssf(gen);
-  if (!openai_names) return;
-  in_proj_holder(*this).register_parameter("ssf_scale", qkv->ssf_scale);
-  in_proj->register_parameter("ssf_shift", qkv->ssf_shift);
+void Attention::replace_qkv(std::shared_ptr<Linear> wrapper) {
+  if (openai_names)
+    qkv = std::move(wrapper);  // its tensors stay registered as in_proj_weight / in_proj_bias
+  else
+    replace_module("qkv", std::move(wrapper));
 }
 
-Tensor Attention::forward(const Tensor& x) const {
+Module& Attention::qkv_slot() {
+  if (!openai_names) return *qkv;
+  if (!in_proj) in_proj = register_module("in_proj", std::make_shared<Module>());
+  return *in_proj;
+}
+
+Attention::QKV Attention::project_qkv(const Tensor& x) const {
   const int64_t B = x.size(0), T = x.size(1), hd = dim / heads;
   // [B, T, 3D] viewed as [B, T, 3, H, hd]; q, k, v are strided head views: no copies.
   Tensor qkv5 = reshape(qkv->forward(x), {B, T, 3, heads, hd});
-  Tensor q = transpose(select(qkv5, 2, 0), 1, 2);  // [B, H, T, hd]
-  Tensor k = transpose(select(qkv5, 2, 1), 1, 2);
-  Tensor v = transpose(select(qkv5, 2, 2), 1, 2);
+  return {transpose(select(qkv5, 2, 0), 1, 2), transpose(select(qkv5, 2, 1), 1, 2), transpose(select(qkv5, 2, 2), 1, 2)};
+}
+
+Tensor Attention::split_heads(const Tensor& t) const {
+  return transpose(reshape(t, {t.size(0), t.size(1), heads, dim / heads}), 1, 2);
+}
+
+Tensor Attention::project_out(const Tensor& o) const { return proj->forward(o); }
+
+Tensor Attention::attend(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask) const {
+  const int64_t B = q.size(0), Tq = q.size(2);
   if (keep_attention) last_attention = attention_probs(q.detach(), k.detach());
-  Tensor o = scaled_dot_product_attention(q, k, v);             // [B, H, T, hd]
-  return proj->forward(reshape(transpose(o, 1, 2), {B, T, dim}));  // heads concatenated in order
+  Tensor o = mask.defined() ? scaled_dot_product_attention(q, k, v, mask) : scaled_dot_product_attention(q, k, v);
+  return project_out(reshape(transpose(o, 1, 2), {B, Tq, dim}));  // heads concatenated in order
+}
+
+Tensor Attention::forward(const Tensor& x, const Tensor& mask) const {
+  QKV p = project_qkv(x);  // [B, H, T, hd] each
+  return attend(p.q, p.k, p.v, mask);
 }
 
 Tensor Attention::cross(const Tensor& xq, const Tensor& xkv) const {
@@ -117,7 +103,7 @@ Tensor Attention::cross(const Tensor& xq, const Tensor& xkv) const {
   Tensor bq, bk, bv;  // undefined without a qkv bias
   if (qkv->bias.defined()) bq = narrow(qkv->bias, 0, 0, dim), bk = narrow(qkv->bias, 0, dim, dim), bv = narrow(qkv->bias, 0, 2 * dim, dim);
   Tensor q = transpose(reshape(linear(xq, wq, bq), {B, Tq, heads, hd}), 1, 2);
-  // Keys and values of the prompts are computed once for the batch and broadcast (stride 0).
+  // Keys and values of a batch-1 xkv are computed once and broadcast (stride 0).
   Tensor k = transpose(reshape(linear(xkv, wk, bk), {Bk, Tk, heads, hd}), 1, 2);
   Tensor v = transpose(reshape(linear(xkv, wv, bv), {Bk, Tk, heads, hd}), 1, 2);
   if (Bk != B) {
@@ -128,7 +114,7 @@ Tensor Attention::cross(const Tensor& xq, const Tensor& xkv) const {
   return linear(reshape(transpose(o, 1, 2), {B, Tq, dim}), proj->weight, proj->bias);
 }
 
-// ---------------------------------------------------------------- Mlp, AdaptMlp
+// ---------------------------------------------------------------- Mlp
 
 Mlp::Mlp(const ViTConfig& c, Generator& gen, Generator* drop_gen) : act(c.act) {
   fc1 = std::make_shared<Linear>(c.dim, c.mlp_hidden(), true, gen);
@@ -148,18 +134,11 @@ Tensor Mlp::forward(const Tensor& x) const {
   return drop->forward(fc2->forward(drop->forward(h)));
 }
 
-AdaptMlp::AdaptMlp(int64_t dim, int64_t b, double p, Generator& gen, Generator* drop_gen) {
-  down_proj = register_module("down_proj", std::make_shared<Linear>(dim, b, true, gen));
-  up_proj = register_module("up_proj", std::make_shared<Linear>(b, dim, true, gen));
-  // AdaptFormer "lora" init: down kaiming-uniform(a=sqrt 5) (the Linear default), the rest 0.
-  down_proj->bias.fill_(0.0);
-  up_proj->weight.fill_(0.0);
-  up_proj->bias.fill_(0.0);
-  drop = std::make_shared<Dropout>(p, drop_gen);
-}
-
-Tensor AdaptMlp::forward(const Tensor& x) const {
-  return mul(up_proj->forward(drop->forward(relu(down_proj->forward(x)))), scale);
+void Mlp::on_child_replaced(const std::string& name, const std::shared_ptr<Module>& m) {
+  retarget(name, "fc1", fc1, m);
+  retarget(name, "c_fc", fc1, m);
+  retarget(name, "fc2", fc2, m);
+  retarget(name, "c_proj", fc2, m);
 }
 
 // ---------------------------------------------------------------- LayerScale, Block
@@ -188,19 +167,30 @@ Block::Block(const ViTConfig& c, double dp, Generator& gen, Generator* drop_gen)
   drop_path = std::make_shared<DropPath>(dp, drop_gen);
 }
 
-Tensor Block::forward(const Tensor& x0, const Tensor& cvpt_prompts) const {
-  Tensor a = attn->forward(norm1->forward(x0));
+void Block::on_child_replaced(const std::string& name, const std::shared_ptr<Module>& m) {
+  for (const char* n : {"norm1", "ln_1"}) retarget(name, n, norm1, m);
+  for (const char* n : {"norm2", "ln_2"}) retarget(name, n, norm2, m);
+  retarget(name, "attn", attn, m);
+  retarget(name, "mlp", mlp, m);
+  retarget(name, "ls1", ls1, m);
+  retarget(name, "ls2", ls2, m);
+}
+
+Tensor Block::attn_branch(const Tensor& x, const Tensor& mask) const {
+  Tensor a = attn->forward(norm1->forward(x), mask);
   if (ls1) a = ls1->forward(a);
-  Tensor x = add(x0, drop_path->forward(a));
-  // CVPT (methods.md 9): tokens attend to this block's prompts with the frozen attention weights;
-  // the raw residual stream is the query (no LayerNorm), the sequence length is unchanged.
-  if (cvpt_prompts.defined()) x = add(x, attn->cross(x, cvpt_prompts));
+  return drop_path->forward(a);
+}
+
+Tensor Block::mlp_branch(const Tensor& x) const {
   Tensor m = mlp->forward(norm2->forward(x));
   if (ls2) m = ls2->forward(m);
-  Tensor y = drop_path->forward(m);
-  // AdaptFormer (methods.md 12): parallel to the MLP, fed the post-attention stream x.
-  if (adaptmlp) y = add(y, adaptmlp->forward(x));
-  return add(x, y);
+  return drop_path->forward(m);
+}
+
+Tensor Block::forward(const Tensor& x0, const Tensor& mask) const {
+  Tensor x = add(x0, attn_branch(x0, mask));
+  return add(x, mlp_branch(x));
 }
 
 // ---------------------------------------------------------------- VisionTransformer
@@ -214,9 +204,9 @@ VisionTransformer::VisionTransformer(const ViTConfig& c, uint64_t seed) : cfg(c)
   if (openai(c)) {
     register_module("conv1", patch_embed);
   } else {  // timm: patch_embed.proj.{weight,bias}
-    auto pe = std::make_shared<Module>();
-    pe->register_module("proj", patch_embed);
-    register_module("patch_embed", pe);
+    patch_embed_holder_ = std::make_shared<Module>();
+    patch_embed_holder_->register_module("proj", patch_embed);
+    register_module("patch_embed", patch_embed_holder_);
   }
   if (openai(c)) {
     // OpenAI CLIP init: class and positional embeddings ~ N(0, W^-0.5 ^ 2)... scaled as in clip/model.py.
@@ -273,13 +263,45 @@ void VisionTransformer::reset_head(int64_t k, Generator& gen) {
   head = h;
 }
 
-Tensor VisionTransformer::prompt_rows(int64_t layer, int64_t B, const Tensor& p) {
-  // p: [L, M, D] -> this layer's [1, M, D], broadcast to the batch; prompt dropout draws a mask
-  // per sample (methods.md 7), so then the prompts are materialised per sample.
-  Tensor row = narrow(p, 0, layer, 1);
-  Tensor rows = expand(row, {B, row.size(1), row.size(2)});
-  if (prompt_dropout > 0 && is_training()) rows = dropout(contiguous(rows), prompt_dropout, true, drop_gen);
-  return rows;
+void VisionTransformer::on_child_replaced(const std::string& name, const std::shared_ptr<Module>& m) {
+  retarget(name, "conv1", patch_embed, m);
+  for (const char* n : {"ln_pre", "norm_pre"}) retarget(name, n, ln_pre, m);
+  for (const char* n : {"norm", "ln_post"}) retarget(name, n, norm, m);
+  retarget(name, "fc_norm", fc_norm, m);
+  retarget(name, "head", head, m);
+}
+
+void VisionTransformer::set_token_hook(const std::string& name, std::shared_ptr<TokenHook> hook) {
+  if (token_hook)
+    throw StateError(fmt::format("vit: the model already has a token hook; cannot add '{}'. Hint: attach one method "
+                                 "to a fresh model",
+                                 name));
+  token_hook = register_module(name, std::move(hook));
+}
+
+std::string VisionTransformer::block_name(size_t i) const {
+  return fmt::format("{}{}", openai(cfg) ? "transformer.resblocks." : "blocks.", i);
+}
+
+void VisionTransformer::replace_block(size_t i, std::shared_ptr<Block> b) {
+  blocks->set(i, b);
+  block_list.at(i) = std::move(b);
+}
+
+std::string VisionTransformer::final_norm_name() const {
+  if (!norm) return "fc_norm";
+  return openai(cfg) ? "ln_post" : "norm";
+}
+
+std::string VisionTransformer::patch_embed_name() const { return openai(cfg) ? "conv1" : "patch_embed.proj"; }
+
+void VisionTransformer::replace_patch_embed(std::shared_ptr<PatchEmbed> p) {
+  if (openai(cfg)) {
+    replace_module("conv1", std::move(p));
+  } else {
+    patch_embed_holder_->replace_module("proj", p);
+    patch_embed = std::move(p);
+  }
 }
 
 Tensor VisionTransformer::forward_features(const Tensor& images) {
@@ -304,28 +326,13 @@ Tensor VisionTransformer::forward_features(const Tensor& images) {
     prefix.push_back(t);
     x = add(prefix.size() > 1 ? cat(prefix, 1) : t, reshape(pos_embed, {1, -1, D}));  // [B, P+N, D]
   }
+  if (token_hook) x = token_hook->after_embed(x);
   if (ln_pre) x = ln_pre->forward(x);
-  int64_t M = 0;
-  if (vpt) {  // VPT (methods.md 7): prompts after the prefix tokens (CLS), before the patches, no pos-embed
-    M = vpt->prompts.size(1);
-    std::vector<Tensor> parts;
-    if (P > 0) parts.push_back(narrow(x, 1, 0, P));
-    parts.push_back(prompt_rows(0, B, vpt->prompts));
-    parts.push_back(narrow(x, 1, P, x.size(1) - P));
-    x = cat(parts, 1);
-  }
   for (size_t i = 0; i < block_list.size(); ++i) {
-    if (vpt && vpt_deep && i > 0) {  // VPT-deep (methods.md 8): replace the prompt rows before block i
-      std::vector<Tensor> parts;
-      if (P > 0) parts.push_back(narrow(x, 1, 0, P));
-      parts.push_back(prompt_rows(static_cast<int64_t>(i), B, vpt->prompts));
-      parts.push_back(narrow(x, 1, P + M, x.size(1) - P - M));
-      x = cat(parts, 1);
-    }
-    Tensor cp = cvpt ? narrow(cvpt->prompts, 0, static_cast<int64_t>(i), 1) : Tensor();  // [1, M, D]
-    if (cp.defined() && prompt_dropout > 0 && is_training()) cp = prompt_rows(static_cast<int64_t>(i), B, cvpt->prompts);
-    x = block_list[i]->forward(x, cp);
+    if (token_hook) x = token_hook->before_block(static_cast<int64_t>(i), x);
+    x = block_list[i]->forward(x);
   }
+  const int64_t M = token_hook ? token_hook->tokens_after_prefix() : 0;
   if (openai(c)) {  // f = LN(x_cls; ln_post) @ proj
     return matmul(norm->forward(select(x, 1, 0)), proj);
   }

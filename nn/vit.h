@@ -1,5 +1,6 @@
-// Vision Transformer in the timm and OpenAI-CLIP-visual layouts (methods.md 2.1, 2.2), with the
-// slots PEFT methods attach to (VPT prompts, CVPT prompts, AdaptFormer adapters, SSF, LoRA).
+// Vision Transformer in the timm and OpenAI-CLIP-visual layouts (methods.md 2.1, 2.2). Every layer
+// is wrappable (virtual forward, Module::replace_module keeps the tensor names), blocks take an
+// attention mask, and a TokenHook edits the token sequence: the extension points PEFT methods use.
 #pragma once
 #include <memory>
 
@@ -8,6 +9,7 @@
 #include "nn/layers.h"
 #include "nn/linear.h"
 #include "nn/module.h"
+#include "nn/token_hook.h"
 
 namespace peft::nn {
 
@@ -17,13 +19,8 @@ class PatchEmbed : public Module {
  public:
   PatchEmbed(const ViTConfig& c, bool bias, Generator& gen);
   std::string type_name() const override { return "PatchEmbed"; }
-  Tensor forward(const Tensor& images) const;  // [B, C, S, S] -> [B, N, D]
-  void add_ssf(Generator& gen);                // methods.md 10: on the patch tokens
-  // Folds the SSF scale into the filters and the shift into the bias. Without a bias (openai
-  // conv1), the shift goes into `shift_rows` [N, D] instead: the patch rows of the position
-  // embedding, added right after this op (methods.md 18). StateError when it has nowhere to go.
-  void merge_adapters(const Tensor& shift_rows = Tensor());
-  Tensor weight, bias, ssf_scale, ssf_shift;
+  virtual Tensor forward(const Tensor& images) const;  // [B, C, S, S] -> [B, N, D]
+  Tensor weight, bias;
 };
 
 // Multi-head self-attention with a fused qkv projection (timm: qkv, proj;
@@ -32,30 +29,49 @@ class Attention : public Module {
  public:
   Attention(const ViTConfig& c, Generator& gen);
   std::string type_name() const override { return "Attention"; }
-  Tensor forward(const Tensor& x) const;  // x: [B, T, D]
-  // MHA(xq, xkv) with this block's frozen q|k|v rows and output projection (CVPT, methods.md 9):
-  // queries from xq [B, Tq, D], keys/values from xkv [B or 1, Tk, D].
+  // x: [B, T, D]; mask: additive [T, T] (e.g. causal), undefined for none.
+  virtual Tensor forward(const Tensor& x, const Tensor& mask = Tensor()) const;
+
+  // The pieces of forward, for subclasses that change one step:
+  // lin(x; qkv) [B, T, 3D] split into q, k, v [B, H, T, hd] (strided head views, no copies).
+  struct QKV {
+    Tensor q, k, v;
+  };
+  QKV project_qkv(const Tensor& x) const;
+  Tensor split_heads(const Tensor& t) const;   // [B, T, D] -> [B, H, T, hd]
+  // softmax(q k^T hd^-0.5 + mask) v, heads concatenated, then lin(.; proj): [B, Tq, D].
+  Tensor attend(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask = Tensor()) const;
+  Tensor project_out(const Tensor& heads_concat) const;  // lin(.; proj) (virtual through proj)
+
+  // Cross-attention with this layer's projections: queries from xq [B, Tq, D], keys and values
+  // from xkv [B or 1, Tk, D] (a batch of 1 is broadcast after projecting once).
   Tensor cross(const Tensor& xq, const Tensor& xkv) const;
-  // PEFT slots on the fused q|k|v linear (methods.md 10, 11, 18). timm: they sit on the "qkv"
-  // child (attn.qkv.lora_A). openai: the fused weight lives on attn itself (in_proj_weight), so
-  // the slots are registered under a child "in_proj" that holds only them (attn.in_proj.lora_A),
-  // and a merged model is still a plain OpenAI state dict.
-  void add_qkv_lora(int64_t rank, double alpha, Generator& gen);
-  void add_qkv_ssf(Generator& gen);
+
+  // The fused q|k|v linear. timm: the child "qkv". openai (nn.MultiheadAttention names): its
+  // tensors sit on attn itself (in_proj_weight, in_proj_bias), so it is no child.
+  // replace_qkv swaps in a wrapper either way. qkv_slot is where tensors that belong to the
+  // fused linear are registered: the qkv child (attn.qkv.X) or, openai, a child "in_proj" that
+  // holds only such tensors (attn.in_proj.X), so that a plain model stays a plain state dict.
+  void replace_qkv(std::shared_ptr<Linear> wrapper);
+  Module& qkv_slot();
   const char* qkv_name() const { return openai_names ? "in_proj" : "qkv"; }
+
   int64_t dim, heads;
   bool openai_names = false;  // style openai_clip_visual (and the CLIP text tower)
   std::shared_ptr<Linear> qkv, proj;
-  std::shared_ptr<Module> in_proj;  // openai: the slot holder, created by the first add_qkv_*
-  bool keep_attention = false;          // store the last attention probabilities (attention maps)
-  mutable Tensor last_attention;        // [B, H, T, T] when keep_attention
+  std::shared_ptr<Module> in_proj;  // openai: the qkv_slot holder, created on first use
+  bool keep_attention = false;      // store the last attention probabilities (attention maps)
+  mutable Tensor last_attention;    // [B, H, T, T] when keep_attention
+
+ protected:
+  void on_child_replaced(const std::string& name, const std::shared_ptr<Module>& m) override;
 };
 
 class Mlp : public Module {
  public:
   Mlp(const ViTConfig& c, Generator& gen, Generator* drop_gen);
   std::string type_name() const override { return "Mlp"; }
-  Tensor forward(const Tensor& x) const;  // fc2(act(fc1(x)))
+  virtual Tensor forward(const Tensor& x) const;  // fc2(act(fc1(x)))
   std::shared_ptr<Linear> fc1, fc2;
   std::string act;
   std::shared_ptr<Dropout> drop;
@@ -63,20 +79,7 @@ class Mlp : public Module {
  protected:
   // drop is not a registered child (it has no tensors): pass train()/eval() on to it.
   void on_train(bool on) override { drop->train(on); }
-};
-
-// AdaptFormer's parallel bottleneck (methods.md 12): 0.1 * up(dropout(relu(down(x)))).
-class AdaptMlp : public Module {
- public:
-  AdaptMlp(int64_t dim, int64_t bottleneck, double dropout_p, Generator& gen, Generator* drop_gen);
-  std::string type_name() const override { return "AdaptMlp"; }
-  Tensor forward(const Tensor& x) const;
-  std::shared_ptr<Linear> down_proj, up_proj;
-  std::shared_ptr<Dropout> drop;
-  double scale = 0.1;
-
- protected:
-  void on_train(bool on) override { drop->train(on); }  // eval(): no adapter dropout (methods.md 1.9)
+  void on_child_replaced(const std::string& name, const std::shared_ptr<Module>& m) override;
 };
 
 // timm LayerScale (ls1, ls2): x * gamma per channel; gamma [D].
@@ -92,24 +95,20 @@ class Block : public Module {
  public:
   Block(const ViTConfig& c, double drop_path, Generator& gen, Generator* drop_gen);
   std::string type_name() const override { return "Block"; }
-  // cvpt_prompts: this block's CVPT prompts [1, M, D] (undefined when CVPT is off).
-  Tensor forward(const Tensor& x, const Tensor& cvpt_prompts = Tensor()) const;
+  // x + attn_branch(x), then + mlp_branch(x). mask: additive [T, T] for the attention.
+  virtual Tensor forward(const Tensor& x, const Tensor& mask = Tensor()) const;
+  // The two residual branches, for subclasses that add a path beside or between them:
+  Tensor attn_branch(const Tensor& x, const Tensor& mask = Tensor()) const;  // drop_path(ls1(attn(norm1(x))))
+  Tensor mlp_branch(const Tensor& x) const;                                  // drop_path(ls2(mlp(norm2(x))))
   std::shared_ptr<LayerNorm> norm1, norm2;
   std::shared_ptr<Attention> attn;
   std::shared_ptr<Mlp> mlp;
   std::shared_ptr<DropPath> drop_path;
   std::shared_ptr<LayerScale> ls1, ls2;  // layer_scale only
-  std::shared_ptr<AdaptMlp> adaptmlp;  // set by the adaptformer method
 
  protected:
   void on_train(bool on) override { drop_path->train(on); }  // eval(): no drop-path
-};
-
-// Prompt tensors of VPT / CVPT, registered under "vpt" / "cvpt" so they are named vpt.prompts.
-class Prompts : public Module {
- public:
-  std::string type_name() const override { return "Prompts"; }
-  Tensor prompts;  // [L or 1, M, D]
+  void on_child_replaced(const std::string& name, const std::shared_ptr<Module>& m) override;
 };
 
 class VisionTransformer : public Module {
@@ -139,20 +138,30 @@ class VisionTransformer : public Module {
   Tensor proj;                          // openai [D, E]
   std::shared_ptr<Linear> head;         // undefined when num_classes == 0
 
-  // PEFT slots (methods.md 7-9), set by the methods in peft/.
-  std::shared_ptr<Prompts> vpt;   // vpt.prompts [1 or L, M, D]
-  bool vpt_deep = false;
-  std::shared_ptr<Prompts> cvpt;  // cvpt.prompts [L, M, D]
-  double prompt_dropout = 0.0;
+  // Edits the token sequence (after the embedding, before each block); registered as a child
+  // under the name given to set_token_hook. At most one.
+  std::shared_ptr<TokenHook> token_hook;
+  void set_token_hook(const std::string& name, std::shared_ptr<TokenHook> hook);
 
   std::vector<std::shared_ptr<Block>> block_list;
+  // Replaces block i (a subclass sharing the block's modules keeps every tensor name).
+  void replace_block(size_t i, std::shared_ptr<Block> b);
+  // The module path of block i ("blocks.3" or "transformer.resblocks.3").
+  std::string block_name(size_t i) const;
 
   DType dtype() const { return pos_embed.dtype(); }
-  // The final LayerNorm (norm, or fc_norm when the model pools first).
+  // The final LayerNorm (norm, or fc_norm when the model pools first) and its module name.
   LayerNorm& final_norm() const { return norm ? *norm : *fc_norm; }
+  std::string final_norm_name() const;
+  // The patch embedding's module name ("patch_embed.proj" or "conv1") and a way to wrap it.
+  std::string patch_embed_name() const;
+  void replace_patch_embed(std::shared_ptr<PatchEmbed> p);
+
+ protected:
+  void on_child_replaced(const std::string& name, const std::shared_ptr<Module>& m) override;
 
  private:
-  Tensor prompt_rows(int64_t layer, int64_t batch, const Tensor& p);
+  std::shared_ptr<Module> patch_embed_holder_;  // timm: "patch_embed" holding "proj"
 };
 
 }  // namespace peft::nn

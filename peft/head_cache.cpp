@@ -1,6 +1,8 @@
 // Head feature cache: one backbone pass per image for head-only training (see head_cache.h).
 #include "peft/head_cache.h"
 
+#include "peft/methods/adapted.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -103,10 +105,9 @@ std::string backbone_blocker(const nn::VisionTransformer& model) {
     const nn::Block& b = *model.block_list[i];
     if (b.drop_path->p > 0) return fmt::format("drop-path is active in training (block {}: p = {})", i, b.drop_path->p);
     if (b.mlp->drop->p > 0) return fmt::format("dropout is active in training (block {}: p = {})", i, b.mlp->drop->p);
-    if (b.adaptmlp && b.adaptmlp->drop->p > 0)
-      return fmt::format("adapter dropout is active in training (block {})", i);
   }
-  if ((model.vpt || model.cvpt) && model.prompt_dropout > 0) return "prompt dropout is active in training";
+  for (methods::Adapted* a : methods::adapted_modules(const_cast<nn::VisionTransformer&>(model)))
+    if (std::string why = a->training_noise(); !why.empty()) return why;
   return "";
 }
 

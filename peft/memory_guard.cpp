@@ -88,9 +88,8 @@ MemoryInputs memory_inputs(const nn::VisionTransformer& vit, int64_t batch, cons
   in.backbone_grad = false;
   for (const auto& [name, p] : vit.named_parameters())
     if (p.requires_grad() && name.rfind("head.", 0) != 0) in.backbone_grad = true;
-  // Prompts lengthen the sequence (vpt) or are attended to in every block (cvpt): count them as tokens.
-  if (vit.vpt && vit.vpt->prompts.defined()) in.extra_tokens += vit.vpt->prompts.size(1);
-  if (vit.cvpt && vit.cvpt->prompts.defined()) in.extra_tokens += vit.cvpt->prompts.size(1);
+  // Prompt tokens a hook adds lengthen the sequence: count them as tokens.
+  if (vit.token_hook) in.extra_tokens += vit.token_hook->added_tokens();
   return in;
 }
 

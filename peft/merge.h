@@ -1,4 +1,4 @@
-// Folding SSF and LoRA into the base weights (methods.md 10, 11, 18): the result is a plain ViT
+// Folding a mergeable method (SSF, LoRA, ...) into the base weights: the result is a plain ViT
 // (timm or OpenAI layout).
 #pragma once
 #include <string>
@@ -11,13 +11,13 @@ namespace peft {
 // Methods whose tensors fold exactly into the base weights.
 bool is_mergeable_method(const std::string& method);
 
-// Folds every SSF scale/shift and LoRA update of the model into the weights and biases of the
-// ops they modulate, computing in float64 (the model keeps its dtype). Afterwards the slots are
-// identities (scale 1, shift 0, B = 0), so the model computes the same function. Throws
-// ValueError when the model carries tensors that do not merge (prompts, adapters).
+// Folds every installed module of the model's method into the weights and biases of the ops it
+// modulates, computing in float64 (the model keeps its dtype). Afterwards those modules are
+// identities (e.g. SSF scale 1, shift 0; LoRA B = 0), so the model computes the same function.
+// Throws ValueError when the model carries modules that do not merge (prompts, adapters).
 void merge_adapters(nn::VisionTransformer& vit);
 
-// The model's tensors under base names (+ head) without the SSF / LoRA slots: what a plain
+// The model's tensors under base names (+ head) without the method's own tensors: what a plain
 // VisionTransformer of the same config loads. Call after merge_adapters.
 nn::NamedTensors plain_state_dict(const nn::VisionTransformer& vit);
 

@@ -4,72 +4,96 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <tuple>
 
 #include "core/error.h"
+#include "peft/methods/adapted.h"
 #include "peft/methods/methods.h"
 
 namespace peft {
 
-const std::vector<MethodInfo>& vision_methods() {
-  static const std::vector<MethodInfo> m = {
-      {"linear", "linear probe: frozen backbone, trains the head", ""},
-      {"full", "full fine-tuning: every tensor trains", ""},
-      {"bitfit",
-       "BitFit: trains every *.bias (LayerNorm and patch_embed.proj biases included; openai layout: also "
-       "attn.in_proj_bias) and the head",
-       ""},
-      {"vpt-shallow",
-       "VPT-shallow: M prompts between the prefix tokens (CLS, registers) and the patches before block 0 (no "
-       "pos-embed), and the head",
-       "--prompts M (default 10), --prompt-dropout p"},
-      {"vpt-deep", "VPT-deep: vpt.prompts [L,M,D], row i replaces the prompt rows before block i, and the head",
-       "--prompts M (default 10), --prompt-dropout p"},
-      {"cvpt", "CVPT: tokens cross-attend to cvpt.prompts [L,M,D] with each block's frozen attention, and the head",
-       "--prompts M (default 10), --prompt-dropout p"},
-      {"ssf",
-       "SSF: scale and shift after the 6L+2 ops (patch_embed.proj, norm1, attn.qkv, attn.proj, norm2, mlp.fc1, "
-       "mlp.fc2, norm; openai layout: conv1, ln_1, attn.in_proj, attn.out_proj, ln_2, mlp.c_fc, mlp.c_proj, "
-       "ln_post), and the head; mergeable (peft merge)",
-       ""},
-      {"lora", "LoRA: (alpha/r) B A added to the target linears, and the head; mergeable (peft merge)",
-       "--rank r (default 8), --alpha a (default r), --targets LIST (default attn.qkv; short names attn.qkv, "
-       "attn.proj, mlp.fc1, mlp.fc2 (openai layout: attn.in_proj, attn.out_proj, mlp.c_fc, mlp.c_proj) or globs "
-       "over full names)"},
-      {"adaptformer", "AdaptFormer: 0.1 * up(relu(down(x))) parallel to each MLP, fed the post-attention stream, "
-                      "and the head",
-       "--bottleneck b (default 64)"},
+const std::vector<OptionSpec>& method_option_specs() {
+  static const std::vector<OptionSpec> s = {
+      {"prompts", "--prompts", "prompts M"},
+      {"prompt_dropout", "--prompt-dropout", "prompt dropout (training only)"},
+      {"rank", "--rank", "rank r"},
+      {"alpha", "--alpha", "LoRA/DoRA alpha (default: rank); FacT scale (default 1)"},
+      {"targets", "--targets", "target linears (names or globs, comma-separated)"},
+      {"bottleneck", "--bottleneck", "bottleneck width b"},
   };
+  return s;
+}
+
+bool MethodDescriptor::uses(const std::string& key) const {
+  return std::find(options.begin(), options.end(), key) != options.end();
+}
+
+const std::vector<MethodDescriptor>& vision_method_registry() {
+  // One entry per file in peft/methods/; this list is the listing order.
+  static const std::vector<MethodDescriptor> r = {
+      methods::linear_method(), methods::full_method(),        methods::bitfit_method(),
+      methods::vpt_shallow_method(), methods::vpt_deep_method(), methods::cvpt_method(),
+      methods::ssf_method(),    methods::lora_method(),        methods::adaptformer_method(),
+  };
+  return r;
+}
+
+const std::vector<MethodInfo>& vision_methods() {
+  static const std::vector<MethodInfo> m = [] {
+    std::vector<MethodInfo> out;
+    for (const MethodDescriptor& d : vision_method_registry()) out.push_back({d.name, d.description, d.option_help});
+    return out;
+  }();
   return m;
 }
 
 bool is_vision_method(const std::string& name) {
-  for (auto& m : vision_methods())
+  for (auto& m : vision_method_registry())
     if (m.name == name) return true;
   return false;
 }
 
-namespace {
-bool uses_prompts(const std::string& m) { return m == "vpt-shallow" || m == "vpt-deep" || m == "cvpt"; }
-}  // namespace
+const MethodDescriptor& vision_method(const std::string& name) {
+  for (auto& m : vision_method_registry())
+    if (m.name == name) return m;
+  std::string names;
+  for (auto& m : vision_method_registry()) names += (names.empty() ? "" : ", ") + m.name;
+  throw MethodError(fmt::format("--method: unknown method '{}' (available: {})", name, names));
+}
+
+void apply_method_defaults(const std::string& method, MethodOptions& o, const std::set<std::string>& given) {
+  const MethodDescriptor& d = vision_method(method);
+  if (!d.defaults) return;
+  MethodOptions def = o;
+  d.defaults(def);
+  if (!given.count("prompts")) o.prompts = def.prompts;
+  if (!given.count("prompt_dropout")) o.prompt_dropout = def.prompt_dropout;
+  if (!given.count("rank")) o.rank = def.rank;
+  if (!given.count("alpha")) o.alpha = def.alpha;
+  if (!given.count("targets")) o.targets = def.targets;
+  if (!given.count("bottleneck")) o.bottleneck = def.bottleneck;
+}
 
 void validate_method_options(const std::string& method, const MethodOptions& o) {
-  if (!is_vision_method(method)) {
-    std::string names;
-    for (auto& m : vision_methods()) names += (names.empty() ? "" : ", ") + m.name;
-    throw MethodError(fmt::format("--method: unknown method '{}' (available: {})", method, names));
-  }
-  if (uses_prompts(method)) {
-    if (o.prompts <= 0) throw MethodError(fmt::format("--prompts must be >= 1 for {} (got {})", method, o.prompts));
-    if (!(o.prompt_dropout >= 0.0 && o.prompt_dropout < 1.0))
-      throw MethodError(fmt::format("--prompt-dropout must be in [0, 1) (got {})", o.prompt_dropout));
-  }
-  if (method == "lora") {
-    if (o.rank <= 0) throw MethodError(fmt::format("--rank must be >= 1 for lora (got {})", o.rank));
-    if (o.targets.find_first_not_of(", ") == std::string::npos)
-      throw MethodError("--targets is empty. Hint: e.g. --targets attn.qkv,mlp.fc1");
-  }
-  if (method == "adaptformer" && o.bottleneck <= 0)
-    throw MethodError(fmt::format("--bottleneck must be >= 1 for adaptformer (got {})", o.bottleneck));
+  const MethodDescriptor& d = vision_method(method);
+  if (d.uses("prompts") && o.prompts <= 0)
+    throw MethodError(fmt::format("--prompts must be >= 1 for {} (got {})", method, o.prompts));
+  if (d.uses("prompt_dropout") && !(o.prompt_dropout >= 0.0 && o.prompt_dropout < 1.0))
+    throw MethodError(fmt::format("--prompt-dropout must be in [0, 1) (got {})", o.prompt_dropout));
+  if (d.uses("rank") && o.rank <= 0) throw MethodError(fmt::format("--rank must be >= 1 for {} (got {})", method, o.rank));
+  if (d.uses("targets") && o.targets.find_first_not_of(", ") == std::string::npos)
+    throw MethodError("--targets is empty. Hint: e.g. --targets attn.qkv,mlp.fc1");
+  if (d.uses("bottleneck") && o.bottleneck <= 0)
+    throw MethodError(fmt::format("--bottleneck must be >= 1 for {} (got {})", method, o.bottleneck));
+  // Upper bounds: a wrapped size product crashed (issue 20, rank 2^56); no real adapter comes near.
+  constexpr int64_t kMax = int64_t{1} << 16;
+  for (auto [key, flag, v] : {std::tuple{"prompts", "--prompts", o.prompts}, std::tuple{"rank", "--rank", o.rank},
+                              std::tuple{"bottleneck", "--bottleneck", o.bottleneck}})
+    if (d.uses(key) && v > kMax) throw MethodError(fmt::format("{} must be <= {} for {} (got {})", flag, kMax, method, v));
+  if (d.uses("alpha") && !std::isfinite(o.alpha))
+    throw MethodError(fmt::format("--alpha must be a finite number for {} (got {})", method, o.alpha));
 }
 
 std::vector<std::string> lora_target_names(nn::VisionTransformer& vit, const std::string& targets) {
@@ -85,11 +109,7 @@ std::vector<std::string> lora_target_names(nn::VisionTransformer& vit, const std
   // openai fused projection is no module of its own: it is listed as {attn}.in_proj, where its
   // LoRA tensors go (methods.md 18).
   std::vector<std::string> linears;
-  for (auto& [name, m] : vit.named_modules()) {
-    if (name == "head" || name.find("adaptmlp") != std::string::npos) continue;
-    if (auto* at = dynamic_cast<nn::Attention*>(m); at && at->openai_names) linears.push_back(name + ".in_proj");
-    if (dynamic_cast<nn::Linear*>(m)) linears.push_back(name);
-  }
+  for (const methods::LinearSite& s : methods::linear_sites(vit)) linears.push_back(s.name);
   std::vector<bool> chosen(linears.size(), false);
   size_t start = 0;
   while (start <= targets.size()) {
@@ -134,35 +154,25 @@ std::vector<std::string> trainable_names(const nn::Module& m) {
 void apply_method(nn::VisionTransformer& vit, const std::string& method, const MethodOptions& o, int64_t k,
                   Generator& gen) {
   validate_method_options(method, o);
+  const MethodDescriptor& d = vision_method(method);
   if (k <= 0) throw ValueError(fmt::format("{}: needs a classifier head (got {} classes)", method, k));
+  if (d.timm_only && vit.cfg.style != "timm")
+    throw MethodError(fmt::format("--method {}: defined for style timm only, not {} (methods.md 19-24, Layout). Hint: "
+                                  "use a timm model",
+                                  method, vit.cfg.style));
+  if (vit.cfg.style != "timm" && vit.cfg.style != "openai_clip_visual")
+    throw MethodError(fmt::format("--method {}: not defined for style {} (methods.md 18). Hint: use a timm or "
+                                  "openai_clip_visual model",
+                                  method, vit.cfg.style));
+  if (d.validate) d.validate(o, vit.cfg);
+  // Checks that need the model (LoRA targets) run before anything changes: a bad option leaves
+  // the model as it was.
+  if (d.uses("targets")) lora_target_names(vit, o.targets);
   const DType dt = vit.dtype();
-  if (method == "ssf" || method == "lora") {
-    // Both layouts are defined: timm by methods.md 10/11, openai_clip_visual by methods.md 18
-    // ("Chosen here for the openai layout": no official code defines those).
-    if (vit.cfg.style != "timm" && vit.cfg.style != "openai_clip_visual")
-      throw MethodError(fmt::format("--method {}: not defined for style {} (methods.md 18). Hint: use a timm or "
-                                    "openai_clip_visual model",
-                                    method, vit.cfg.style));
-  }
-  // LoRA targets are resolved before anything changes, so a bad --targets leaves the model as it was.
-  std::vector<std::string> lora_linears;
-  if (method == "lora") lora_linears = lora_target_names(vit, o.targets);
-
   vit.reset_head(k, gen);  // fresh head for K classes (its init is open, methods.md 18)
   if (dt != DType::f32) vit.head->to(dt);
-  if (method == "full") {
-    for (auto& [_, p] : vit.named_parameters()) Tensor(p).requires_grad_(true);
-    return;
-  }
   vit.freeze_all();
-  // Each attach registers its tensors as trainable leaves (or unfreezes base biases for BitFit).
-  if (method == "bitfit") methods::attach_bitfit(vit);
-  if (method == "vpt-shallow" || method == "vpt-deep")
-    methods::attach_vpt(vit, o.prompts, method == "vpt-deep", o.prompt_dropout, gen);
-  if (method == "cvpt") methods::attach_cvpt(vit, o.prompts, o.prompt_dropout, gen);
-  if (method == "ssf") methods::attach_ssf(vit, gen);
-  if (method == "lora") methods::attach_lora(vit, lora_linears, o.rank, o.alpha < 0 ? static_cast<double>(o.rank) : o.alpha, gen);
-  if (method == "adaptformer") methods::attach_adaptformer(vit, o.bottleneck, gen);
+  d.attach(vit, o, gen);
   vit.unfreeze("head.*");
 }
 
@@ -180,16 +190,24 @@ void read_metadata_number(const std::map<std::string, std::string>& md, const ch
   auto f = md.find(key);
   if (f == md.end()) return;
   try {
-    field = std::stod(f->second);
+    size_t used = 0;
+    field = std::stod(f->second, &used);
+    if (used != f->second.size() || !std::isfinite(field)) throw ValueError("");
   } catch (const std::exception&) {
-    throw ValueError(fmt::format("adapter: metadata '{}' = '{}' is not a number", key, f->second));
+    throw ValueError(fmt::format("adapter: metadata '{}' = '{}' is not a finite number", key, f->second));
   }
 }
 
 void read_metadata_number(const std::map<std::string, std::string>& md, const char* key, int64_t& field) {
-  double v = static_cast<double>(field);
-  read_metadata_number(md, key, v);
-  field = static_cast<int64_t>(v);
+  auto f = md.find(key);
+  if (f == md.end()) return;
+  // Whole numbers only, in range (a double cast of 1e300 is undefined behaviour).
+  const std::string& s = f->second;
+  int64_t v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || ec != std::errc() || end != s.data() + s.size())
+    throw ValueError(fmt::format("adapter: metadata '{}' = '{}' is not an integer in int64 range", key, s));
+  field = v;
 }
 
 std::string metadata_method(const std::map<std::string, std::string>& md) {

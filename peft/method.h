@@ -1,6 +1,8 @@
-// PEFT methods for a ViT: one name each, attached to a built model (methods.md 4-12).
+// PEFT methods for a ViT: a registry of descriptors, one per method, each defined in its own file
+// in peft/methods/ (methods.md 4-12, 19-24). Nothing else tests method names as strings.
 #pragma once
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -10,14 +12,15 @@
 
 namespace peft {
 
-// Method options (cli.md "Method options"); a method reads only its own.
+// Method options (cli.md "Method options"). A method reads only the keys its descriptor lists;
+// the same fields serve every method, so one set of flags serves every command.
 struct MethodOptions {
-  int64_t prompts = 10;          // vpt-shallow, vpt-deep, cvpt
-  double prompt_dropout = 0.0;   // vpt-*, cvpt (training only)
-  int64_t rank = 8;              // lora
-  double alpha = -1;             // lora scale numerator (negative: default = rank)
-  std::string targets = "attn.qkv";  // lora
-  int64_t bottleneck = 64;       // adaptformer
+  int64_t prompts = 10;              // "prompts":        vpt-shallow, vpt-deep, cvpt, prefix
+  double prompt_dropout = 0.0;       // "prompt_dropout": vpt-*, cvpt (training only)
+  int64_t rank = 8;                  // "rank":           lora, dora, fact
+  double alpha = -1;                 // "alpha":          lora/dora scale numerator (negative: rank); fact scale
+  std::string targets = "attn.qkv";  // "targets":        lora, dora
+  int64_t bottleneck = 64;           // "bottleneck":     adaptformer, adapter
 };
 
 // A bad method name or option value (names the option): the CLI maps it to a usage error (exit 2).
@@ -25,14 +28,49 @@ struct MethodError : ValueError {
   using ValueError::ValueError;
 };
 
+// One option key a method reads: its flag, what it means, and how it is checked.
+struct OptionSpec {
+  std::string key;   // prompts, prompt_dropout, rank, alpha, targets, bottleneck
+  std::string flag;  // --prompts, ...
+  std::string help;
+};
+const std::vector<OptionSpec>& method_option_specs();
+
+struct MethodDescriptor {
+  std::string name;
+  std::string description;
+  std::vector<std::string> options;  // option keys it reads (OptionSpec::key)
+  std::string option_help;           // how it reads them, e.g. "--rank r (default 8), ..."
+  bool timm_only = false;            // refuses style openai_clip_visual (methods.md 19-24 "Layout")
+  bool mergeable = false;            // peft merge / bench --merged fold it into the weights
+  // Sets the method's own defaults for the keys not given on the command line (e.g. adapter's
+  // bottleneck 8). nullptr: MethodOptions' defaults.
+  void (*defaults)(MethodOptions& o) = nullptr;
+  // Method-specific checks beyond the generic per-key ones (MethodError naming the option).
+  void (*validate)(const MethodOptions& o, const nn::ViTConfig& c) = nullptr;
+  // Attaches the method to a model whose tensors are all frozen and that has a fresh head:
+  // registers its tensors (trainable, initialised as the official code does) under the
+  // interop.md names, or unfreezes the base tensors it trains. The head is unfrozen afterwards.
+  void (*attach)(nn::VisionTransformer& vit, const MethodOptions& o, Generator& gen) = nullptr;
+  bool uses(const std::string& key) const;
+};
+
+// Kept for listings: name, description and the flags it reads.
 struct MethodInfo {
   std::string name;
   std::string description;
-  std::string options;  // the flags it reads
+  std::string options;
 };
 
+// The registry, in listing order.
+const std::vector<MethodDescriptor>& vision_method_registry();
 const std::vector<MethodInfo>& vision_methods();
 bool is_vision_method(const std::string& name);
+// The descriptor of `name`; MethodError listing the methods when there is none.
+const MethodDescriptor& vision_method(const std::string& name);
+
+// Applies the method's defaults for the option keys not in `given` (keys given on the command line).
+void apply_method_defaults(const std::string& method, MethodOptions& o, const std::set<std::string>& given);
 
 // Throws MethodError for an unknown method or a bad value of an option the method reads
 // (--prompts <= 0, --prompt-dropout outside [0,1), --rank <= 0, --bottleneck <= 0, empty --targets).
@@ -44,15 +82,15 @@ void validate_method_options(const std::string& method, const MethodOptions& o);
 void apply_method(nn::VisionTransformer& vit, const std::string& method, const MethodOptions& o, int64_t num_classes,
                   Generator& gen);
 
-// The full names of the linears a LoRA --targets list selects (methods.md 11), in model order.
-// Short names (attn.qkv, attn.proj, mlp.fc1, mlp.fc2) mean that linear in every block; anything
-// else is a glob over full base names. MethodError when a target matches no linear.
+// The full names of the linears a --targets list selects (LoRA, DoRA; methods.md 11), in model
+// order. Short names (attn.qkv, attn.proj, mlp.fc1, mlp.fc2) mean that linear in every block;
+// anything else is a glob over full base names. MethodError when a target matches no linear.
 std::vector<std::string> lora_target_names(nn::VisionTransformer& vit, const std::string& targets);
 
 // Names of the trainable tensors (requires_grad), in registration order: an adapter's contents.
 std::vector<std::string> trainable_names(const nn::Module& m);
 
-// The safetensors metadata an adapter file carries: method and its options.
+// The safetensors metadata an adapter file carries: method and the options it reads.
 std::map<std::string, std::string> method_metadata(const std::string& method, const MethodOptions& o);
 // Reads a numeric metadata entry into field when present (ValueError naming the key otherwise);
 // shared by the vision and the CLIP adapter readers.

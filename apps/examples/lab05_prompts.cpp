@@ -62,7 +62,7 @@ int main() {
   fmt::print("\n4. gradient norm per prompt row after one backward (M = 10)\n");
   for (const auto& m : methods) {
     auto vit = lab05::make_model(c, m, 10);
-    Tensor p = vit->vpt ? vit->vpt->prompts : vit->cvpt->prompts;
+    Tensor p = lab05::prompt_tensor(*vit);
     backward(lab05::loss_of_prompts(*vit, p, images, labels));
     fmt::print("  {:<12}", m);
     for (int64_t i = 0; i < p.size(0); ++i) {

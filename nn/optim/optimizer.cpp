@@ -15,8 +15,8 @@
 namespace peft::nn {
 
 std::vector<std::string> default_no_decay() {
-  return {"*.bias", "*cls_token", "*pos_embed", "*class_embedding", "*positional_embedding", "*prompts",
-          "*ssf_scale", "*ssf_shift", "*norm*.weight", "*ln_*.weight", "*.ctx", "*residual"};
+  return {"*.bias", "*cls_token", "*pos_embed", "*class_embedding", "*positional_embedding", "*norm*.weight",
+          "*ln_*.weight"};
 }
 
 std::vector<ParamSpec> param_groups(const NamedTensors& named, double wd, const std::vector<std::string>& globs) {
@@ -230,4 +230,10 @@ double warmup_cosine_lr(int64_t step, int64_t warmup, int64_t total, double peak
 
 namespace peft::nn {
 std::vector<ParamSpec> param_groups(const NamedTensors& named, double wd) { return param_groups(named, wd, default_no_decay()); }
+
+std::vector<ParamSpec> param_groups(const Module& m, double wd) {
+  std::vector<std::string> globs = default_no_decay();
+  for (std::string& n : m.no_weight_decay_names()) globs.push_back(std::move(n));
+  return param_groups(m.named_parameters(), wd, globs);
+}
 }  // namespace peft::nn

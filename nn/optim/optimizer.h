@@ -18,10 +18,12 @@ struct ParamSpec {
 std::vector<std::string> default_no_decay();
 
 // Trainable parameters of a model as optimizer specs. Tensors that are 1-d (biases, norm
-// weights, SSF scales/shifts) or whose names match a no-decay pattern get no weight decay.
+// weights, per-channel scales) or whose names match a no-decay pattern get no weight decay.
 std::vector<ParamSpec> param_groups(const NamedTensors& named, double weight_decay,
                                     const std::vector<std::string>& no_decay_globs);
 std::vector<ParamSpec> param_groups(const NamedTensors& named, double weight_decay);
+// The trainable tensors of m: default_no_decay() plus the names m marks (Module::no_weight_decay).
+std::vector<ParamSpec> param_groups(const Module& m, double weight_decay);
 
 
 class Optimizer {

@@ -1,14 +1,22 @@
-// BitFit (methods.md 6): trains the backbone's biases; the head is unfrozen by apply_method.
+// BitFit (methods.md 6): trains the backbone's biases; apply_method unfreezes the head.
 #include "peft/methods/methods.h"
 
 namespace peft::methods {
 
-void attach_bitfit(nn::VisionTransformer& vit) {
-  for (auto& [name, t] : vit.named_parameters()) {
-    // nn.MultiheadAttention (openai layout) names its fused qkv bias attn.in_proj_bias: the
-    // ".bias" suffix rule would miss it, so it is included explicitly (methods.md 18).
-    if (name.ends_with(".bias") || name.ends_with(".attn.in_proj_bias")) Tensor(t).requires_grad_(true);
-  }
+MethodDescriptor bitfit_method() {
+  MethodDescriptor d;
+  d.name = "bitfit";
+  d.description =
+      "BitFit: trains every *.bias (LayerNorm and patch_embed.proj biases included; openai layout: also "
+      "attn.in_proj_bias) and the head";
+  d.attach = [](nn::VisionTransformer& vit, const MethodOptions&, Generator&) {
+    for (auto& [name, t] : vit.named_parameters()) {
+      // nn.MultiheadAttention (openai layout) names its fused qkv bias attn.in_proj_bias: the
+      // ".bias" suffix rule would miss it, so it is included explicitly (methods.md 18).
+      if (name.ends_with(".bias") || name.ends_with(".attn.in_proj_bias")) Tensor(t).requires_grad_(true);
+    }
+  };
+  return d;
 }
 
 }  // namespace peft::methods

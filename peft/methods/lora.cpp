@@ -1,30 +1,67 @@
-// LoRA (methods.md 11): a rank-r update (alpha/r) B A added to each target linear's output. On the
-// openai layout (methods.md 18) the fused q|k|v projection is named {attn}.in_proj.
+// LoRA (methods.md 11; huggingface/peft LoRA semantics): a rank-r update (alpha/r) B A added to
+// each target linear's output. On the openai layout (methods.md 18) the fused q|k|v projection is
+// named {attn}.in_proj. Mergeable: W' = W + (alpha/r) B A.
 #include <fmt/format.h>
 
+#include <cmath>
+
+#include "autograd/grad_mode.h"
+#include "autograd/ops.h"
 #include "core/error.h"
+#include "peft/methods/adapted.h"
 #include "peft/methods/methods.h"
 
 namespace peft::methods {
 
-void attach_lora(nn::VisionTransformer& vit, const std::vector<std::string>& linears, int64_t rank, double alpha,
-                 Generator& gen) {
-  for (const std::string& want : linears) {
-    nn::Linear* lin = nullptr;
-    nn::Attention* fused = nullptr;  // openai: want = {attn}.in_proj, the attention's fused linear
-    for (auto& [name, m] : vit.named_modules()) {
-      if (name == want) lin = dynamic_cast<nn::Linear*>(m);
-      if (auto* at = dynamic_cast<nn::Attention*>(m); at && at->openai_names && name + ".in_proj" == want) fused = at;
-    }
-    if (fused) lin = fused->qkv.get();
-    if (!lin) throw ValueError(fmt::format("lora: '{}' is not a linear layer of the model", want));
-    if (lin->lora_A.defined()) throw StateError(fmt::format("lora: '{}' already has a LoRA update", want));
-    // {linear}.lora_A [r, in], {linear}.lora_B [out, r] = 0
-    if (fused)
-      fused->add_qkv_lora(rank, alpha, gen);  // {attn}.in_proj.lora_A [r, W], .lora_B [3W, r]
-    else
-      lin->add_lora(rank, alpha, gen);
+namespace {
+
+class LoraLinear : public nn::Linear, public Adapted {
+ public:
+  explicit LoraLinear(const nn::Linear& base) : nn::Linear(base) {}
+  std::string method() const override { return "lora"; }
+  bool mergeable() const override { return true; }
+  // One fused op (autograd/ops/lora.cpp), the same math as
+  // add(linear(x, W, b), mul(linear(linear(x, A), B), scale)).
+  Tensor forward(const Tensor& x) const override { return lora_linear(x, weight, bias, lora_A, lora_B, scale); }
+  Tensor forward_after_gelu(Tensor h) const override { return forward(gelu(h)); }  // the update needs gelu(h)
+  void merge(nn::VisionTransformer&) override {  // W' = W + (alpha/r) B A
+    NoGradGuard ng;
+    weight.copy_(add(weight, mul(matmul(lora_B, lora_A), scale)));
+    lora_B.fill_(0.0);
   }
+  Tensor lora_A, lora_B;  // [r, in], [out, r]
+  double scale = 0.0;
+};
+
+void attach_lora(nn::VisionTransformer& vit, const MethodOptions& o, Generator& gen) {
+  const double alpha = o.alpha < 0 ? static_cast<double>(o.rank) : o.alpha;
+  const std::vector<std::string> targets = lora_target_names(vit, o.targets);
+  for (const LinearSite& site : linear_sites(vit)) {
+    if (std::find(targets.begin(), targets.end(), site.name) == targets.end()) continue;
+    auto w = std::make_shared<LoraLinear>(*site.linear);
+    nn::Module& slot = install_linear(vit, site, w);  // openai qkv: {attn}.in_proj.lora_A [r, W], .lora_B [3W, r]
+    Tensor a = empty({o.rank, w->in_features}, w->weight.dtype());
+    kaiming_uniform_(a, gen, std::sqrt(5.0));  // U(+-1/sqrt(in))
+    w->lora_A = add_tensor(*w, slot, site.name, "lora_A", a);
+    w->lora_B = add_tensor(*w, slot, site.name, "lora_B", zeros({w->out_features, o.rank}, w->weight.dtype()));
+    w->scale = alpha / static_cast<double>(o.rank);
+  }
+}
+
+}  // namespace
+
+MethodDescriptor lora_method() {
+  MethodDescriptor d;
+  d.name = "lora";
+  d.description = "LoRA: (alpha/r) B A added to the target linears, and the head; mergeable (peft merge)";
+  d.options = {"rank", "alpha", "targets"};
+  d.option_help =
+      "--rank r (default 8), --alpha a (default r), --targets LIST (default attn.qkv; short names attn.qkv, "
+      "attn.proj, mlp.fc1, mlp.fc2 (openai layout: attn.in_proj, attn.out_proj, mlp.c_fc, mlp.c_proj) or globs "
+      "over full names)";
+  d.mergeable = true;
+  d.attach = attach_lora;
+  return d;
 }
 
 }  // namespace peft::methods

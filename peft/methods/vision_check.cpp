@@ -1,4 +1,5 @@
 // `peft check` for vision methods: build, load, one forward + backward, collect.
+#include <algorithm>
 #include "peft/methods/vision_check.h"
 
 #include <fmt/format.h>
@@ -66,10 +67,14 @@ nn::NamedTensors run_vision_check(const VisionCheckRequest& r) {
 
   nn::VisionTransformer vit(c, r.seed);
   Generator gen(r.seed + 1);
+  // The base first, then the method. A base head with K classes replaces the method's fresh one.
+  const nn::LoadResult base = nn::load_vit_weights(vit, r.weights);
+  const bool base_head = vit.head && std::find(base.missing.begin(), base.missing.end(), "head.weight") == base.missing.end();
+  std::map<std::string, Tensor> head;
+  if (base_head)
+    for (auto& [n, t] : vit.head->named_parameters()) head["head." + n] = t.clone();
   apply_method(vit, r.method, r.options, k, gen);
-  // Base weights after the method: a base head with K classes replaces the fresh one; the
-  // method's own tensors are not in a base file and keep their init.
-  nn::load_vit_weights(vit, r.weights);
+  if (base_head) vit.load_state_dict(head, /*strict=*/false);
   if (!adapter.empty()) {
     nn::LoadResult lr = vit.load_state_dict(adapter, /*strict=*/false);
     if (!lr.unexpected.empty() || !lr.mismatched.empty()) {

@@ -39,7 +39,7 @@ TEST_F(Lab05, DeepPromptRowsReachTheOutput) {
   // Changing row i >= 1 of VPT-deep's prompts changes the features, so the replacement must happen.
   auto vit = lab05::make_model(c, "vpt-deep", 3, 4);
   Tensor before = lab05::prompted_features(*vit, images);
-  narrow(vit->vpt->prompts, 0, c.depth - 1, 1).fill_(0.5);
+  narrow(lab05::prompt_tensor(*vit), 0, c.depth - 1, 1).fill_(0.5);
   Tensor after = lab05::prompted_features(*vit, images);
   EXPECT_GT(max_abs_diff(before, after), 1e-4);
   EXPECT_LT(max_abs_diff(after, vit->forward_features(images)), 1e-5);
@@ -70,7 +70,7 @@ TEST_F(Lab05, ClsPromptShareOfBlockZeroMatchesDirectComputation) {
   NoGradGuard ng;
   Tensor x = add(cat({expand(reshape(vit->cls_token, {1, 1, D}), {B, 1, D}), vit->patch_embed->forward(images)}, 1),
                  reshape(vit->pos_embed, {1, -1, D}));
-  x = cat({narrow(x, 1, 0, 1), expand(vit->vpt->prompts, {B, M, D}), narrow(x, 1, 1, N)}, 1);  // [B, 1+M+N, D]
+  x = cat({narrow(x, 1, 0, 1), expand(lab05::prompt_tensor(*vit), {B, M, D}), narrow(x, 1, 1, N)}, 1);  // [B, 1+M+N, D]
   const auto& attn = *vit->block_list[0]->attn;
   Tensor qkv = reshape(attn.qkv->forward(vit->block_list[0]->norm1->forward(x)), {B, 1 + M + N, 3, H, D / H});
   Tensor A = attention_probs(transpose(select(qkv, 2, 0), 1, 2), transpose(select(qkv, 2, 1), 1, 2));
@@ -141,7 +141,7 @@ TEST(Lab05Grad, PromptGradientsPassGradcheck) {
   for (const std::string method : {"vpt-shallow", "vpt-deep", "cvpt"}) {
     auto vit = lab05::make_model(c, method, 3, 11);
     vit->to(DType::f64);
-    Tensor p = (vit->vpt ? vit->vpt->prompts : vit->cvpt->prompts).clone();
+    Tensor p = lab05::prompt_tensor(*vit).clone();
     p.requires_grad_(true);
     auto r = gradcheck([&](const std::vector<Tensor>& in) { return lab05::loss_of_prompts(*vit, in[0], images, labels); },
                        {p});

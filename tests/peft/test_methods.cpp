@@ -186,32 +186,35 @@ TEST(Methods, InitFollowsTheStatedDistributions) {
 // values and gradients as scaling and shifting the LayerNorm's output, but the only [R, D]
 // tensor kept for backward is the input (plus w s and the row statistics).
 TEST(Methods, SsfOnLayerNormFoldsIntoTheAffineAndSavesNoOutput) {
-  const int64_t R = 5, D = 6;
-  nn::LayerNorm ln(D, 1e-5);
+  const int64_t R = 5;
+  nn::ViTConfig c = tiny();
+  const int64_t D = c.dim;
+  nn::VisionTransformer vit(c, 0);
   Generator g(3);
-  ln.add_ssf(g);
+  apply_method(vit, "ssf", MethodOptions{}, 3, g);
+  nn::LayerNorm& ln = vit.final_norm();  // the SSF wrapper of "norm"
+  Tensor scale = vit.parameter("norm.ssf_scale"), shift = vit.parameter("norm.ssf_shift");
   {
     NoGradGuard ng;
     ln.weight.copy_(randn({D}, g, DType::f32, 1.0, 0.3));
     ln.bias.copy_(randn({D}, g, DType::f32, 0.0, 0.3));
   }
-  ln.weight.requires_grad_(false);  // frozen, as apply_method leaves it
-  ln.bias.requires_grad_(false);
+  ASSERT_FALSE(ln.weight.requires_grad());  // frozen by apply_method
   Tensor x = randn({R, D}, g).requires_grad_();
   Tensor gout = randn({R, D}, g);
   Tensor y = ln.forward(x);
   EXPECT_EQ(y.grad_fn()->saved_bytes, static_cast<size_t>(R * D * 4 + D * 4 + 2 * R * 8));
   backward(sum(mul(y, gout)));
-  Tensor gx = x.grad(), gs = ln.ssf_scale.grad(), gt = ln.ssf_shift.grad();
+  Tensor gx = x.grad(), gs = scale.grad(), gt = shift.grad();
   x.zero_grad();
-  ln.ssf_scale.zero_grad();
-  ln.ssf_shift.zero_grad();
-  Tensor ref = nn::ssf_apply(layer_norm(x, ln.weight, ln.bias, 1e-5), ln.ssf_scale, ln.ssf_shift);
+  scale.zero_grad();
+  shift.zero_grad();
+  Tensor ref = add(mul(layer_norm(x, ln.weight, ln.bias, ln.eps), scale), shift);
   backward(sum(mul(ref, gout)));
   EXPECT_LT(max_abs_diff(y, ref), 1e-5);
   EXPECT_LT(max_abs_diff(gx, x.grad()), 1e-4);
-  EXPECT_LT(max_abs_diff(gs, ln.ssf_scale.grad()), 1e-4);
-  EXPECT_LT(max_abs_diff(gt, ln.ssf_shift.grad()), 1e-4);
+  EXPECT_LT(max_abs_diff(gs, scale.grad()), 1e-4);
+  EXPECT_LT(max_abs_diff(gt, shift.grad()), 1e-4);
   EXPECT_FALSE(ln.weight.grad().defined());  // the LayerNorm's own affine stays frozen
 }
 
@@ -402,7 +405,7 @@ TEST(Methods, VptPromptsWithZeroAttentionMassLeaveThePlainViT) {
             }
           }
           // Prompts: large along channel a (LN makes their n_a - n_b about sqrt(D)).
-          Tensor pr = vit.vpt->prompts.detach();
+          Tensor pr = vit.parameter("vpt.prompts").detach();
           pr.copy_(randn(pr.sizes(), r, DType::f64, 0.0, 0.1));
           narrow(pr, 2, a, 1).fill_(5.0);
         }

@@ -42,35 +42,49 @@ inline std::unique_ptr<peft::nn::VisionTransformer> make_model(const peft::nn::V
   return vit;
 }
 
+// The model's prompt tensor: vpt.prompts [1 or L, M, D] or cvpt.prompts [L, M, D] (undefined
+// for a model without prompts). Methods register their tensors under these names (interop.md).
+inline Tensor prompt_tensor(const peft::nn::VisionTransformer& vit) {
+  if (vit.has_parameter("vpt.prompts")) return vit.parameter("vpt.prompts");
+  if (vit.has_parameter("cvpt.prompts")) return vit.parameter("cvpt.prompts");
+  return Tensor();
+}
+
 // Exercise 1: re-implement VisionTransformer::forward_features (timm layout, eval mode) for the
-// three prompt methods, using only the model's public members, and record the sequence length
-// every block sees in `lengths` (one entry per block).
+// three prompt methods, using only the model's public members and its prompt tensor (or
+// `prompts` in its place when given), and record the sequence length every block sees in
+// `lengths` (one entry per block).
 //   VPT-shallow (methods.md 7): x = [CLS, P_0, patches], prompts without pos-embed.
 //   VPT-deep (methods.md 8): before block i >= 1, rows 1..M are replaced by P_i.
-//   CVPT (methods.md 9): the sequence stays [CLS, patches]; block i gets cvpt.prompts[i] [1, M, D].
+//   CVPT (methods.md 9): the sequence stays [CLS, patches]; block i cross-attends to
+//   cvpt.prompts[i] [1, M, D] between its attention and its MLP (Attention::cross).
 inline Tensor prompted_features(peft::nn::VisionTransformer& vit, const Tensor& images,
-                                std::vector<int64_t>* lengths = nullptr) {
+                                std::vector<int64_t>* lengths = nullptr, Tensor prompts = Tensor()) {
   using namespace peft;
   const int64_t B = images.size(0), D = vit.cfg.dim;
+  const bool vpt = vit.has_parameter("vpt.prompts"), cvpt = vit.has_parameter("cvpt.prompts");
+  if (!prompts.defined()) prompts = prompt_tensor(vit);
   Tensor t = vit.patch_embed->forward(images);                                  // [B, N, D]
   Tensor cls = expand(reshape(vit.cls_token, {1, 1, D}), {B, 1, D});             // [B, 1, D]
   Tensor x = add(cat({cls, t}, 1), reshape(vit.pos_embed, {1, -1, D}));          // [B, 1+N, D]
-  const int64_t M = vit.vpt ? vit.vpt->prompts.size(1) : 0;
+  const int64_t M = vpt ? prompts.size(1) : 0;
+  const bool deep = vpt && prompts.size(0) > 1;
   // Prompt row i of vpt.prompts [L or 1, M, D], broadcast to the batch: [B, M, D].
   auto vpt_row = [&](int64_t i) {
-    Tensor row = narrow(vit.vpt->prompts, 0, i, 1);
+    Tensor row = narrow(prompts, 0, i, 1);
     return expand(row, {B, M, D});
   };
-  if (vit.vpt) x = cat({narrow(x, 1, 0, 1), vpt_row(0), narrow(x, 1, 1, x.size(1) - 1)}, 1);  // [B, 1+M+N, D]
+  if (vpt) x = cat({narrow(x, 1, 0, 1), vpt_row(0), narrow(x, 1, 1, x.size(1) - 1)}, 1);  // [B, 1+M+N, D]
   if (lengths) lengths->clear();
   for (size_t i = 0; i < vit.block_list.size(); ++i) {
     const int64_t li = static_cast<int64_t>(i);
+    const nn::Block& blk = *vit.block_list[i];
     // Deep prompts: the M prompt outputs of block i-1 are discarded, CLS and patch rows are kept.
-    if (vit.vpt && vit.vpt_deep && i > 0)
-      x = cat({narrow(x, 1, 0, 1), vpt_row(li), narrow(x, 1, 1 + M, x.size(1) - 1 - M)}, 1);
-    Tensor cp = vit.cvpt ? narrow(vit.cvpt->prompts, 0, li, 1) : Tensor();  // [1, M, D] or none
+    if (deep && i > 0) x = cat({narrow(x, 1, 0, 1), vpt_row(li), narrow(x, 1, 1 + M, x.size(1) - 1 - M)}, 1);
     if (lengths) lengths->push_back(x.size(1));
-    x = vit.block_list[i]->forward(x, cp);
+    x = add(x, blk.attn_branch(x));                                       // x + SA(LN(x))
+    if (cvpt) x = add(x, blk.attn->cross(x, narrow(prompts, 0, li, 1)));  // + CA(x, P_i): [1, M, D]
+    x = add(x, blk.mlp_branch(x));                                        // + MLP(LN(x))
   }
   x = vit.norm->forward(x);
   if (vit.cfg.pool == "mean") return mean(narrow(x, 1, 1 + M, x.size(1) - 1 - M), {1});  // patch rows only
@@ -86,7 +100,7 @@ inline std::vector<double> cls_prompt_attention_share(peft::nn::VisionTransforme
   NoGradGuard ng;
   for (auto& b : vit.block_list) b->attn->keep_attention = true;
   vit.forward(images);
-  const int64_t M = vit.vpt ? vit.vpt->prompts.size(1) : 0;
+  const int64_t M = vit.has_parameter("vpt.prompts") ? prompt_tensor(vit).size(1) : 0;
   std::vector<double> share;
   for (auto& b : vit.block_list) {
     Tensor A = b->attn->last_attention;                         // [B, H, T, T]
@@ -130,14 +144,13 @@ inline int64_t measure_forward_flops(peft::nn::VisionTransformer& vit, const Ten
   return peft::counters().gemm_flops;
 }
 
-// Exercise 4: the training loss as a function of the prompt tensor alone, for gradcheck: installs
-// `prompts` as the model's vpt.prompts (or cvpt.prompts) and returns cross_entropy(vit(images), labels).
+// Exercise 4: the training loss as a function of the prompt tensor alone, for gradcheck: runs the
+// model of exercise 1 with `prompts` in place of its vpt.prompts (or cvpt.prompts) and returns
+// cross_entropy(head(features), labels).
 inline Tensor loss_of_prompts(peft::nn::VisionTransformer& vit, const Tensor& prompts, const Tensor& images,
                               const Tensor& labels) {
-  if (vit.vpt) vit.vpt->prompts = prompts;
-  else if (vit.cvpt) vit.cvpt->prompts = prompts;
-  else throw std::invalid_argument("loss_of_prompts: the model has no prompts");
-  return peft::cross_entropy(vit.forward(images), labels);
+  if (!prompt_tensor(vit).defined()) throw std::invalid_argument("loss_of_prompts: the model has no prompts");
+  return peft::cross_entropy(vit.forward_head(prompted_features(vit, images, nullptr, prompts)), labels);
 }
 
 }  // namespace lab05

@@ -1,0 +1,16 @@
+// Full fine-tuning (methods.md 5): every tensor trains.
+#include "peft/methods/methods.h"
+
+namespace peft::methods {
+
+MethodDescriptor full_method() {
+  MethodDescriptor d;
+  d.name = "full";
+  d.description = "full fine-tuning: every tensor trains";
+  d.attach = [](nn::VisionTransformer& vit, const MethodOptions&, Generator&) {
+    for (auto& [_, p] : vit.named_parameters()) Tensor(p).requires_grad_(true);
+  };
+  return d;
+}
+
+}  // namespace peft::methods

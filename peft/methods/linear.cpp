@@ -1,0 +1,14 @@
+// Linear probe (methods.md 4): the backbone stays frozen; apply_method unfreezes the fresh head.
+#include "peft/methods/methods.h"
+
+namespace peft::methods {
+
+MethodDescriptor linear_method() {
+  MethodDescriptor d;
+  d.name = "linear";
+  d.description = "linear probe: frozen backbone, trains the head";
+  d.attach = [](nn::VisionTransformer&, const MethodOptions&, Generator&) {};
+  return d;
+}
+
+}  // namespace peft::methods
