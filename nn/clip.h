@@ -57,7 +57,7 @@ class CLIP : public Module {
   Tensor encode_image(const Tensor& images);
   // tokens [K, T] int64 (T <= context_length) -> raw text features u [K, E] (methods.md 2.3).
   Tensor encode_text(const Tensor& tokens);
-  // The text tower on given input embeddings (CoOp): embeddings [K, T, W] replace the token
+  // The text tower on given input embeddings (prompt learning): embeddings [K, T, W] replace the token
   // lookup; pooling uses argmax(tokens[k]) of the original ids [K, T]. Positions after the last
   // row's EOT are skipped (causal mask: they cannot change any u_k).
   Tensor encode_text_embeddings(const Tensor& embeddings, const Tensor& tokens);
