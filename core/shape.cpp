@@ -8,9 +8,15 @@
 
 namespace peft {
 
+// Sizes multiply with an overflow check: a wrapped product (a rank of 2^56 from an option or an
+// adapter's metadata) would allocate a few bytes and then write far past them.
 int64_t shape_numel(const Shape& s) {
   int64_t n = 1;
-  for (int64_t d : s) n *= d;
+  for (int64_t d : s)
+    if (__builtin_mul_overflow(n, d, &n))
+      throw ShapeError(fmt::format("shape {}: element count overflows int64. Hint: a size (an option, a config "
+                                   "or a file's metadata) is far too large",
+                                   shape_str(s)));
   return n;
 }
 
@@ -19,7 +25,8 @@ Shape contiguous_strides(const Shape& sizes) {
   int64_t acc = 1;
   for (size_t i = sizes.size(); i-- > 0;) {
     st[i] = acc;
-    acc *= sizes[i];
+    if (__builtin_mul_overflow(acc, sizes[i], &acc))
+      throw ShapeError(fmt::format("shape {}: strides overflow int64", shape_str(sizes)));
   }
   return st;
 }

@@ -14,11 +14,19 @@ namespace peft {
 
 namespace {
 
+constexpr int64_t kMaxTensorBytes = int64_t{1} << 56;  // 64 PiB: beyond any machine, far below overflow
+
 std::shared_ptr<TensorImpl> make_impl(const Shape& sizes, DType dtype, bool zero_fill = true) {
   for (int64_t s : sizes)
     if (s < 0) throw ShapeError(fmt::format("empty: negative size in {}", shape_str(sizes)));
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>(static_cast<size_t>(shape_numel(sizes)) * dtype_size(dtype), zero_fill);
+  int64_t nbytes = 0;  // checked: a wrapped byte count would allocate too little (issue 20)
+  if (__builtin_mul_overflow(shape_numel(sizes), static_cast<int64_t>(dtype_size(dtype)), &nbytes) ||
+      nbytes > kMaxTensorBytes)
+    throw ShapeError(fmt::format("empty: a tensor of shape {} needs more bytes than can be allocated. Hint: a "
+                                 "size (an option, a config or a file's metadata) is far too large",
+                                 shape_str(sizes)));
+  impl->storage = std::make_shared<Storage>(static_cast<size_t>(nbytes), zero_fill);
   impl->sizes = sizes;
   impl->strides = contiguous_strides(sizes);
   impl->dtype = dtype;

@@ -27,6 +27,22 @@ AdapterInfo read_adapter_info(const std::string& path) {
   } catch (const ValueError& e) {
     throw IOError(fmt::format("{}: {} (not an adapter written by peft train?)", path, e.what()));
   }
+  // The options come from the file, not the command line: a bad value is the file's fault (exit
+  // 1), named by its metadata key (a rank of 2^56 crashed eval and merge, issue 20).
+  try {
+    validate_method_options(info.method, info.options);
+  } catch (const ValueError& e) {
+    std::string msg = e.what();
+    for (const char* key : {"prompt-dropout", "prompts", "rank", "alpha", "targets", "bottleneck", "method"}) {
+      const std::string flag = std::string("--") + key;
+      if (auto at = msg.find(flag); at != std::string::npos) {
+        std::string k = key;
+        if (k == "prompt-dropout") k = "prompt_dropout";
+        msg.replace(at, flag.size(), "metadata '" + k + "'");
+      }
+    }
+    throw IOError(fmt::format("{}: {} (not an adapter written by peft train?)", path, msg));
+  }
   if (!f.has("head.weight") || f.info("head.weight").shape.size() != 2)
     throw IOError(fmt::format("{}: has no head.weight [K, D] (an adapter of {} holds the head)", path, info.method));
   info.num_classes = f.info("head.weight").shape[0];

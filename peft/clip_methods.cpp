@@ -49,8 +49,11 @@ bool is_clip_method(const std::string& name) {
 
 double resolve_alpha(const std::string& method, const ClipMethodOptions& o) {
   if (!is_clip_method(method)) throw ValueError(fmt::format("unknown CLIP method '{}' (see peft methods)", method));
-  if (method == "coop" && o.prompts <= 0)
-    throw ValueError(fmt::format("coop: --prompts must be positive (got {})", o.prompts));
+  if (method == "coop" && (o.prompts <= 0 || o.prompts > (int64_t{1} << 16)))
+    throw ValueError(fmt::format("coop: --prompts must be in [1, 65536] (got {})", o.prompts));
+  // Non-finite hyper-parameters give an all-NaN adapter that "trains" with exit 0 (issue 20).
+  if (!std::isfinite(o.alpha)) throw ValueError(fmt::format("{}: --alpha must be a finite number (got {})", method, o.alpha));
+  if (!std::isfinite(o.beta)) throw ValueError(fmt::format("{}: --beta must be a finite number (got {})", method, o.beta));
   if (o.alpha >= 0) return o.alpha;
   if (method == "taskres") return 0.5;
   if (method == "clip-adapter") return 0.2;

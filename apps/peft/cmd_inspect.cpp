@@ -108,7 +108,11 @@ void add_inspect_command(CLI::App& app, Common& common, Runner& run) {
       if (!o.method.empty()) {
         require_vision_method(o.method);
         Generator gen(common.seed + 1);
-        apply_method(vit, o.method, o.opts, vit.cfg.num_classes > 0 ? vit.cfg.num_classes : 10, gen);
+        try {  // a bad method option is usage (exit 2), as in peft train
+          apply_method(vit, o.method, o.opts, vit.cfg.num_classes > 0 ? vit.cfg.num_classes : 10, gen);
+        } catch (const MethodError& e) {
+          throw UsageError(e.what());
+        }
       }
       print_model(vit, note);
       add_totals(j, vit);

@@ -6,6 +6,7 @@
 
 #include "apps/peft/commands.h"
 #include "apps/peft/model_options.h"
+#include "autograd/anomaly.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "nn/checkpoint.h"
@@ -25,7 +26,40 @@ struct MergeArgs {
   MethodOptions options;
 };
 
+// True when `a` and `b` name the same file (or would: symlinks and ".." resolved).
+bool same_file(const std::string& a, const std::string& b) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::equivalent(a, b, ec) && !ec) return true;
+  ec.clear();
+  const fs::path ca = fs::weakly_canonical(a, ec);
+  if (ec) return false;
+  const fs::path cb = fs::weakly_canonical(b, ec);
+  return !ec && ca == cb;
+}
+
+// --out (and the config written beside it) must not be one of the inputs: merge replaced
+// --adapter or --weights with its output, and the input was lost (issue 20).
+void refuse_overwriting_inputs(const std::string& out, const std::string& config_path,
+                               const std::vector<std::pair<std::string, std::string>>& inputs) {
+  for (const auto& [flag, path] : inputs) {
+    if (path.empty()) continue;
+    if (same_file(out, path))
+      throw UsageError(fmt::format("--out {} is the {} file: merging would overwrite an input. Hint: write to a new file",
+                                   out, flag));
+    if (same_file(config_path, path))
+      throw UsageError(fmt::format("--out {}: its config {} would overwrite the {} file. Hint: choose another --out name",
+                                   out, config_path, flag));
+  }
+}
+
+std::string merged_config_path(const std::string& out) {
+  return (std::filesystem::path(out).parent_path() / (std::filesystem::path(out).stem().string() + ".json")).string();
+}
+
 int run_merge(const MergeArgs& a, CLI::App* cmd) {
+  refuse_overwriting_inputs(a.out, merged_config_path(a.out),
+                            {{"--adapter", a.adapter}, {"--weights", a.model.weights}, {"--config", a.model.config}});
   SafetensorsFile f = SafetensorsFile::open(a.adapter);
   // The method is the adapter's own (its metadata); --method is needed only for files without it.
   std::string method = a.method;
@@ -38,13 +72,16 @@ int run_merge(const MergeArgs& a, CLI::App* cmd) {
     throw UsageError(fmt::format("--method: {} cannot be merged (only ssf and lora fold into the weights)", method));
   // Options: those the adapter was trained with (its metadata), unless given on the command line.
   MethodOptions o = a.options;
+  std::vector<std::string> class_names;
   if (f.metadata().count("method")) {
-    MethodOptions from_file;
-    std::string m = method_from_metadata(f.metadata(), from_file);
-    if (m != method) throw UsageError(fmt::format("--method {} does not match {}'s method {}", method, a.adapter, m));
-    if (!cmd->count("--rank")) o.rank = from_file.rank;
-    if (!cmd->count("--alpha")) o.alpha = from_file.alpha;
-    if (!cmd->count("--targets")) o.targets = from_file.targets;
+    // read_adapter_info checks the metadata values (IOError naming the file and the key).
+    AdapterInfo from_file = read_adapter_info(a.adapter);
+    if (from_file.method != method)
+      throw UsageError(fmt::format("--method {} does not match {}'s method {}", method, a.adapter, from_file.method));
+    if (!cmd->count("--rank")) o.rank = from_file.options.rank;
+    if (!cmd->count("--alpha")) o.alpha = from_file.options.alpha;
+    if (!cmd->count("--targets")) o.targets = from_file.options.targets;
+    class_names = from_file.class_names;
   } else if (method == "lora") {
     // No metadata (e.g. written by a PyTorch script): rank and targets from the tensor names.
     std::string targets;
@@ -61,6 +98,11 @@ int run_merge(const MergeArgs& a, CLI::App* cmd) {
   const int64_t k = f.info("head.weight").shape[0];
 
   ModelSource src = open_model_or_usage(a.model);
+  if (src.pretrained) {  // nor a sidecar the base config was read from (config.json, model.json, ...)
+    std::vector<std::pair<std::string, std::string>> sidecars;
+    for (const auto& sc : src.pretrained->sidecars) sidecars.emplace_back("base model's sidecar", sc);
+    refuse_overwriting_inputs(a.out, merged_config_path(a.out), sidecars);
+  }
   nn::ViTConfig c = src.config;
   nn::VisionTransformer vit(c, 0);
   src.load_into(vit);
@@ -69,7 +111,7 @@ int run_merge(const MergeArgs& a, CLI::App* cmd) {
   info.method = method;
   info.options = o;
   info.num_classes = k;
-  if (f.metadata().count("method")) info.class_names = read_adapter_info(a.adapter).class_names;
+  info.class_names = class_names;
   try {
     attach_adapter(vit, info, 0);  // exactly the method's trainable tensors, or an IOError naming the file
   } catch (const MethodError& e) {
@@ -77,11 +119,16 @@ int run_merge(const MergeArgs& a, CLI::App* cmd) {
   }
   merge_adapters(vit);
   nn::NamedTensors sd = plain_state_dict(vit);
+  // A NaN or Inf in the adapter (or a scale that overflows) would be written silently.
+  for (const auto& [name, t] : sd)
+    if (int64_t bad = autograd::count_non_finite(t); bad > 0)
+      throw ValueError(fmt::format("merge: the merged tensor {} holds {} NaN/Inf values (from {} or the base weights); "
+                                   "nothing written",
+                                   name, bad, a.adapter));
   // The merged model's config beside it (<stem>.json, read by every command that takes --weights):
   // its head size, class names and the base checkpoint's preprocessing travel with it.
   const nn::ViTConfig& merged = vit.cfg;  // K classes, their names, the base's preprocessing
-  const std::string config_path = (std::filesystem::path(a.out).parent_path() /
-                                   (std::filesystem::path(a.out).stem().string() + ".json")).string();
+  const std::string config_path = merged_config_path(a.out);
   if (std::filesystem::absolute(config_path) == std::filesystem::absolute(a.out))
     throw UsageError(fmt::format("--out {}: the merged config would overwrite it; use a .safetensors name", a.out));
   save_safetensors(a.out, sd, {{"format", "pt"}, {"merged_from", method}});
