@@ -76,8 +76,16 @@ void apply_method_defaults(const std::string& method, MethodOptions& o, const st
   if (!given.count("bottleneck")) o.bottleneck = def.bottleneck;
 }
 
-void validate_method_options(const std::string& method, const MethodOptions& o) {
+MethodOptions resolved_options(const std::string& method, const MethodOptions& o) {
+  MethodOptions r = o;
+  if (r.use_method_defaults) apply_method_defaults(method, r, r.given);
+  r.use_method_defaults = false;
+  return r;
+}
+
+void validate_method_options(const std::string& method, const MethodOptions& raw) {
   const MethodDescriptor& d = vision_method(method);
+  const MethodOptions o = resolved_options(method, raw);
   if (d.uses("prompts") && o.prompts <= 0)
     throw MethodError(fmt::format("--prompts must be >= 1 for {} (got {})", method, o.prompts));
   if (d.uses("prompt_dropout") && !(o.prompt_dropout >= 0.0 && o.prompt_dropout < 1.0))
@@ -151,9 +159,10 @@ std::vector<std::string> trainable_names(const nn::Module& m) {
   return out;
 }
 
-void apply_method(nn::VisionTransformer& vit, const std::string& method, const MethodOptions& o, int64_t k,
+void apply_method(nn::VisionTransformer& vit, const std::string& method, const MethodOptions& raw, int64_t k,
                   Generator& gen) {
-  validate_method_options(method, o);
+  validate_method_options(method, raw);
+  const MethodOptions o = resolved_options(method, raw);
   const MethodDescriptor& d = vision_method(method);
   if (k <= 0) throw ValueError(fmt::format("{}: needs a classifier head (got {} classes)", method, k));
   if (d.timm_only && vit.cfg.style != "timm")
@@ -176,7 +185,8 @@ void apply_method(nn::VisionTransformer& vit, const std::string& method, const M
   vit.unfreeze("head.*");
 }
 
-std::map<std::string, std::string> method_metadata(const std::string& method, const MethodOptions& o) {
+std::map<std::string, std::string> method_metadata(const std::string& method, const MethodOptions& raw) {
+  const MethodOptions o = is_vision_method(method) ? resolved_options(method, raw) : raw;  // what the method used
   return {{"method", method},
           {"prompts", std::to_string(o.prompts)},
           {"prompt_dropout", fmt::format("{}", o.prompt_dropout)},

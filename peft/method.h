@@ -21,6 +21,11 @@ struct MethodOptions {
   double alpha = -1;                 // "alpha":          lora/dora scale numerator (negative: rank); fact scale
   std::string targets = "attn.qkv";  // "targets":        lora, dora
   int64_t bottleneck = 64;           // "bottleneck":     adaptformer, adapter
+  // Command-line options: the keys in `given` were typed; the others take the method's own
+  // default (MethodDescriptor::defaults, e.g. adapter's bottleneck 8) wherever the options are
+  // used. Off for options built in code and read from adapter metadata: every field counts.
+  bool use_method_defaults = false;
+  std::set<std::string> given;
 };
 
 // A bad method name or option value (names the option): the CLI maps it to a usage error (exit 2).
@@ -43,6 +48,7 @@ struct MethodDescriptor {
   std::string option_help;           // how it reads them, e.g. "--rank r (default 8), ..."
   bool timm_only = false;            // refuses style openai_clip_visual (methods.md 19-24 "Layout")
   bool mergeable = false;            // peft merge / bench --merged fold it into the weights
+  double demo_lr = 5e-3;             // the learning rate `peft demo` trains it with (AdamW, batch 32)
   // Sets the method's own defaults for the keys not given on the command line (e.g. adapter's
   // bottleneck 8). nullptr: MethodOptions' defaults.
   void (*defaults)(MethodOptions& o) = nullptr;
@@ -71,6 +77,8 @@ const MethodDescriptor& vision_method(const std::string& name);
 
 // Applies the method's defaults for the option keys not in `given` (keys given on the command line).
 void apply_method_defaults(const std::string& method, MethodOptions& o, const std::set<std::string>& given);
+// The options as `method` uses them: with use_method_defaults, its defaults for the keys not given.
+MethodOptions resolved_options(const std::string& method, const MethodOptions& o);
 
 // Throws MethodError for an unknown method or a bad value of an option the method reads
 // (--prompts <= 0, --prompt-dropout outside [0,1), --rank <= 0, --bottleneck <= 0, empty --targets).

@@ -46,13 +46,7 @@ void add_check_command(CLI::App& app, Common& common, Runner& run) {
   cmd->add_option("--config", a.req.config, "model config: preset name or JSON file (default: inferred from --weights)");
   cmd->add_option("--weights", a.req.weights, "base weights (safetensors)")->required();
   cmd->add_option("--method", a.req.method, "PEFT method (peft methods)")->required();
-  MethodOptions& m = a.req.options;
-  cmd->add_option("--prompts", m.prompts, "prompts (vpt-shallow, vpt-deep, cvpt)")->capture_default_str();
-  cmd->add_option("--prompt-dropout", m.prompt_dropout, "prompt dropout (training only; off here)")->capture_default_str();
-  cmd->add_option("--rank", m.rank, "LoRA rank")->capture_default_str();
-  cmd->add_option("--alpha", m.alpha, "LoRA alpha (default: rank)");
-  cmd->add_option("--targets", m.targets, "LoRA target linears (names or globs, comma-separated)")->capture_default_str();
-  cmd->add_option("--bottleneck", m.bottleneck, "AdaptFormer bottleneck")->capture_default_str();
+  add_method_options(cmd, a.req.options);  // prompt dropout is training-only: off here
   cmd->add_option("--adapter", a.req.adapter, "initial values of the trainable tensors (safetensors)");
   cmd->add_option("--inputs", a.req.inputs, "images [B,C,S,S] (F32) and labels [B] (I64)")->required();
   cmd->add_option("--out", a.out, "result: logits, loss, grad.{name} (safetensors)")->required();

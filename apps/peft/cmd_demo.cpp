@@ -79,18 +79,19 @@ void add_demo_command(CLI::App& app, Common& common, Runner& run) {
         bool pretrained;
         double lr;
       };
-      // Peak learning rates per method (AdamW, warm-up + cosine): heads and prompts like larger steps.
-      std::vector<Run> runs = {{"linear", false, 1e-2},     {"linear", true, 1e-2},      {"full", true, 1e-3},
-                               {"bitfit", true, 5e-3},      {"vpt-shallow", true, 1e-2}, {"vpt-deep", true, 1e-2},
-                               {"cvpt", true, 1e-2},        {"ssf", true, 5e-3},         {"lora", true, 5e-3},
-                               {"adaptformer", true, 5e-3}};
+      // A probe on a random backbone, then every method of the registry at its demo learning rate
+      // (AdamW, warm-up + cosine) and its default options.
+      std::vector<Run> runs = {{"linear", false, vision_method("linear").demo_lr}};
+      for (const MethodDescriptor& d : vision_method_registry()) runs.push_back({d.name, true, d.demo_lr});
       fmt::print("[2/2] adapting to procedural:{} ({} images, {} epochs per method)\n", o.target, n_tgt, ft_epochs);
       for (const Run& r : runs) {
         reset_peak_rss();  // each row's peak memory is its own
         nn::VisionTransformer vit(cfg, common.seed + 100);  // a different random init for the random row
         if (r.pretrained) nn::load_vit_weights(vit, weights);
         Generator gen(common.seed + 1);
-        apply_method(vit, r.method, MethodOptions{}, tgt_train->num_classes(), gen);
+        MethodOptions mo;
+        apply_method_defaults(r.method, mo, {});
+        apply_method(vit, r.method, mo, tgt_train->num_classes(), gen);
         TrainConfig tc;
         tc.epochs = ft_epochs;
         tc.batch = 64;

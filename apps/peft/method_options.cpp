@@ -6,12 +6,26 @@
 namespace peft::app {
 
 void add_method_options(CLI::App* cmd, MethodOptions& m) {
-  cmd->add_option("--prompts", m.prompts, "prompts (vpt-shallow, vpt-deep, cvpt)")->capture_default_str();
-  cmd->add_option("--prompt-dropout", m.prompt_dropout, "prompt dropout (training only)")->capture_default_str();
-  cmd->add_option("--rank", m.rank, "LoRA rank")->capture_default_str();
-  cmd->add_option("--alpha", m.alpha, "LoRA alpha (default: rank)");
-  cmd->add_option("--targets", m.targets, "LoRA target linears (names or globs, comma-separated)")->capture_default_str();
-  cmd->add_option("--bottleneck", m.bottleneck, "AdaptFormer bottleneck")->capture_default_str();
+  // A typed flag is recorded in m.given; the others take the chosen method's default.
+  m.use_method_defaults = true;
+  auto given = [&m](const char* key) { return [&m, key](const std::string&) { m.given.insert(key); }; };
+  std::string prompt_methods, rank_methods, bottleneck_methods;
+  for (const MethodDescriptor& d : vision_method_registry()) {
+    if (d.uses("prompts")) prompt_methods += (prompt_methods.empty() ? "" : ", ") + d.name;
+    if (d.uses("rank")) rank_methods += (rank_methods.empty() ? "" : ", ") + d.name;
+    if (d.uses("bottleneck")) bottleneck_methods += (bottleneck_methods.empty() ? "" : ", ") + d.name;
+  }
+  cmd->add_option("--prompts", m.prompts, "prompts M (" + prompt_methods + ")")->capture_default_str()->each(given("prompts"));
+  cmd->add_option("--prompt-dropout", m.prompt_dropout, "prompt dropout (training only)")
+      ->capture_default_str()
+      ->each(given("prompt_dropout"));
+  cmd->add_option("--rank", m.rank, "rank r (" + rank_methods + ")")->capture_default_str()->each(given("rank"));
+  cmd->add_option("--alpha", m.alpha, "LoRA/DoRA alpha (default: rank); FacT scale (default 1)")->each(given("alpha"));
+  cmd->add_option("--targets", m.targets, "LoRA/DoRA target linears (names or globs, comma-separated)")
+      ->capture_default_str()
+      ->each(given("targets"));
+  cmd->add_option("--bottleneck", m.bottleneck, "bottleneck b (" + bottleneck_methods + "; default per method)")
+      ->each(given("bottleneck"));
 }
 
 std::string vision_method_list() {

@@ -75,6 +75,7 @@ MethodDescriptor cvpt_method() {
   d.description = "CVPT: tokens cross-attend to cvpt.prompts [L,M,D] with each block's frozen attention, and the head";
   d.options = {"prompts", "prompt_dropout"};
   d.option_help = "--prompts M (default 10), --prompt-dropout p";
+  d.demo_lr = 1e-2;
   d.attach = attach_cvpt;
   return d;
 }

@@ -7,6 +7,7 @@ MethodDescriptor full_method() {
   MethodDescriptor d;
   d.name = "full";
   d.description = "full fine-tuning: every tensor trains";
+  d.demo_lr = 1e-3;
   d.attach = [](nn::VisionTransformer& vit, const MethodOptions&, Generator&) {
     for (auto& [_, p] : vit.named_parameters()) Tensor(p).requires_grad_(true);
   };

@@ -7,6 +7,7 @@ MethodDescriptor linear_method() {
   MethodDescriptor d;
   d.name = "linear";
   d.description = "linear probe: frozen backbone, trains the head";
+  d.demo_lr = 1e-2;  // heads and prompts like larger steps
   d.attach = [](nn::VisionTransformer&, const MethodOptions&, Generator&) {};
   return d;
 }

@@ -76,6 +76,7 @@ MethodDescriptor vpt_descriptor(bool deep) {
                          "block 0 (no pos-embed), and the head";
   d.options = {"prompts", "prompt_dropout"};
   d.option_help = "--prompts M (default 10), --prompt-dropout p";
+  d.demo_lr = 1e-2;
   d.attach = deep ? [](nn::VisionTransformer& vit, const MethodOptions& o, Generator& g) { attach_vpt(vit, o, true, g); }
                   : [](nn::VisionTransformer& vit, const MethodOptions& o, Generator& g) { attach_vpt(vit, o, false, g); };
   return d;

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "peft/method.h"
 #include "tests/apps/cli_util.h"
 
 using namespace peft::testing;
@@ -17,7 +18,8 @@ TEST(DemoCli, QuickDemoRunsEveryMethod) {
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("method"), std::string::npos);
   auto js = nlohmann::json::parse(read_file((out / "demo.json").string()));
-  ASSERT_EQ(js.size(), 10u);
+  ASSERT_EQ(js.size(), peft::vision_method_registry().size() + 1);  // a random-backbone probe + every method
+  for (size_t i = 1; i < js.size(); ++i) EXPECT_EQ(js[i]["method"], peft::vision_method_registry()[i - 1].name);
   for (auto& row : js) {
     EXPECT_GT(row["trainable_params"].get<int64_t>(), 0) << row.dump();
     EXPECT_GE(row["top1"].get<double>(), 0.0);
