@@ -57,7 +57,7 @@ std::string merged_config_path(const std::string& out) {
   return (std::filesystem::path(out).parent_path() / (std::filesystem::path(out).stem().string() + ".json")).string();
 }
 
-int run_merge(const MergeArgs& a, CLI::App* cmd) {
+int run_merge(const MergeArgs& a) {
   refuse_overwriting_inputs(a.out, merged_config_path(a.out),
                             {{"--adapter", a.adapter}, {"--weights", a.model.weights}, {"--config", a.model.config}});
   SafetensorsFile f = SafetensorsFile::open(a.adapter);
@@ -68,8 +68,12 @@ int run_merge(const MergeArgs& a, CLI::App* cmd) {
       throw UsageError(fmt::format("{} names no method in its metadata: give --method ssf|lora", a.adapter));
     method = f.metadata().at("method");
   }
-  if (!is_mergeable_method(method))
-    throw UsageError(fmt::format("--method: {} cannot be merged (only ssf and lora fold into the weights)", method));
+  if (!is_mergeable_method(method)) {
+    std::string names;
+    for (const MethodDescriptor& d : vision_method_registry())
+      if (d.mergeable) names += (names.empty() ? "" : ", ") + d.name;
+    throw UsageError(fmt::format("--method: {} cannot be merged (only {} fold into the weights)", method, names));
+  }
   // Options: those the adapter was trained with (its metadata), unless given on the command line.
   MethodOptions o = a.options;
   std::vector<std::string> class_names;
@@ -78,9 +82,18 @@ int run_merge(const MergeArgs& a, CLI::App* cmd) {
     AdapterInfo from_file = read_adapter_info(a.adapter);
     if (from_file.method != method)
       throw UsageError(fmt::format("--method {} does not match {}'s method {}", method, a.adapter, from_file.method));
-    if (!cmd->count("--rank")) o.rank = from_file.options.rank;
-    if (!cmd->count("--alpha")) o.alpha = from_file.options.alpha;
-    if (!cmd->count("--targets")) o.targets = from_file.options.targets;
+    // Every option the command line did not give comes from the file.
+    const MethodOptions typed = o;
+    o = from_file.options;
+    for (const std::string& key : typed.given) {
+      if (key == "prompts") o.prompts = typed.prompts;
+      if (key == "prompt_dropout") o.prompt_dropout = typed.prompt_dropout;
+      if (key == "rank") o.rank = typed.rank;
+      if (key == "alpha") o.alpha = typed.alpha;
+      if (key == "targets") o.targets = typed.targets;
+      if (key == "bottleneck") o.bottleneck = typed.bottleneck;
+    }
+    o.use_method_defaults = false;
     class_names = from_file.class_names;
   } else if (method == "lora") {
     // No metadata (e.g. written by a PyTorch script): rank and targets from the tensor names.
@@ -88,10 +101,10 @@ int run_merge(const MergeArgs& a, CLI::App* cmd) {
     for (const std::string& n : f.names()) {
       const std::string suffix = ".lora_A";
       if (n.size() <= suffix.size() || n.compare(n.size() - suffix.size(), suffix.size(), suffix) != 0) continue;
-      if (!cmd->count("--rank") && !f.info(n).shape.empty()) o.rank = f.info(n).shape[0];
+      if (!o.given.count("rank") && !f.info(n).shape.empty()) o.rank = f.info(n).shape[0];
       targets += (targets.empty() ? "" : ",") + n.substr(0, n.size() - suffix.size());
     }
-    if (!cmd->count("--targets") && !targets.empty()) o.targets = targets;
+    if (!o.given.count("targets") && !targets.empty()) o.targets = targets;
   }
   if (!f.has("head.weight") || f.info("head.weight").shape.size() != 2)
     throw IOError(fmt::format("{}: has no head.weight [K, D] (an adapter of {} holds the head)", a.adapter, method));
@@ -144,15 +157,13 @@ void add_merge_command(CLI::App& app, Common& common, Runner& run) {
   static MergeArgs a;
   auto* cmd = app.add_subcommand("merge", "fold an ssf or lora adapter into the base weights (a plain ViT checkpoint)");
   add_model_options(cmd, a.model, /*config_required=*/false, /*weights_required=*/true);
-  cmd->add_option("--method", a.method, "ssf | lora (default: the adapter's)");
+  cmd->add_option("--method", a.method, "a mergeable method (peft methods; default: the adapter's)");
   cmd->add_option("--adapter", a.adapter, "adapter.safetensors written by peft train")->required();
   cmd->add_option("--out", a.out, "merged weights (safetensors)")->required();
-  cmd->add_option("--rank", a.options.rank, "LoRA rank (default: the adapter's)");
-  cmd->add_option("--alpha", a.options.alpha, "LoRA alpha (default: the adapter's, else rank)");
-  cmd->add_option("--targets", a.options.targets, "LoRA targets (default: the adapter's)");
+  add_method_options(cmd, a.options);  // default: the adapter's own (its metadata)
   add_common_options(cmd, common);
-  cmd->callback([&run, cmd] {
-    run = [cmd] { return run_merge(a, cmd); };
+  cmd->callback([&run] {
+    run = [] { return run_merge(a); };
   });
 }
 
