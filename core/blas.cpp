@@ -253,15 +253,28 @@ void set_blas_threads(int n) { openblas_set_num_threads(n); }  // the float64 pa
 
 const char* backend_name() {
   // e.g. "oneDNN 2.6.3 (brg:avx512_core) + OpenBLAS (Haswell) for f64": the kernel oneDNN picked
-  // for a ViT-sized f32 matmul on this CPU.
-  static const std::string name = [] {
-    const dnnl_version_t* v = dnnl_version();
+  // for a ViT-sized f32 matmul on this CPU; with --precision bf16, the bf16 kernel as well, e.g.
+  // "oneDNN 2.6.3 (brg:avx512_core; bf16 brg:avx512_core_amx_bf16) + ...".
+  static const std::string f32_name = [] {
     const MatmulKey k{false, true, false, 256, 768, 768, 768, 768, 768, 1.0f, 0.0f};
-    return std::string("oneDNN ") + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
-           std::to_string(v->patch) + " (" + matmul_for(k).impl + ") + OpenBLAS (" + openblas_get_corename() +
-           ") for f64";
+    return matmul_for(k).impl;
   }();
-  return name.c_str();
+  static const std::string bf16_name = []() -> std::string {
+    const MatmulKey k{false, true, true, 256, 768, 768, 768, 768, 768, 1.0f, 0.0f};
+    try {
+      return matmul_for(k).impl;
+    } catch (const dnnl::error&) {  // a CPU without a bf16 matmul (no AVX-512)
+      return "none on this CPU";
+    }
+  }();
+  static const auto make = [](bool bf16) {
+    const dnnl_version_t* v = dnnl_version();
+    return std::string("oneDNN ") + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
+           std::to_string(v->patch) + " (" + f32_name + (bf16 ? "; bf16 " + bf16_name : std::string()) +
+           ") + OpenBLAS (" + openblas_get_corename() + ") for f64";
+  };
+  static const std::string name_f32 = make(false), name_bf16 = make(true);
+  return precision() == Precision::bf16 ? name_bf16.c_str() : name_f32.c_str();
 }
 
 #else

@@ -49,7 +49,8 @@ const char* precision_name(Precision p);  // "f32" | "bf16"
 void set_blas_threads(int n);
 // The library this build calls and the kernel set it picked for this CPU, e.g.
 // "oneDNN 2.6.3 (brg:avx512_core) + OpenBLAS (SkylakeX) for f64" or "OpenBLAS (Cooperlake)";
-// starts with "oneDNN", "OpenBLAS" or "reference".
+// under --precision bf16 the bf16 kernel too ("oneDNN 2.6.3 (brg:avx512_core; bf16
+// brg:avx512_core_amx_bf16) + ..."); starts with "oneDNN", "OpenBLAS" or "reference".
 const char* backend_name();
 
 }  // namespace peft::blas
