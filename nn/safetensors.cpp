@@ -1,9 +1,8 @@
-// safetensors reader (mmap + full header validation + dtype decoding) and atomic writer.
+// safetensors reader (pread + full header validation + dtype decoding) and atomic writer.
 #include "nn/safetensors.h"
 
 #include <fcntl.h>
 #include <fmt/format.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -170,47 +169,65 @@ ojson parse_header(const std::string& path, const char* begin, const char* end) 
 
 // ---- reader
 
-struct SafetensorsFile::Mapping {
-  void* addr = nullptr;
-  size_t size = 0;
-  Mapping(void* a, size_t s) : addr(a), size(s) {}
-  ~Mapping() { ::munmap(addr, size); }
-  Mapping(const Mapping&) = delete;
-  Mapping& operator=(const Mapping&) = delete;
+// The open file. Tensor bytes are read with pread into the tensors, not through a memory map: a
+// file truncated by another process while mapped killed the reader with SIGBUS (issue 20); a read
+// that comes up short is an IOError instead. Copies of a SafetensorsFile share the descriptor.
+struct SafetensorsFile::Source {
+  int fd = -1;
+  uint64_t size = 0;  // bytes when opened
+  Source(int f, uint64_t s) : fd(f), size(s) {}
+  ~Source() { ::close(fd); }
+  Source(const Source&) = delete;
+  Source& operator=(const Source&) = delete;
 };
+
+namespace {
+// Reads exactly `len` bytes at `offset`; `what` names the part for the error.
+void read_exact(const std::string& path, int fd, uint64_t size_when_opened, uint64_t offset, void* dst, uint64_t len,
+                const std::string& what) {
+  auto* p = static_cast<unsigned char*>(dst);
+  while (len > 0) {
+    const size_t chunk = static_cast<size_t>(std::min<uint64_t>(len, uint64_t{1} << 30));
+    const ssize_t got = ::pread(fd, p, chunk, static_cast<off_t>(offset));
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) fail(path, "cannot read " + what + " (" + std::strerror(errno) + ")", "check the file and the disk");
+    if (got == 0)
+      fail(path,
+           "the file ended at byte " + std::to_string(offset) + " while reading " + what + " (it was " +
+               std::to_string(size_when_opened) + " bytes when opened)",
+           "was it truncated or rewritten while being read? Run again on a complete file");
+    p += got;
+    offset += static_cast<uint64_t>(got);
+    len -= static_cast<uint64_t>(got);
+  }
+}
+}  // namespace
 
 SafetensorsFile SafetensorsFile::open(const std::string& path) {
   SafetensorsFile f;
   f.path_ = path;
 
-  // -- map the file
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // -- open the file
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);  // O_NONBLOCK: a FIFO does not hang open()
   if (fd < 0) fail(path, std::string("cannot open (") + std::strerror(errno) + ")", "check the path and permissions");
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
     fail(path, "not a regular file", "pass the path of a .safetensors file");
   }
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  f.src_ = std::make_shared<const Source>(fd, static_cast<uint64_t>(st.st_size));  // closes fd from here on
   const uint64_t file_size = static_cast<uint64_t>(st.st_size);
-  if (file_size == 0) {
-    ::close(fd);
-    fail(path, "file is empty (0 bytes, expected at least the 8-byte header length)", kCorruptHint);
-  }
-  if (file_size < 8) {
-    ::close(fd);
+  if (file_size == 0) fail(path, "file is empty (0 bytes, expected at least the 8-byte header length)", kCorruptHint);
+  if (file_size < 8)
     fail(path, "file is " + std::to_string(file_size) + " bytes, shorter than the 8-byte header length",
          kCorruptHint);
-  }
-  void* addr = ::mmap(nullptr, file_size, PROT_READ, MAP_PRIVATE, fd, 0);
-  int map_errno = errno;
-  ::close(fd);  // the mapping keeps the file alive
-  if (addr == MAP_FAILED) fail(path, std::string("cannot mmap (") + std::strerror(map_errno) + ")", "check the file");
-  f.map_ = std::make_shared<const Mapping>(addr, file_size);
-  const auto* bytes = static_cast<const unsigned char*>(addr);
+  unsigned char len_bytes[8];
+  read_exact(path, fd, file_size, 0, len_bytes, 8, "the header length");
 
   // -- header length and text
   uint64_t n = 0;
-  for (int i = 7; i >= 0; --i) n = (n << 8) | bytes[i];
+  for (int i = 7; i >= 0; --i) n = (n << 8) | len_bytes[i];
   if (n > kMaxHeaderBytes)
     fail(path,
          "header length " + std::to_string(n) + " is absurdly large (limit " + std::to_string(kMaxHeaderBytes) +
@@ -221,10 +238,11 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
          "header length " + std::to_string(n) + " runs past the end of the file (file is " +
              std::to_string(file_size) + " bytes, so at most " + std::to_string(file_size - 8) + ")",
          kCorruptHint);
-  const char* text = reinterpret_cast<const char*>(bytes + 8);
-  ojson header = parse_header(path, text, text + n);
+  std::string text(static_cast<size_t>(n), '\0');
+  read_exact(path, fd, file_size, 8, text.data(), n, "the header");
+  ojson header = parse_header(path, text.data(), text.data() + n);
   const uint64_t data_size = file_size - 8 - n;
-  f.data_ = bytes + 8 + n;
+  f.data_offset_ = 8 + n;
 
   // -- entries
   for (auto it = header.begin(); it != header.end(); ++it) {
@@ -341,22 +359,46 @@ const SafetensorsInfo& SafetensorsFile::info(const std::string& name) const {
 
 Tensor SafetensorsFile::get(const std::string& name, DType want) const {
   const SafetensorsInfo& e = info(name);
-  const unsigned char* src = data_ + e.begin;
   const int64_t n = shape_numel(e.shape);
+  const std::string what = "tensor '" + name + "'";
+  const uint64_t at = data_offset_ + e.begin;
+  const size_t esize = find_dtype(e.dtype)->size;
+  // Bytes already in the wanted layout are read straight into the tensor; others are read and
+  // decoded in chunks (a bounded temporary, not a copy of the whole tensor).
+  auto read_decoded = [&](auto* dst, auto decode) {
+    constexpr int64_t kChunkBytes = 256 << 10;  // stays in L2 between the read and the decode
+    const int64_t per = std::max<int64_t>(1, kChunkBytes / static_cast<int64_t>(esize));
+    std::vector<unsigned char> buf(static_cast<size_t>(std::min(n, per)) * esize);
+    for (int64_t done = 0; done < n; done += per) {
+      const int64_t k = std::min(per, n - done);
+      read_exact(path_, src_->fd, src_->size, at + static_cast<uint64_t>(done) * esize, buf.data(),
+                 static_cast<uint64_t>(k) * esize, what);
+      decode(buf.data(), dst + done, k);
+    }
+  };
   if (is_float_dtype(e.dtype)) {
     if (want == DType::i64)
       throw DTypeError("safetensors: '" + path_ + "': tensor '" + name + "' is " + e.dtype +
                        ", cannot load it as int64. Hint: ask for DType::f32 or DType::f64");
-    Tensor out = empty(e.shape, want);
+    Tensor out = empty_uninitialized(e.shape, want);
+    if ((e.dtype == "F32" && want == DType::f32) || (e.dtype == "F64" && want == DType::f64)) {
+      read_exact(path_, src_->fd, src_->size, at, out.raw_data(), e.end - e.begin, what);
+      return out;
+    }
     dispatch_float(want, "safetensors", [&](auto tag) {
       using T = decltype(tag);
-      decode_float<T>(e.dtype, src, out.data<T>(), n);
+      read_decoded(out.data<T>(), [&](const unsigned char* src, T* dst, int64_t k) { decode_float<T>(e.dtype, src, dst, k); });
     });
     return out;
   }
   if (is_int_dtype(e.dtype)) {
-    Tensor out = empty(e.shape, DType::i64);
-    decode_int(e.dtype, src, out.data<int64_t>(), n);
+    Tensor out = empty_uninitialized(e.shape, DType::i64);
+    if (e.dtype == "I64") {
+      read_exact(path_, src_->fd, src_->size, at, out.raw_data(), e.end - e.begin, what);
+      return out;
+    }
+    read_decoded(out.data<int64_t>(),
+                 [&](const unsigned char* src, int64_t* dst, int64_t k) { decode_int(e.dtype, src, dst, k); });
     return out;
   }
   fail(path_, "tensor '" + name + "' has dtype " + e.dtype + ", which this framework cannot load",

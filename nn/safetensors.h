@@ -1,4 +1,5 @@
-// safetensors files: a validating, memory-mapped reader and an atomic writer.
+// safetensors files: a validating reader (pread: a file truncated while being read is an IOError,
+// never SIGBUS) and an atomic writer.
 //
 // Layout: u64 little-endian header length N, N bytes of JSON header
 //   {"name": {"dtype": "F32", "shape": [2, 3], "data_offsets": [begin, end]}, ...,
@@ -27,10 +28,11 @@ struct SafetensorsInfo {
 
 // An open safetensors file. The whole header is validated by open(), so a file that opens is
 // internally consistent: every tensor's byte range lies inside the file, matches its dtype and
-// shape, and overlaps no other tensor. Copies share one read-only memory mapping.
+// shape, and overlaps no other tensor. Copies share one open file descriptor; get() reads the
+// tensor's bytes then (IOError naming the tensor when the file has shrunk since open()).
 class SafetensorsFile {
  public:
-  // Maps `path` read-only and validates its header; throws IOError naming the file (and the
+  // Opens `path` read-only and validates its header; throws IOError naming the file (and the
   // tensor at fault) when it is missing, truncated or corrupt.
   static SafetensorsFile open(const std::string& path);
 
@@ -50,10 +52,10 @@ class SafetensorsFile {
   Tensor get(const std::string& name, DType want = DType::f32) const;
 
  private:
-  struct Mapping;
+  struct Source;
   std::string path_;
-  std::shared_ptr<const Mapping> map_;
-  const unsigned char* data_ = nullptr;  // start of the data section inside the mapping
+  std::shared_ptr<const Source> src_;  // the open file (tensors are read with pread, not mapped)
+  uint64_t data_offset_ = 0;           // start of the data section in the file
   std::vector<std::pair<std::string, SafetensorsInfo>> entries_;
   std::map<std::string, size_t> index_;  // name -> position in entries_
   std::map<std::string, std::string> metadata_;
