@@ -1,10 +1,13 @@
-// PEFT methods on a frozen CLIP (methods.md 13-17): zero-shot, TaskRes, CoOp, CLIP-Adapter,
-// Tip-Adapter and Tip-Adapter-F. Each is a head that maps raw image features to class logits.
+// PEFT methods on a CLIP (methods.md 13-17, 25-28): zero-shot, TaskRes, CoOp, CLIP-Adapter,
+// Tip-Adapter(-F), ... Each is a head that maps raw image features (or, for a method that changes
+// the image tower, the images) to class logits. Each method is one file in peft/methods/ with a
+// ClipMethodDescriptor; the registry (clip_method_registry) lists them.
 //
 // A head is a Module whose named_parameters() are exactly the method's adapter tensors of
 // interop.md (taskres.residual, coop.ctx, clip_adapter.fc{1,2}.weight, tip.cache_keys) and whose
 // buffers hold the fixed tip.cache_labels. The CLIP model is referenced, not owned: building a
-// head freezes every CLIP tensor (logit_scale included), so no gradient ever reaches it.
+// head freezes every CLIP tensor (logit_scale included); a method that adapts a tower wraps its
+// layers or sets its token hooks, and registers the trainable tensors on the head.
 #pragma once
 #include <map>
 #include <memory>
@@ -19,23 +22,66 @@
 namespace peft {
 
 struct ClipMethodOptions {
-  double alpha = -1;     // < 0: the method's default (taskres 0.5, clip-adapter 0.2, tip 1.17)
-  double beta = 1.0;     // tip-adapter(-f): sharpness of the cache affinities
-  int64_t prompts = 16;  // coop: the number M of context vectors
+  double alpha = -1;         // < 0: the method's default (taskres 0.5, clip-adapter 0.2, tip 1.17, clip-lora 1)
+  double beta = 1.0;         // tip-adapter(-f): sharpness of the cache affinities
+  int64_t prompts = -1;      // < 0: the method's default M (coop 16, cocoop 4, kgcoop 4, maple 2)
+  int64_t rank = -1;         // < 0: the method's default (clip-lora 2)
+  std::string targets;       // "": the method's default (clip-lora q,k,v)
+  std::string encoder = "both";  // clip-lora: both | vision | text
+  int64_t depth = 9;         // maple: prompt depth J
+  double kg_weight = 8.0;    // kgcoop: weight w of the knowledge term
+  std::string kg_texts;      // kgcoop: the hand-crafted prompts (default: the --texts lines)
 };
 
+class ClipHead;
+
+// What a head is built from besides the CLIP and the options.
+struct ClipHeadInputs {
+  const PromptTokens& prompts;  // the class prompts (single rows and ensembles)
+  Tensor cache_keys, cache_labels;  // tip-adapter(-f)
+  Tensor kg_tokens;                 // kgcoop: the hand-crafted prompts' tokens [K, T] (default: prompts.single)
+};
+
+// One CLIP method: its name, what it does, its options and how to build its head.
+struct ClipMethodDescriptor {
+  std::string name, description, option_help;
+  double default_alpha = 0.0;    // --alpha when not given
+  int64_t default_prompts = 16;  // --prompts when not given
+  int64_t default_rank = 2;      // --rank when not given
+  std::string default_targets;   // --targets when not given
+  bool uses_prompts = false;     // reads --prompts (checked: 1..65536)
+  bool needs_cache = false;      // tip-adapter(-f): the few-shot features as a cache
+  // Checks beyond the generic ones (ValueError naming the option); nullptr: none.
+  void (*validate)(const ClipMethodOptions& o, const nn::CLIPConfig& c) = nullptr;
+  // Builds the head with options already resolved (defaults filled in).
+  std::shared_ptr<ClipHead> (*make)(nn::CLIP& clip, const ClipMethodOptions& o, const ClipHeadInputs& in,
+                                    Generator& gen) = nullptr;
+};
+
+const std::vector<ClipMethodDescriptor>& clip_method_registry();
 const std::vector<MethodInfo>& clip_methods();
 bool is_clip_method(const std::string& name);
-// The alpha a method uses: o.alpha when given, else its default. Throws ValueError for an
-// unknown method or a non-positive --prompts.
+const ClipMethodDescriptor& clip_method(const std::string& name);  // ValueError when unknown
+// The options as `method` uses them: its defaults for alpha, prompts, rank and targets when not
+// given. Throws ValueError for an unknown method or a bad value (naming the option).
+ClipMethodOptions resolve_clip_options(const std::string& method, const ClipMethodOptions& o);
+// The alpha a method uses: o.alpha when given, else its default.
 double resolve_alpha(const std::string& method, const ClipMethodOptions& o);
 
 class ClipHead : public nn::Module {
  public:
   ClipHead(nn::CLIP& clip, std::string method) : clip(clip), method(std::move(method)) {}
   std::string type_name() const override { return "ClipHead"; }
-  // image_features: raw encode_image output [B, E] -> logits [B, K].
+  // image_features: raw encode_image output [B, E] -> logits [B, K]; with needs_images(), the
+  // images [B, C, S, S] instead.
   virtual Tensor forward(const Tensor& image_features) = 0;
+  // True when the method changes the image tower: it needs the images, not cached features.
+  virtual bool needs_images() const { return false; }
+  // A loss term added to the cross-entropy in training and check (undefined: none), e.g.
+  // KgCoOp's w * (1 - mean cos) to the hand-crafted prompts.
+  virtual Tensor extra_loss() { return Tensor(); }
+  // ShapeError naming the method unless f is [B, E].
+  void check_features(const Tensor& f) const;
   int64_t num_classes = 0;  // K, the number of prompt lines
   nn::CLIP& clip;
   std::string method;
@@ -53,9 +99,11 @@ std::shared_ptr<ClipHead> make_clip_head(nn::CLIP& clip, const std::string& meth
 // The same with class prompts that may be template ensembles (peft/zeroshot.h): zeroshot and
 // tip-adapter(-f) classify with norm(mean_t norm(u)) over prompts.ensemble, taskres's base is the
 // raw mean of u over them; coop and clip-adapter use prompts.single (one row per class).
+// kg_tokens: kgcoop's hand-crafted prompts [K, T] (undefined: prompts.single).
 std::shared_ptr<ClipHead> make_clip_head(nn::CLIP& clip, const std::string& method, const ClipMethodOptions& o,
                                          const PromptTokens& prompts, Generator& gen,
-                                         const Tensor& cache_keys = Tensor(), const Tensor& cache_labels = Tensor());
+                                         const Tensor& cache_keys = Tensor(), const Tensor& cache_labels = Tensor(),
+                                         const Tensor& kg_tokens = Tensor());
 
 // Tip-Adapter cache keys: features [NK, E] (one view) or [NK, V, E] (V augmented views) ->
 // norm(mean over views) [NK, E] (methods.md 17). No autograd.

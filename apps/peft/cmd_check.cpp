@@ -31,7 +31,9 @@ int check_vision(const CheckArgs& a) {
 }
 
 int run_check(const CheckArgs& a) {
-  if (int rc = run_clip_check(a.req.config, a.req.weights, a.req.method, a.req.options.alpha, a.req.options.prompts, a.req.adapter, a.req.inputs, a.out, a.req.seed); rc >= 0) return rc;  // CLIP methods (cmd_check_clip.cpp)
+  // CLIP methods (cmd_check_clip.cpp)
+  if (int rc = run_clip_check(a.req.config, a.req.weights, a.req.method, a.req.options, a.req.adapter, a.req.inputs, a.out, a.req.seed); rc >= 0)
+    return rc;
   if (is_vision_method(a.req.method)) return check_vision(a);
   std::string names;
   for (auto& m : vision_methods()) names += (names.empty() ? "" : ", ") + m.name;

@@ -14,7 +14,7 @@ namespace peft::app {
 namespace {
 struct ClipOnlyOptions {
   std::string texts, vocab;
-  double beta = 1.0;
+  ClipMethodOptions method;  // the CLIP-only flags (--beta, --depth, --kg-weight, --kg-texts, --encoder)
 };
 ClipOnlyOptions& clip_only() {
   static ClipOnlyOptions o;
@@ -26,12 +26,19 @@ void add_clip_check_options(CLI::App* check) {
   ClipOnlyOptions& o = clip_only();
   check->add_option("--texts", o.texts, "CLIP methods: one class prompt per line");
   check->add_option("--vocab", o.vocab, "CLIP methods: BPE merges file (bpe_simple_vocab_16e6.txt.gz)");
-  check->add_option("--beta", o.beta, "tip-adapter(-f) beta")->capture_default_str();
+  add_clip_only_method_options(check, o.method);
 }
 
-int run_clip_check(const std::string& config, const std::string& weights, const std::string& method, double alpha,
-                   int64_t prompts, const std::string& adapter, const std::string& inputs, const std::string& out,
-                   uint64_t seed) {
+void add_clip_only_method_options(CLI::App* cmd, ClipMethodOptions& o) {
+  cmd->add_option("--beta", o.beta, "tip-adapter(-f) beta")->capture_default_str();
+  cmd->add_option("--depth", o.depth, "maple: prompt depth J")->capture_default_str();
+  cmd->add_option("--kg-weight", o.kg_weight, "kgcoop: weight w of the knowledge term")->capture_default_str();
+  cmd->add_option("--kg-texts", o.kg_texts, "kgcoop: hand-crafted prompts, one per class (default: the --texts lines)");
+  cmd->add_option("--encoder", o.encoder, "clip-lora: both | vision | text")->capture_default_str();
+}
+
+int run_clip_check(const std::string& config, const std::string& weights, const std::string& method, const MethodOptions& m,
+                   const std::string& adapter, const std::string& inputs, const std::string& out, uint64_t seed) {
   if (!is_clip_method(method)) {
     // A CLIP config with a vision method: say which methods fit instead of a failed ViT load.
     if (nn::is_clip_config(config))
@@ -42,14 +49,22 @@ int run_clip_check(const std::string& config, const std::string& weights, const 
   }
   const ClipOnlyOptions& o = clip_only();
   if (o.texts.empty()) throw UsageError(fmt::format("--texts is required for the CLIP method '{}'", method));
-  if (method == "coop" && prompts <= 0) throw UsageError(fmt::format("--prompts must be positive (got {})", prompts));
   ClipCheckRequest r;
   r.config = config;
   r.weights = weights;
   r.method = method;
-  r.options.alpha = alpha;
-  r.options.beta = o.beta;
-  r.options.prompts = prompts;
+  // The shared flags count only when typed; the others take the CLIP method's defaults.
+  r.options = o.method;
+  r.options.alpha = m.alpha;
+  if (m.given.count("prompts")) {
+    if (m.prompts <= 0) throw UsageError(fmt::format("--prompts must be positive (got {})", m.prompts));
+    r.options.prompts = m.prompts;
+  }
+  if (m.given.count("rank")) {
+    if (m.rank <= 0) throw UsageError(fmt::format("--rank must be positive (got {})", m.rank));
+    r.options.rank = m.rank;
+  }
+  if (m.given.count("targets")) r.options.targets = m.targets;
   r.adapter = adapter;
   r.inputs = inputs;
   r.texts = o.texts;

@@ -6,11 +6,13 @@
 #include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "apps/peft/commands.h"
 #include "autograd/ops.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/out_dir.h"
 #include "core/process_stats.h"
 #include "data/clip_tokenizer.h"
 #include "data/loader.h"
@@ -55,6 +57,7 @@ struct ClipTrainArgs {
   PromptArgs prompts;
   int64_t train_size = 2000, val_size = 500, shots = 0, views = 10;
   ClipMethodOptions options;
+  std::set<std::string> typed;  // --prompts / --rank when given (else the method's defaults)
   ClipTrainConfig train;
 };
 
@@ -70,8 +73,8 @@ int run_clip_train(const ClipTrainArgs& a, const Common& common) {
     }
     throw UsageError(fmt::format("--method: '{}' is not a CLIP method (available: {})", a.method, names));
   }
-  if (a.method == "coop" && a.options.prompts <= 0)
-    throw UsageError(fmt::format("--prompts must be positive (got {})", a.options.prompts));
+  for (auto [flag, v] : {std::pair<const char*, int64_t>{"--prompts", a.options.prompts}, {"--rank", a.options.rank}})
+    if (a.typed.count(flag) && v <= 0) throw UsageError(fmt::format("{} must be positive (got {})", flag, v));
   check_prompt_usage(a.prompts, /*required=*/true);
   if (!a.config.empty()) require_clip_config(a.config, "clip-train");
   data::Preprocess preprocess;
@@ -95,7 +98,7 @@ int run_clip_train(const ClipTrainArgs& a, const Common& common) {
                                  train->num_classes()));
   const std::vector<std::string> data_classes = train->class_names();
   if (a.shots > 0) train = std::make_shared<data::Subset>(train, data::few_shot_indices(*train, a.shots, common.seed));
-  fs::create_directories(a.out);
+  claim_out_dir(a.out, {{"--weights", a.weights}, {"--config", a.config}});  // created + locked (core/out_dir.h)
   FeatureCache cache(a.cache_dir.empty() ? (fs::path(a.out) / "feature_cache").string() : a.cache_dir);
   FeatureSet ftrain = cache.get(clip, *train);
   Tensor keys, key_labels;
@@ -182,7 +185,9 @@ void add_clip_commands(CLI::App& app, Common& common, Runner& run) {
                   "CLIP config: preset (clip-micro, clip-vit-b32) or JSON file (default: inferred from --weights)");
   cmd->add_option("--weights", a.weights, "CLIP weights (safetensors: OpenAI / open_clip or Hugging Face CLIPModel names)")
       ->required();
-  cmd->add_option("--method", a.method, "zeroshot | taskres | coop | clip-adapter | tip-adapter | tip-adapter-f")->required();
+  std::string names;
+  for (const ClipMethodDescriptor& d : clip_method_registry()) names += (names.empty() ? "" : " | ") + d.name;
+  cmd->add_option("--method", a.method, names)->required();
   cmd->add_option("--data", a.data, "training data (folder, cifar10:PATH, procedural:TASK)")->required();
   cmd->add_option("--val", a.val,
                   "evaluation data (default: the held-out split of --data: procedural val, CIFAR test, DIR/val or "
@@ -198,9 +203,13 @@ void add_clip_commands(CLI::App& app, Common& common, Runner& run) {
   cmd->add_option("--lr", a.train.lr, "peak learning rate")->capture_default_str();
   cmd->add_option("--weight-decay", a.train.weight_decay, "weight decay")->capture_default_str();
   cmd->add_option("--optimizer", a.train.optimizer, "adamw | sgd")->capture_default_str();
-  cmd->add_option("--alpha", a.options.alpha, "taskres residual scale (0.5), clip-adapter ratio (0.2), tip alpha (1.17)");
-  cmd->add_option("--beta", a.options.beta, "tip-adapter beta")->capture_default_str();
-  cmd->add_option("--prompts", a.options.prompts, "coop context length M")->capture_default_str();
+  cmd->add_option("--alpha", a.options.alpha,
+                  "taskres residual scale (0.5), clip-adapter ratio (0.2), tip alpha (1.17), clip-lora alpha (1)");
+  cmd->add_option("--prompts", a.options.prompts, "context length M (default: the method's, e.g. coop 16)")
+      ->each([](const std::string&) { a.typed.insert("--prompts"); });
+  cmd->add_option("--rank", a.options.rank, "clip-lora rank (default 2)")->each([](const std::string&) { a.typed.insert("--rank"); });
+  cmd->add_option("--targets", a.options.targets, "clip-lora targets: any of q,k,v,o (default q,k,v)");
+  add_clip_only_method_options(cmd, a.options);
   cmd->add_option("--views", a.views, "tip-adapter: augmented views per cache image")->capture_default_str();
   cmd->add_option("--cache-dir", a.cache_dir, "feature cache folder (default: OUT/feature_cache)");
   add_common_options(cmd, common);

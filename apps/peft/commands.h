@@ -7,7 +7,8 @@
 #include "peft/method.h"
 
 namespace peft {
-struct PromptArgs;  // peft/clip_run.h
+struct PromptArgs;         // peft/clip_run.h
+struct ClipMethodOptions;  // peft/clip_methods.h
 }
 
 namespace peft::app {
@@ -39,7 +40,9 @@ void add_clip_commands(CLI::App& app, Common& common, Runner& run);     // token
 void add_clip_demo_command(CLI::App& app, Common& common, Runner& run); // clip-demo
 void add_bench_command(CLI::App& app, Common& common, Runner& run);     // bench
 void add_compare_commands(CLI::App& app, Common& common, Runner& run); // compare, sweep, attention
-void add_clip_check_options(CLI::App* check);                          // --texts, --vocab, --beta on `peft check`
+void add_clip_check_options(CLI::App* check);                          // --texts, --vocab and the CLIP-only method flags on `peft check`
+// The flags only CLIP methods read: --beta, --depth, --kg-weight, --kg-texts, --encoder.
+void add_clip_only_method_options(CLI::App* cmd, ClipMethodOptions& o);
 void add_clip_eval_command(CLI::App& app, Common& common, Runner& run); // clip-eval
 // --texts / --classnames / --templates (cmd_clip.cpp); check_prompt_usage: UsageError when both
 // or --templates alone are given, or (required) when neither is.
@@ -48,7 +51,10 @@ void check_prompt_usage(const PromptArgs& p, bool required);
 // UsageError when `config` is a ViT preset or a non-CLIP config file (says which commands take it).
 void require_clip_config(const std::string& config, const char* command);
 // The CLIP branch of `peft check`: -1 when `method` is not a CLIP method, else the exit code.
-int run_clip_check(const std::string& config, const std::string& weights, const std::string& method, double alpha, int64_t prompts, const std::string& adapter, const std::string& inputs, const std::string& out, uint64_t seed);
+// `m` carries the shared method flags (--prompts, --rank, --alpha, --targets); those not typed
+// take the CLIP method's own defaults.
+int run_clip_check(const std::string& config, const std::string& weights, const std::string& method, const MethodOptions& m,
+                   const std::string& adapter, const std::string& inputs, const std::string& out, uint64_t seed);
 
 // Adds --threads/--seed/--json to a sub-command.
 void add_common_options(CLI::App* cmd, Common& common);

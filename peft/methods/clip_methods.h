@@ -1,0 +1,23 @@
+// The CLIP method descriptors, one per file in peft/methods/clip_*.cpp (the registry in
+// peft/clip_methods.cpp lists them), and the helpers their heads share.
+#pragma once
+#include "nn/clip.h"
+#include "peft/clip_methods.h"
+#include "peft/zeroshot.h"
+
+namespace peft::methods {
+
+ClipMethodDescriptor clip_zeroshot_method();                   // clip_zeroshot.cpp
+ClipMethodDescriptor clip_taskres_method();                    // clip_taskres.cpp
+ClipMethodDescriptor clip_coop_method();                       // clip_coop.cpp
+ClipMethodDescriptor clip_adapter_method();                    // clip_adapter.cpp
+ClipMethodDescriptor clip_tip_adapter_method(bool finetune);   // clip_tip_adapter.cpp
+
+// The CLIP model's working dtype.
+DType model_dtype(const nn::CLIP& clip);
+// The raw text features u [K, E] of the prompt rows, without autograd (the text tower is frozen).
+Tensor frozen_text_features(nn::CLIP& clip, const Tensor& tokens);
+// The zero-shot classifier of methods.md 2.4: norm(mean_t norm(u)) over each class's prompts.
+Tensor zero_shot_classifier(nn::CLIP& clip, const PromptTokens& p);
+
+}  // namespace peft::methods
