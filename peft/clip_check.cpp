@@ -24,8 +24,14 @@ nn::NamedTensors clip_check_tensors(const ClipCheckRequest& r) {
   if (!in.count("labels"))
     throw IOError(fmt::format("{}: no 'labels' tensor (expected labels [B] I64 with image_features [B,E] or images)", r.inputs));
   Tensor labels = in.at("labels");
-  Tensor f;
-  if (in.count("image_features")) {
+  Tensor f;  // the head's input: raw image features, or the images for a method that changes the image tower
+  const bool images_in = clip_method(r.method).takes_images(resolve_clip_options(r.method, r.options));
+  if (images_in) {
+    if (!in.count("images"))
+      throw IOError(fmt::format("{}: {} changes the image tower and needs 'images' [B,C,S,S] (image_features cannot be used)",
+                                r.inputs, r.method));
+    f = in.at("images");
+  } else if (in.count("image_features")) {
     f = in.at("image_features");
     if (f.dim() != 2 || f.size(1) != cfg.embed_dim)
       throw ShapeError(fmt::format("{}: image_features {} (expected [B, {}])", r.inputs, shape_str(f.sizes()), cfg.embed_dim));
@@ -66,6 +72,7 @@ nn::NamedTensors clip_check_tensors(const ClipCheckRequest& r) {
   }
   Tensor logits = head->forward(f);
   Tensor loss = cross_entropy(logits, labels);
+  if (Tensor extra = head->extra_loss(); extra.defined()) loss = add(loss, extra);  // e.g. KgCoOp's knowledge term
   nn::NamedTensors out = {{"logits", logits.detach()}, {"loss", loss.detach()}};
   if (loss.requires_grad()) backward(loss);
   for (auto& [n, p] : head->named_parameters())

@@ -51,6 +51,10 @@ struct ClipMethodDescriptor {
   std::string default_targets;   // --targets when not given
   bool uses_prompts = false;     // reads --prompts (checked: 1..65536)
   bool needs_cache = false;      // tip-adapter(-f): the few-shot features as a cache
+  // True when the method changes the image tower for these options (its head then takes images,
+  // not cached features; ClipHead::needs_images agrees). nullptr: never.
+  bool (*needs_images)(const ClipMethodOptions& o) = nullptr;
+  bool takes_images(const ClipMethodOptions& resolved) const { return needs_images && needs_images(resolved); }
   // Checks beyond the generic ones (ValueError naming the option); nullptr: none.
   void (*validate)(const ClipMethodOptions& o, const nn::CLIPConfig& c) = nullptr;
   // Builds the head with options already resolved (defaults filled in).

@@ -42,6 +42,7 @@ ClipTrainResult train_clip_head(ClipHead& head, const Tensor& features, const Te
       Tensor idx = from_vector_i64(std::vector<int64_t>(order.begin() + lo, order.begin() + lo + n), {n});
       opt->set_lr(nn::warmup_cosine_lr(res.steps, per_epoch, total, c.lr));
       Tensor loss = cross_entropy(head.forward(index_select(f_all, 0, idx)), index_select(labels, 0, idx));
+      if (Tensor extra = head.extra_loss(); extra.defined()) loss = add(loss, extra);  // e.g. KgCoOp's knowledge term
       opt->zero_grad();
       backward(loss);
       opt->step();
