@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include "autograd/anomaly.h"
 #include "core/error.h"
 #include "nn/pretrained.h"
 #include "nn/safetensors.h"
@@ -16,6 +17,13 @@ std::map<std::string, Tensor> read_tensors(const std::string& path) {
     const std::string& dt = f.info(n).dtype;
     bool integer = dt[0] == 'I' || dt[0] == 'U' || dt == "BOOL";
     out[n] = f.get(n, integer ? DType::i64 : DType::f32);
+    // A NaN or Inf in the weights trained to a "finite" loss before softmax propagated NaN, and
+    // still poisons every output: refused where it enters, naming the tensor (issue 20).
+    if (!integer)
+      if (const int64_t bad = autograd::count_non_finite(out[n]); bad > 0)
+        throw IOError(fmt::format("{}: tensor '{}' {} holds {} NaN/Inf value{}. Hint: the file is damaged or was "
+                                  "saved from a diverged run",
+                                  path, n, shape_str(out[n].sizes()), bad, bad == 1 ? "" : "s"));
   }
   return out;
 }

@@ -215,6 +215,11 @@ TrainResult train_model(nn::VisionTransformer& model, const data::DatasetPtr& tr
 
   namespace fs = std::filesystem;
   const std::string ckpt = cfg.out_dir.empty() ? "" : (fs::path(cfg.out_dir) / "checkpoint.safetensors").string();
+  // For failure messages: name the checkpoint only when one exists (issue 20).
+  auto checkpoint_state = [&] {
+    return !ckpt.empty() && fs::exists(ckpt) ? "the last checkpoint " + ckpt + " is intact"
+                                             : std::string("no checkpoint was written yet");
+  };
   const std::string metrics_path = cfg.out_dir.empty() ? "" : (fs::path(cfg.out_dir) / "metrics.jsonl").string();
   std::string metrics;  // the whole file, rewritten atomically after each epoch
   auto t_start = Clock::now();
@@ -314,9 +319,8 @@ TrainResult train_model(nn::VisionTransformer& model, const data::DatasetPtr& tr
       Tensor loss = cross_entropy(logits, b.labels, cfg.label_smoothing);
       double lv = loss.item();
       if (!std::isfinite(lv))
-        throw ValueError(fmt::format("train: the loss became {} at epoch {} step {}; the last checkpoint{} is intact. "
-                                     "Hint: lower --lr",
-                                     lv, epoch + 1, step + 1, ckpt.empty() ? "" : " " + ckpt));
+        throw ValueError(fmt::format("train: the loss became {} at epoch {} step {}; {}. Hint: lower --lr (got {})",
+                                     lv, epoch + 1, step + 1, checkpoint_state(), cfg.lr));
       opt->zero_grad();
       if (cfg.clip_grad > 0) {  // clipping needs every gradient before any update
         backward(loss);
@@ -362,9 +366,9 @@ TrainResult train_model(nn::VisionTransformer& model, const data::DatasetPtr& tr
   bar.done();
   for (auto& g : groups)
     if (autograd::count_non_finite(g.param) > 0)
-      throw ValueError(fmt::format("train: '{}' became non-finite (NaN/Inf) during the last epoch; the last checkpoint{} is "
-                                   "intact and no weights were written. Hint: lower --lr",
-                                   g.name, ckpt.empty() ? "" : " " + ckpt));
+      throw ValueError(fmt::format("train: '{}' became non-finite (NaN/Inf) during the last epoch; {} and no weights "
+                                   "were written. Hint: lower --lr (got {})",
+                                   g.name, checkpoint_state(), cfg.lr));
   res.train_time_s = elapsed_before + seconds_since(t_start);
   res.feature_cache = cache_plan.on;
   res.backbone_images = encoded();

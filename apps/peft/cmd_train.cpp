@@ -11,6 +11,7 @@
 #include "apps/peft/model_options.h"
 #include "autograd/anomaly.h"
 #include "core/atomic_file.h"
+#include "core/out_dir.h"
 #include "core/error.h"
 #include "core/process_stats.h"
 #include "data/dataset.h"
@@ -115,10 +116,12 @@ void finish(const std::string& method, const TrainResult& r, const nn::VisionTra
   if (common.json) fmt::print("{}\n", s.dump());
 }
 
-void make_out_dir(const std::string& out) {
-  std::error_code ec;
-  fs::create_directories(out, ec);
-  if (ec) throw IOError(fmt::format("--out '{}': cannot create the folder ({})", out, ec.message()));
+// Creates and locks --out (a second run into it fails in one line), refusing an --out that is or
+// holds an input (core/out_dir.h, issue 20).
+void make_out_dir(const Args& a) {
+  auto path_of = [](const std::string& d) { return d.find(':') != std::string::npos ? d.substr(d.find(':') + 1) : d; };
+  claim_out_dir(a.out, {{"--weights", a.model.weights}, {"--config", a.model.config}, {"--data", path_of(a.data)},
+                        {"--val", path_of(a.val)}});
 }
 
 }  // namespace
@@ -158,7 +161,7 @@ void add_train_commands(CLI::App& app, Common& common, Runner& run) {
       c.class_names = train->class_names();
       nn::VisionTransformer vit(c, common.seed);
       check_memory(vit, std::min<int64_t>(a.train.batch, train->size()), a.train.optimizer);
-      make_out_dir(a.out);
+      make_out_dir(a);
       fmt::print("pretrain: {} on {} ({} parameters)\n", a.model.config, train->describe(), vit.num_parameters());
       fmt::print("pretrain: preprocessing {}\n", c.preprocess.describe());
       a.train.seed = common.seed;
@@ -211,7 +214,7 @@ void add_train_commands(CLI::App& app, Common& common, Runner& run) {
       }
       vit.cfg.class_names = train->class_names();
       check_memory(vit, std::min<int64_t>(a.train.batch, train->size()), a.train.optimizer);
-      make_out_dir(a.out);
+      make_out_dir(a);
       fmt::print("train: model {}\n", src.describe());
       fmt::print("train: preprocessing {}\n", c.preprocess.describe());
       if (!note.empty()) fmt::print("train: {}\n", note);

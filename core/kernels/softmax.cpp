@@ -74,7 +74,12 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void softmax_row_in
   for (; i < n; ++i) mx = row[i] > mx ? row[i] : mx;
   for (int64_t j = 0; j < kLanes; ++j) mx = lanes[j] > mx ? lanes[j] : mx;
   if (mx == -std::numeric_limits<float>::infinity()) {
-    for (int64_t j = 0; j < n; ++j) row[j] = 0.0f;
+    // Every score is -inf (fully masked: zeros) or NaN, which the max skips: then the row is NaN,
+    // as in PyTorch, not zeros (a NaN base weight trained to a finite loss, issue 20).
+    float fill = 0.0f;
+    for (int64_t j = 0; j < n; ++j)
+      if (row[j] != row[j]) fill = row[j];
+    for (int64_t j = 0; j < n; ++j) row[j] = fill;
     return;
   }
   for (int64_t j = 0; j < n; ++j) row[j] = exp_fast(row[j] - mx);
@@ -92,8 +97,11 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void softmax_row_in
 void softmax_row_inplace(double* row, int64_t n) {
   double mx = -std::numeric_limits<double>::infinity();
   for (int64_t j = 0; j < n; ++j) mx = std::max(mx, row[j]);
-  if (mx == -std::numeric_limits<double>::infinity()) {
-    for (int64_t j = 0; j < n; ++j) row[j] = 0.0;
+  if (mx == -std::numeric_limits<double>::infinity()) {  // all -inf: zeros; any NaN: NaN (as above)
+    double fill = 0.0;
+    for (int64_t j = 0; j < n; ++j)
+      if (row[j] != row[j]) fill = row[j];
+    for (int64_t j = 0; j < n; ++j) row[j] = fill;
     return;
   }
   double total = 0;

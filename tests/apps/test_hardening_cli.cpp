@@ -2,9 +2,13 @@
 // checks what the user sees, like tests/apps/test_bad_inputs.cpp: no signal, exactly one stderr
 // line "peft: error: ..." naming the option, key, file or tensor, exit 1 (bad data) or 2 (bad
 // usage), and no output file (or temp file) left behind. docs/bad-inputs.md lists every row.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <cmath>
 
 #include <cstdlib>
 #include <filesystem>
@@ -45,7 +49,12 @@ std::string slurp(const fs::path& p) {
 }
 
 // Single-quotes a path for the shell.
-std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
+std::string q(const fs::path& p) {
+  std::string s = "'";
+  s += p.string();
+  s += '\'';
+  return s;
+}
 
 class Hardening : public ::testing::Test {
  protected:
@@ -68,6 +77,21 @@ class Hardening : public ::testing::Test {
           R"({"image_size": 16, "patch_size": 4, "dim": 16, "depth": 1, "heads": 2, "num_classes": 2})");
     nn::VisionTransformer micro(nn::load_vit_config((dir / "micro.json").string()), 0);
     nn::save_weights(micro, (dir / "base.safetensors").string());
+    // The same weights with one NaN in a block's qkv weight.
+    {
+      SafetensorsFile f = SafetensorsFile::open((dir / "base.safetensors").string());
+      std::vector<std::pair<std::string, Tensor>> tensors;
+      for (const auto& n : f.names()) {
+        Tensor t = f.get(n);
+        if (n == "blocks.0.attn.qkv.weight") t.data<float>()[5] = NAN;
+        tensors.emplace_back(n, t);
+      }
+      save_safetensors((dir / "nan_base.safetensors").string(), tensors, f.metadata());
+    }
+    // A tiny CLIP (random weights) and one prompt per procedural:shapes class.
+    nn::CLIP clip(nn::load_clip_config("clip-micro"), 0);
+    nn::save_weights(clip, (dir / "clip.safetensors").string());
+    write(dir / "prompts.txt", "a photo of a circle\na photo of a square\na triangle\na cross\na ring\na diamond\n");
     // A LoRA adapter of the micro model (rank 2), for rows that damage its metadata.
     Result r = peft(train_args("lora_run", "--method lora --rank 2"));
     ASSERT_EQ(r.status, 0) << r.err;
@@ -190,6 +214,108 @@ TEST_F(Hardening, ClipConfigWithAHugeContextLength) {
   write(dir / "huge_clip.json", j.dump());
   Result r = peft("inspect --config " + q(dir / "huge_clip.json"));
   expect_error(r, 1, {"huge_clip.json", "text.context_length", "288230376151711745"});
+}
+
+// ---- non-finite values: caught where they enter, nothing written
+TEST_F(Hardening, NaNInTheBaseWeights) {
+  // One NaN weight trained to a finite loss (the attention softmax zeroed the NaN rows).
+  Result r = peft(train_args("o_nan_base", "", (dir / "nan_base.safetensors").string()));
+  expect_error(r, 1, {"nan_base.safetensors", "blocks.0.attn.qkv.weight", "1 NaN/Inf value"});
+  expect_no_output(dir / "o_nan_base");
+}
+
+TEST_F(Hardening, MergeAlphaNaN) {
+  Result r = peft("merge --config " + q(dir / "micro.json") + " --weights " + q(dir / "base.safetensors") +
+                  " --adapter " + q(dir / "lora_run" / "adapter.safetensors") + " --alpha nan --out " +
+                  q(dir / "merged_nan.safetensors"));
+  expect_error(r, 2, {"--alpha", "finite"});
+  EXPECT_FALSE(fs::exists(dir / "merged_nan.safetensors"));
+}
+
+TEST_F(Hardening, ClipTrainNonFiniteHyperParameters) {
+  const std::string base = "clip-train --config clip-micro --weights " + q(dir / "clip.safetensors") +
+                           " --data procedural:shapes --train-size 24 --shots 2 --threads 1 --texts " +
+                           q(dir / "prompts.txt") + " --out " + q(dir / "o_clip");
+  struct Row {
+    std::string extra;
+    std::vector<std::string> fragments;
+  };
+  const std::vector<Row> rows = {
+      {"--epochs 3 --method tip-adapter-f --beta nan", {"--beta", "finite", "nan"}},
+      {"--epochs 3 --method taskres --alpha inf", {"--alpha", "finite", "inf"}},
+      // exited 0 with an all-NaN adapter
+      {"--epochs 3 --method clip-adapter --lr 1e30", {"clip-adapter", "loss became", "--lr"}},
+      {"--method tip-adapter-f --lr 1e10 --epochs 20", {"tip-adapter-f", "loss became", "--lr"}},
+  };
+  for (const Row& row : rows) {
+    SCOPED_TRACE(row.extra);
+    Result r = peft(base + " " + row.extra);
+    expect_error(r, 1, row.fragments);
+    expect_no_output(dir / "o_clip", {"adapter.safetensors", "summary.json"});
+  }
+}
+
+// ---- output safety
+TEST_F(Hardening, MergeOutIsAnInput) {
+  const fs::path adapter = dir / "lora_run" / "adapter.safetensors";
+  const std::string before = slurp(adapter), base = slurp(dir / "base.safetensors");
+  for (const auto& [out, flag] : std::vector<std::pair<fs::path, std::string>>{
+           {adapter, "--adapter"}, {dir / "base.safetensors", "--weights"}, {dir / "micro.safetensors", "--config"}}) {
+    SCOPED_TRACE(out.string());  // micro.safetensors: its config micro.json would replace --config
+    Result r = peft("merge --config " + q(dir / "micro.json") + " --weights " + q(dir / "base.safetensors") +
+                    " --adapter " + q(adapter) + " --out " + q(out));
+    expect_error(r, 2, {"--out", flag});
+  }
+  // Through another spelling of the same path.
+  Result r = peft("merge --config " + q(dir / "micro.json") + " --weights " + q(dir / "base.safetensors") + " --adapter " +
+                  q(adapter) + " --out " + q(dir / "lora_run" / ".." / "lora_run" / "adapter.safetensors"));
+  expect_error(r, 2, {"--out", "--adapter"});
+  EXPECT_EQ(slurp(adapter), before);
+  EXPECT_EQ(slurp(dir / "base.safetensors"), base);
+  EXPECT_FALSE(fs::exists(dir / "micro.safetensors"));
+}
+
+TEST_F(Hardening, SecondRunIntoTheSameOutFails) {
+  // This test holds the folder's lock, as a first run would while it trains.
+  const fs::path out = dir / "o_locked";
+  fs::create_directories(out);
+  const int fd = ::open((out / ".peft.lock").c_str(), O_RDWR | O_CREAT, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+  Result r = peft(train_args("o_locked", ""));
+  expect_error(r, 1, {"o_locked", "another peft run", "--out"});
+  expect_no_output(out);
+  ::close(fd);  // released: the next run goes ahead
+  Result ok = peft(train_args("o_locked", ""));
+  EXPECT_EQ(ok.status, 0) << ok.err;
+  EXPECT_TRUE(fs::exists(out / "adapter.safetensors"));
+}
+
+TEST_F(Hardening, OutThatHoldsAnInput) {
+  const fs::path out = dir / "o_holds";
+  fs::create_directories(out);
+  fs::copy(dir / "folder", out / "data", fs::copy_options::recursive);
+  Result r = peft("train --config " + q(dir / "micro.json") + " --weights " + q(dir / "base.safetensors") + " --data " +
+                  q(out / "data") + " --method linear --epochs 1 --batch 4 --threads 1 --no-progress --out " + q(out));
+  expect_error(r, 1, {"--out", "contains the --data input"});
+  expect_no_output(out);
+}
+
+TEST_F(Hardening, TempFilesOfDeadRunsAreRemoved) {
+  const fs::path out = dir / "o_stale";
+  fs::create_directories(out);
+  const pid_t child = ::fork();  // a pid that is certainly dead once reaped
+  if (child == 0) ::_exit(0);
+  ASSERT_GT(child, 0);
+  ::waitpid(child, nullptr, 0);
+  const fs::path stale = out / ("adapter.safetensors.tmp." + std::to_string(child));
+  const fs::path live = out / ("notes.tmp." + std::to_string(::getpid()));  // this process is alive
+  write(stale, "half a file");
+  write(live, "kept");
+  Result r = peft(train_args("o_stale", ""));
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_FALSE(fs::exists(stale));
+  EXPECT_TRUE(fs::exists(live));
 }
 
 }  // namespace

@@ -1,0 +1,23 @@
+// Output folders of long runs (train, clip-train, pretrain): created, checked against the inputs,
+// and locked for the life of the process, so two runs into one --out cannot interleave their
+// files (issue 20).
+#pragma once
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace peft {
+
+// Creates `dir` (and its parents), then:
+//  - refuses (IOError naming `flag`) an `inputs` entry {flag, path} whose path exists and is
+//    `dir` itself or lies inside it (paths that do not exist on disk, such as
+//    "procedural:shapes", are skipped);
+//  - takes an exclusive lock on dir/.peft.lock (flock, held until the process exits, released by
+//    the kernel even after kill -9); when another process holds it: IOError "<flag> DIR: another
+//    peft run (pid N) is writing into this folder";
+//  - removes temp files "*.tmp.<pid>" that processes no longer alive left there.
+// Calling it again for the same folder in the same process is a no-op.
+void claim_out_dir(const std::string& dir, const std::vector<std::pair<std::string, std::string>>& inputs = {},
+                   const std::string& flag = "--out");
+
+}  // namespace peft
