@@ -185,6 +185,16 @@ void apply_method(nn::VisionTransformer& vit, const std::string& method, const M
   vit.unfreeze("head.*");
 }
 
+std::unique_ptr<nn::VisionTransformer> build_model(const nn::ViTConfig& c, const std::string& method,
+                                                   const MethodOptions& o, int64_t k, uint64_t seed,
+                                                   const std::function<void(nn::VisionTransformer&)>& load_fn) {
+  auto vit = std::make_unique<nn::VisionTransformer>(c, seed);
+  if (load_fn) load_fn(*vit);
+  Generator gen(seed + 1);
+  apply_method(*vit, method, o, k, gen);
+  return vit;
+}
+
 std::map<std::string, std::string> method_metadata(const std::string& method, const MethodOptions& raw) {
   const MethodOptions o = is_vision_method(method) ? resolved_options(method, raw) : raw;  // what the method used
   return {{"method", method},

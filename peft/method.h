@@ -1,7 +1,9 @@
 // PEFT methods for a ViT: a registry of descriptors, one per method, each defined in its own file
 // in peft/methods/ (methods.md 4-12, 19-24). Nothing else tests method names as strings.
 #pragma once
+#include <functional>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -89,6 +91,13 @@ void validate_method_options(const std::string& method, const MethodOptions& o);
 // MethodError (a ValueError) for unknown methods or bad options (naming the option).
 void apply_method(nn::VisionTransformer& vit, const std::string& method, const MethodOptions& o, int64_t num_classes,
                   Generator& gen);
+
+// The one rule every command follows: build the ViT of config c (seeded), then attach the method
+// with a head for num_classes classes (its tensors drawn from seed + 1). Load base weights into
+// the model before attaching (load_fn, when given, runs between the two).
+std::unique_ptr<nn::VisionTransformer> build_model(const nn::ViTConfig& c, const std::string& method,
+                                                   const MethodOptions& o, int64_t num_classes, uint64_t seed,
+                                                   const std::function<void(nn::VisionTransformer&)>& load_fn = {});
 
 // The full names of the linears a --targets list selects (LoRA, DoRA; methods.md 11), in model
 // order. Short names (attn.qkv, attn.proj, mlp.fc1, mlp.fc2) mean that linear in every block;

@@ -39,7 +39,14 @@ nn::ViTConfig config_of(const std::string& config, const std::string& weights) {
 namespace fs = std::filesystem;
 constexpr double kMiB = 1024.0 * 1024.0;
 
-bool uses_prompts(const std::string& m) { return m == "vpt-shallow" || m == "vpt-deep" || m == "cvpt"; }
+bool uses_prompts(const std::string& m) { return is_vision_method(m) && vision_method(m).uses("prompts"); }
+
+std::string prompt_methods() {
+  std::string names;
+  for (const MethodDescriptor& d : vision_method_registry())
+    if (d.uses("prompts")) names += (names.empty() ? "" : ", ") + d.name;
+  return names;
+}
 
 std::vector<std::string> split_list(const std::string& s) {
   std::vector<std::string> out;
@@ -91,15 +98,13 @@ std::vector<std::string> parse_methods(const std::string& s) {
 // A fresh model with `method` attached: backbone from `weights` (seeded random init when none).
 std::unique_ptr<nn::VisionTransformer> build(const nn::ViTConfig& c, const std::string& weights, const std::string& method,
                                              const MethodOptions& o, int64_t classes, uint64_t seed) {
-  auto vit = std::make_unique<nn::VisionTransformer>(c, seed);
-  if (!weights.empty()) nn::load_vit_weights(*vit, weights);
-  Generator gen(seed + 1);
   try {
-    apply_method(*vit, method, o, classes, gen);
+    return build_model(c, method, o, classes, seed, [&](nn::VisionTransformer& vit) {
+      if (!weights.empty()) nn::load_vit_weights(vit, weights);
+    });
   } catch (const MethodError& e) {
     throw UsageError(e.what());
   }
-  return vit;
 }
 
 void validate(const std::string& method, const MethodOptions& o) {
@@ -195,7 +200,7 @@ int run_sweep(const SweepArgs& a, const Common& common) {
   const std::vector<std::string> methods = parse_methods(a.methods);
   const std::vector<int64_t> counts = parse_counts(a.prompts, "--prompts", false);
   for (const auto& m : methods)
-    if (!uses_prompts(m)) throw UsageError(fmt::format("--methods: {} has no prompts to sweep (use vpt-shallow, vpt-deep or cvpt)", m));
+    if (!uses_prompts(m)) throw UsageError(fmt::format("--methods: {} has no prompts to sweep (use {})", m, prompt_methods()));
   MethodOptions o = a.opts;
   for (int64_t M : counts) {
     o.prompts = M;
@@ -422,14 +427,6 @@ int run_attention(const AttentionArgs& a, const Common& common) {
   return 0;
 }
 
-void add_method_opts(CLI::App* cmd, MethodOptions& m, bool prompts) {
-  if (prompts) cmd->add_option("--prompts", m.prompts, "prompts (vpt-shallow, vpt-deep, cvpt)")->capture_default_str();
-  cmd->add_option("--prompt-dropout", m.prompt_dropout, "prompt dropout (training only)")->capture_default_str();
-  cmd->add_option("--rank", m.rank, "LoRA rank")->capture_default_str();
-  cmd->add_option("--alpha", m.alpha, "LoRA alpha (default: rank)");
-  cmd->add_option("--targets", m.targets, "LoRA target linears (names or globs, comma-separated)")->capture_default_str();
-  cmd->add_option("--bottleneck", m.bottleneck, "AdaptFormer bottleneck")->capture_default_str();
-}
 
 }  // namespace
 
@@ -443,7 +440,7 @@ void add_compare_commands(CLI::App& app, Common& common, Runner& run) {
   cmp->add_option("--steps", ca.steps, "timed steps (median)")->capture_default_str();
   cmp->add_option("--csv", ca.csv, "also write the table as CSV");
   cmp->add_option("--json-out", ca.json_out, "also write the table as JSON");
-  add_method_opts(cmp, ca.opts, true);
+  add_method_options(cmp, ca.opts);
   add_common_options(cmp, common);
   cmp->callback([&run, &common] { run = [&common] { return run_compare(ca, common); }; });
 
@@ -461,7 +458,7 @@ void add_compare_commands(CLI::App& app, Common& common, Runner& run) {
   sw->add_option("--batch", sa.batch, "batch size")->capture_default_str();
   sw->add_option("--steps", sa.steps, "timed steps (median)")->capture_default_str();
   sw->add_option("--out", sa.out, "write DIR/sweep.csv and DIR/{flops,memory,step_time,accuracy}.png");
-  add_method_opts(sw, sa.opts, false);
+  add_method_options(sw, sa.opts, /*with_prompts=*/false);  // --prompts is the list of counts here
   add_common_options(sw, common);
   sw->callback([&run, &common] { run = [&common] { return run_sweep(sa, common); }; });
 

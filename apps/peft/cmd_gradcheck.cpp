@@ -15,6 +15,7 @@
 #include "nn/config.h"
 #include "nn/module.h"
 #include "peft/method.h"
+#include "peft/methods/adapted.h"
 
 namespace peft::app {
 
@@ -86,9 +87,8 @@ void add_gradcheck_command(CLI::App& app, Common& common, Runner& run) {
       if (a.batch < 1) throw UsageError(fmt::format("--batch: must be at least 1 (got {})", a.batch));
       nn::ViTConfig c = nn::load_vit_config(a.config);
       const int64_t K = c.num_classes > 0 ? c.num_classes : 10;
-      nn::VisionTransformer vit(c, common.seed);
-      Generator gen(common.seed + 1);
-      apply_method(vit, a.method, a.method_opts, K, gen);
+      auto model = build_model(c, a.method, a.method_opts, K, common.seed);
+      nn::VisionTransformer& vit = *model;
       vit.to(DType::f64);
       vit.eval();  // dropout, drop-path and prompt dropout off: the checked function must be deterministic
 
@@ -103,6 +103,9 @@ void add_gradcheck_command(CLI::App& app, Common& common, Runner& run) {
         for (auto& [n, p] : vit.named_parameters())
           if (p.requires_grad()) Tensor(p).copy_(add(p, randn(p.sizes(), nudge, DType::f64, 0.0, 0.02)));
       }
+      // Values a method detaches in backward (DoRA's row norm) stay fixed while checking, so the
+      // differences measure the gradient the method defines (peft/methods/adapted.h).
+      for (methods::Adapted* m : methods::adapted_modules(vit)) m->hold_detached(true);
 
       // One random batch: images [B, C, S, S] float64, labels [B] in [0, K).
       Generator data_gen(common.seed + 2);

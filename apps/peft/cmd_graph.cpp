@@ -63,9 +63,8 @@ void add_graph_command(CLI::App& app, Common& common, Runner& run) {
       if (a.batch < 1) throw UsageError(fmt::format("--batch: must be at least 1 (got {})", a.batch));
       nn::ViTConfig c = nn::load_vit_config(a.config);
       const int64_t K = c.num_classes > 0 ? c.num_classes : 10;
-      nn::VisionTransformer vit(c, common.seed);
-      Generator gen(common.seed + 1);
-      apply_method(vit, a.method, a.method_opts, K, gen);
+      auto model = build_model(c, a.method, a.method_opts, K, common.seed);
+      nn::VisionTransformer& vit = *model;
       vit.train();  // the graph of a training step: dropout and drop-path as configured
 
       // One random batch: images [B, C, S, S], labels [B] in [0, K).

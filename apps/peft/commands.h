@@ -59,7 +59,8 @@ int run_clip_check(const std::string& config, const std::string& weights, const 
 // Adds --threads/--seed/--json to a sub-command.
 void add_common_options(CLI::App* cmd, Common& common);
 // Adds the method flags (--prompts, --prompt-dropout, --rank, --alpha, --targets, --bottleneck).
-void add_method_options(CLI::App* cmd, MethodOptions& m);
+// with_prompts false: a command that gives --prompts another meaning (sweep: a list of counts).
+void add_method_options(CLI::App* cmd, MethodOptions& m, bool with_prompts = true);
 // "linear, full, bitfit, ...": the vision method names for messages.
 std::string vision_method_list();
 // UsageError listing the vision methods when `method` is not one of them.

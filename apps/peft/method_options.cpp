@@ -5,7 +5,7 @@
 
 namespace peft::app {
 
-void add_method_options(CLI::App* cmd, MethodOptions& m) {
+void add_method_options(CLI::App* cmd, MethodOptions& m, bool with_prompts) {
   // A typed flag is recorded in m.given; the others take the chosen method's default.
   m.use_method_defaults = true;
   auto given = [&m](const char* key) { return [&m, key](const std::string&) { m.given.insert(key); }; };
@@ -15,7 +15,8 @@ void add_method_options(CLI::App* cmd, MethodOptions& m) {
     if (d.uses("rank")) rank_methods += (rank_methods.empty() ? "" : ", ") + d.name;
     if (d.uses("bottleneck")) bottleneck_methods += (bottleneck_methods.empty() ? "" : ", ") + d.name;
   }
-  cmd->add_option("--prompts", m.prompts, "prompts M (" + prompt_methods + ")")->capture_default_str()->each(given("prompts"));
+  if (with_prompts)
+    cmd->add_option("--prompts", m.prompts, "prompts M (" + prompt_methods + ")")->capture_default_str()->each(given("prompts"));
   cmd->add_option("--prompt-dropout", m.prompt_dropout, "prompt dropout (training only)")
       ->capture_default_str()
       ->each(given("prompt_dropout"));
