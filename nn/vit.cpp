@@ -86,7 +86,7 @@ Tensor Attention::project_out(const Tensor& o) const { return proj->forward(o); 
 
 Tensor Attention::attend(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask) const {
   const int64_t B = q.size(0), Tq = q.size(2);
-  if (keep_attention) last_attention = attention_probs(q.detach(), k.detach());
+  if (keep_attention) last_attention = attention_probs(q.detach(), k.detach(), mask.defined() ? mask.detach() : mask);
   Tensor o = mask.defined() ? scaled_dot_product_attention(q, k, v, mask) : scaled_dot_product_attention(q, k, v);
   return project_out(reshape(transpose(o, 1, 2), {B, Tq, dim}));  // heads concatenated in order
 }

@@ -14,5 +14,8 @@ MethodDescriptor cvpt_method();         // cvpt.cpp
 MethodDescriptor ssf_method();          // ssf.cpp
 MethodDescriptor lora_method();         // lora.cpp
 MethodDescriptor adaptformer_method();  // adaptformer.cpp
+MethodDescriptor adapter_method();      // adapter.cpp
+MethodDescriptor prefix_method();       // prefix.cpp
+MethodDescriptor lntune_method();       // lntune.cpp
 
 }  // namespace peft::methods

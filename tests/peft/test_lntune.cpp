@@ -1,0 +1,257 @@
+// `lntune` (methods.md 24, V-PETL Bench's LN-TUNE): parity with the PyTorch reference
+// (tools/reference/peft_reference_adapter_prefix_lntune.py, pool cls and mean), the trainable
+// set ('norm' in the name: norm_pre and fc_norm too when present) and the ViT-B/16 count, the
+// pretrained init, float64 gradcheck and the freeze mask, merge (the trained values replace the
+// base ones: a plain model), the openai refusal, and `peft merge` + `peft check` through the
+// built program.
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "autograd/backward.h"
+#include "autograd/gradcheck.h"
+#include "autograd/grad_mode.h"
+#include "nn/checkpoint.h"
+#include "nn/config.h"
+#include "nn/safetensors.h"
+#include "peft/merge.h"
+#include "peft/method.h"
+#include "peft/methods/vision_check.h"
+#include "tests/apps/cli_util.h"
+#include "tests/peft/method_testing.h"
+#include "tests/testing.h"
+
+namespace peft {
+namespace {
+
+using testing::randn64;
+using testing::randomize_trainable;
+using testing::trainable_set;
+
+const std::string kDir = std::string(PEFT_SOURCE_DIR) + "/tests/fixtures/peft/";
+
+// ---------------------------------------------------------------- helpers (as test_peft_parity.cpp)
+
+VisionCheckRequest fixture_request(const std::string& name) {
+  SafetensorsFile f = SafetensorsFile::open(kDir + name + "/adapter.safetensors");
+  VisionCheckRequest r;
+  r.method = method_from_metadata(f.metadata(), r.options);
+  r.config = kDir + f.metadata().at("config");
+  r.weights = kDir + "base.safetensors";
+  r.adapter = kDir + name + "/adapter.safetensors";
+  r.inputs = kDir + "batch.safetensors";
+  return r;
+}
+
+// Every expected tensor matches (1e-4 abs + 1e-3 rel, methods.md 18) and the result has exactly
+// the expected grad. entries: the method's trainable set under the interop names.
+void expect_matches_reference(const std::string& name) {
+  SCOPED_TRACE(name);
+  nn::NamedTensors got = run_vision_check(fixture_request(name));
+  auto want = nn::read_tensors(kDir + name + "/expected.safetensors");
+  std::set<std::string> got_names, want_names;
+  for (auto& [n, _] : got) got_names.insert(n);
+  for (auto& [n, _] : want) want_names.insert(n);
+  EXPECT_EQ(got_names, want_names);
+  for (auto& [n, t] : got) {
+    auto it = want.find(n);
+    if (it == want.end()) continue;
+    ASSERT_EQ(t.sizes(), it->second.sizes()) << n;
+    EXPECT_TRUE(allclose(t, it->second, 1e-3, 1e-4)) << n << ": max abs diff " << max_abs_diff(t, it->second);
+  }
+}
+
+nn::ViTConfig tiny(int64_t depth = 2, const std::string& pool = "cls") {
+  nn::ViTConfig c;
+  c.image_size = 8; c.patch_size = 4; c.dim = 8; c.depth = depth; c.heads = 2; c.num_classes = 3; c.pool = pool;
+  return c;
+}
+
+// ---------------------------------------------------------------- parity
+
+TEST(LntuneMethod, MatchesTheReference) { expect_matches_reference("lntune"); }
+TEST(LntuneMethod, MatchesTheReferenceWithMeanPool) { expect_matches_reference("lntune-mean"); }
+
+// ---------------------------------------------------------------- trainable set, count, init
+
+TEST(LntuneMethod, TrainsTheLayerNormsUnderBaseNames) {
+  const auto c = tiny(3);
+  nn::VisionTransformer vit(c, 1);
+  Generator g(2);
+  apply_method(vit, "lntune", MethodOptions{}, 4, g);
+  std::set<std::string> want = {"head.weight", "head.bias", "norm.weight", "norm.bias"};
+  for (int i = 0; i < c.depth; ++i)
+    for (const char* s : {"norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias"})
+      want.insert(fmt::format("blocks.{}.{}", i, s));
+  EXPECT_EQ(trainable_set(vit), want);
+  // No tensor of its own: the model's tensor names are the plain ViT's.
+  nn::VisionTransformer plain(c, 1);
+  plain.reset_head(4, g);
+  std::set<std::string> a, b;
+  for (auto& [n, _] : vit.named_parameters()) a.insert(n);
+  for (auto& [n, _] : plain.named_parameters()) b.insert(n);
+  EXPECT_EQ(a, b);
+}
+
+// The official filter is 'norm' in the name: a model with norm_pre and fc_norm trains them too.
+TEST(LntuneMethod, NormPreAndFcNormFollowTheNameFilter) {
+  nn::ViTConfig c = tiny(1, "mean");
+  c.norm_pre = true;
+  c.fc_norm = true;
+  nn::VisionTransformer vit(c, 1);
+  Generator g(2);
+  apply_method(vit, "lntune", MethodOptions{}, 4, g);
+  std::set<std::string> want = {"head.weight", "head.bias", "norm_pre.weight", "norm_pre.bias", "fc_norm.weight",
+                                "fc_norm.bias"};
+  for (const char* s : {"norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias"}) want.insert(fmt::format("blocks.0.{}", s));
+  EXPECT_EQ(trainable_set(vit), want);
+}
+
+// methods.md 24: 4*L*D + 2*D = 38,400 for ViT-B/16. The count depends on L and D only: ViT-B's,
+// with a small MLP hidden size so that the model builds quickly.
+TEST(LntuneMethod, ViTBaseCount) {
+  nn::ViTConfig c = nn::load_vit_config("vit-base");
+  ASSERT_EQ(c.dim, 768);
+  ASSERT_EQ(c.depth, 12);
+  c.mlp_ratio = 0.25;
+  nn::VisionTransformer vit(c, 0);
+  Generator g(1);
+  apply_method(vit, "lntune", MethodOptions{}, 10, g);
+  int64_t n = 0;
+  for (auto& [name, t] : vit.named_parameters())
+    if (t.requires_grad() && name.rfind("head.", 0) != 0) n += t.numel();
+  EXPECT_EQ(n, 38400);
+}
+
+// Init: the pretrained values (attaching changes no backbone tensor).
+TEST(LntuneMethod, StartsAtThePretrainedValues) {
+  const auto c = tiny();
+  nn::VisionTransformer vit(c, 1), base(c, 1);
+  randomize_trainable(base, 3, /*all=*/true);  // LayerNorms away from 1 / 0
+  auto sd = base.state_dict();
+  vit.load_state_dict(std::map<std::string, Tensor>(sd.begin(), sd.end()));
+  Generator g(2);
+  apply_method(vit, "lntune", MethodOptions{}, 4, g);
+  for (auto& [n, t] : base.named_parameters())
+    if (n.rfind("head.", 0) != 0) EXPECT_EQ(max_abs_diff(vit.parameter(n), t), 0.0) << n;
+}
+
+// ---------------------------------------------------------------- gradients
+
+TEST(LntuneMethod, Float64Gradcheck) {
+  for (const std::string pool : {"cls", "mean"}) {
+    nn::VisionTransformer vit(tiny(2, pool), 3);
+    Generator g(4);
+    apply_method(vit, "lntune", MethodOptions{}, 3, g);
+    vit.to(DType::f64);
+    vit.eval();
+    randomize_trainable(vit, 9);
+    std::vector<Tensor> inputs{randn64({2, 3, 8, 8}, 11, false)};
+    for (auto& [_, p] : vit.named_parameters()) inputs.push_back(p);
+    auto fn = [&](const std::vector<Tensor>& in) { return vit.forward(in[0]); };
+    auto r = gradcheck(fn, inputs);
+    EXPECT_TRUE(r.ok) << "pool " << pool << ": " << r.message;
+  }
+}
+
+TEST(LntuneMethod, FrozenTensorsGetNoGradient) {
+  nn::VisionTransformer vit(tiny(), 3);
+  Generator g(4);
+  apply_method(vit, "lntune", MethodOptions{}, 3, g);
+  randomize_trainable(vit, 9);
+  Generator gi(5);
+  backward(cross_entropy(vit.forward(randn({2, 3, 8, 8}, gi)), from_vector_i64({0, 2}, {2})));
+  for (auto& [n, p] : vit.named_parameters()) {
+    EXPECT_EQ(p.grad().defined(), p.requires_grad()) << n;
+    EXPECT_EQ(p.requires_grad(), n.find("norm") != std::string::npos || n.rfind("head.", 0) == 0) << n;
+  }
+}
+
+// ---------------------------------------------------------------- merge and refusals
+
+// Merging folds nothing: the trained LayerNorm values are base tensors, so the plain state dict
+// loads strictly into a plain ViT and gives the same logits.
+TEST(LntuneMethod, MergeGivesAPlainModelWithTheSameLogits) {
+  const auto c = tiny();
+  nn::VisionTransformer vit(c, 1);
+  Generator g(2);
+  apply_method(vit, "lntune", MethodOptions{}, 4, g);
+  randomize_trainable(vit, 6);
+  vit.eval();
+  Generator gi(5);
+  Tensor img = randn({3, 3, 8, 8}, gi);
+  Tensor before = vit.forward(img).detach();
+  EXPECT_TRUE(is_mergeable_method("lntune"));
+  merge_adapters(vit);
+  nn::NamedTensors sd = plain_state_dict(vit);
+  nn::ViTConfig c4 = c;
+  c4.num_classes = 4;
+  nn::VisionTransformer plain(c4, 9);
+  plain.load_state_dict(std::map<std::string, Tensor>(sd.begin(), sd.end()), /*strict=*/true);
+  plain.eval();
+  EXPECT_EQ(max_abs_diff(plain.forward(img), before), 0.0);
+  nn::VisionTransformer base(c, 1);  // the trained values really differ from the base ones
+  EXPECT_GT(max_abs_diff(plain.parameter("blocks.1.norm2.weight"), base.parameter("blocks.1.norm2.weight")), 1e-3);
+}
+
+TEST(LntuneMethod, OpenaiLayoutIsRefusedInOneLine) {
+  nn::ViTConfig c = tiny();
+  c.style = "openai_clip_visual";
+  c.act = "quick_gelu";
+  c.ln_eps = 1e-5;
+  nn::VisionTransformer vit(c, 1);
+  Generator g(2);
+  try {
+    apply_method(vit, "lntune", MethodOptions{}, 3, g);
+    FAIL() << "no error";
+  } catch (const MethodError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("lntune"), std::string::npos) << m;
+    EXPECT_NE(m.find("openai_clip_visual"), std::string::npos) << m;
+    EXPECT_EQ(m.find('\n'), std::string::npos) << m;
+  }
+  EXPECT_EQ(vit.num_parameters(true), vit.num_parameters());  // untouched
+}
+
+// ---------------------------------------------------------------- the CLI
+
+// `peft check` matches the reference; `peft merge` writes a plain ViT whose `check --method
+// linear` logits and loss are the reference's.
+TEST(LntuneMethod, CheckAndMergeCommands) {
+  testing::TempDir tmp("peft_lntune");
+  auto expect_matches = [&](const std::string& result, bool grads) {
+    auto got = nn::read_tensors(result);
+    auto want = nn::read_tensors(kDir + "lntune/expected.safetensors");
+    if (grads) EXPECT_EQ(got.size(), want.size());
+    for (auto& [n, t] : want) {
+      if (!grads && n.rfind("grad.", 0) == 0) continue;
+      auto it = got.find(n);
+      ASSERT_NE(it, got.end()) << n;
+      EXPECT_TRUE(allclose(it->second, t, 1e-3, 1e-4)) << n << ": max abs diff " << max_abs_diff(it->second, t);
+    }
+  };
+  const std::string base = "--config " + kDir + "config.json --weights " + kDir + "base.safetensors ";
+  testing::CliResult r = testing::run_peft("check " + base + "--method lntune --adapter " + kDir +
+                                               "lntune/adapter.safetensors --inputs " + kDir +
+                                               "batch.safetensors --out " + tmp / "result.safetensors",
+                                           "lntune_check");
+  ASSERT_EQ(r.status, 0) << r.err;
+  expect_matches(tmp / "result.safetensors", true);
+
+  testing::CliResult m = testing::run_peft("merge " + base + "--adapter " + kDir + "lntune/adapter.safetensors --out " +
+                                               tmp / "merged.safetensors",
+                                           "lntune_merge");
+  ASSERT_EQ(m.status, 0) << m.err;
+  // The merged config (merged.json beside it) has the adapter's 4 classes.
+  testing::CliResult r2 = testing::run_peft("check --config " + tmp / "merged.json" + " --weights " +
+                                                tmp / "merged.safetensors" + " --method linear --inputs " + kDir +
+                                                "batch.safetensors --out " + tmp / "result2.safetensors",
+                                            "lntune_check_merged");
+  ASSERT_EQ(r2.status, 0) << r2.err;
+  expect_matches(tmp / "result2.safetensors", false);
+}
+
+}  // namespace
+}  // namespace peft
