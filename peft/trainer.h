@@ -1,5 +1,5 @@
 // The training loop shared by `peft pretrain` and `peft train`: schedule, optimizer, metrics,
-// progress bar, epoch checkpoints for --resume, and evaluation.
+// progress, epoch checkpoints for --resume, and evaluation. Its parts live in peft/train/.
 #pragma once
 #include <functional>
 #include <string>
@@ -7,6 +7,7 @@
 #include "data/dataset.h"
 #include "data/transforms.h"
 #include "nn/vit.h"
+#include "peft/train/evaluation.h"  // EvalResult, evaluate
 
 namespace peft {
 
@@ -32,13 +33,6 @@ struct TrainConfig {
   int64_t feature_cache_limit = 0;  // bytes the cached features may take (0 = default_head_cache_limit())
 };
 
-struct EvalResult {
-  double top1 = 0;  // percent
-  double loss = 0;
-  double images_per_s = 0;
-  int64_t n = 0;
-};
-
 struct TrainResult {
   EvalResult train;  // last epoch, measured during training
   EvalResult val;    // on the validation set (or the training set when none is given)
@@ -51,8 +45,6 @@ struct TrainResult {
 
 // Input normalisation for a model: CLIP constants for the OpenAI layout, ImageNet otherwise.
 data::Normalization normalization_for(const nn::ViTConfig& c);
-
-EvalResult evaluate(nn::VisionTransformer& model, const data::DatasetPtr& ds, int64_t batch);
 
 // Trains the model's trainable tensors on `train` (validated on `val` after each epoch when
 // given). Writes out_dir/metrics.jsonl (one JSON object per epoch, cli.md) and

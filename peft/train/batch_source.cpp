@@ -1,0 +1,83 @@
+// Training batches from the loader or from the head feature caches.
+#include "peft/train/batch_source.h"
+
+#include "peft/head_cache.h"
+#include "peft/trainer.h"
+
+namespace peft {
+
+data::DataLoader make_loader(const data::DatasetPtr& ds, int64_t batch, bool shuffle, uint64_t seed,
+                             const data::Augment& aug, const data::Preprocess& pre) {
+  data::LoaderOptions o;
+  o.batch_size = batch;
+  o.shuffle = shuffle;
+  o.seed = seed;
+  data::set_pipeline(o, aug, pre);
+  return data::DataLoader(ds, o);
+}
+
+BatchSource::BatchSource(nn::VisionTransformer& model, data::DatasetPtr train, data::DatasetPtr val,
+                         const TrainConfig& cfg)
+    : train_(std::move(train)),
+      val_(std::move(val)),
+      batch_(cfg.batch),
+      loader_(make_loader(train_, cfg.batch, true, cfg.seed, data::parse_augment(cfg.augment),
+                          nn::effective_preprocess(model.cfg))),
+      nb_(loader_.num_batches()) {
+  // Head-only training on a deterministic pipeline: encode each image once (peft/head_cache.h).
+  const HeadCachePlan plan = plan_head_cache(model, train_, val_, cfg.augment, cfg.feature_cache, cfg.feature_cache_limit);
+  if (!plan.on) return;
+  train_cache_ = std::make_unique<HeadFeatureCache>(train_->size(), model.cfg.feature_dim());
+  train_labels_ = train_->labels();
+  if (val_) {
+    val_cache_ = std::make_unique<HeadFeatureCache>(val_->size(), model.cfg.feature_dim());
+    val_labels_ = val_->labels();
+  }
+}
+
+BatchSource::~BatchSource() = default;
+
+int64_t BatchSource::encoded() const {
+  return (train_cache_ ? train_cache_->encoded() : 0) + (val_cache_ ? val_cache_->encoded() : 0);
+}
+
+void BatchSource::start_epoch(int64_t epoch, int64_t first) {
+  epoch_ = epoch;
+  step_ = first;
+  from_cache_ = train_cache_ && train_cache_->complete();
+  if (from_cache_)
+    order_ = loader_.epoch_order(epoch);
+  else
+    loader_.start_epoch(epoch, first);
+}
+
+bool BatchSource::next(data::Batch& out) {
+  if (!from_cache_) return loader_.next(out);
+  if (step_ >= nb_) return false;
+  const int64_t begin = step_ * batch_, end = std::min(train_->size(), begin + batch_);
+  out.indices.assign(order_.begin() + begin, order_.begin() + end);
+  std::vector<int64_t> y;
+  for (int64_t i : out.indices) y.push_back(train_labels_[static_cast<size_t>(i)]);
+  out.labels = from_vector_i64(y, {end - begin});
+  out.images = Tensor();
+  out.epoch = epoch_;
+  out.index = step_++;
+  return true;
+}
+
+Tensor BatchSource::logits(nn::VisionTransformer& model, const data::Batch& b) {
+  if (!train_cache_) return model.forward(b.images);
+  if (from_cache_) return model.forward_head(train_cache_->gather(b.indices));
+  return model.forward_head(train_cache_->features(model, b.indices, b.images));
+}
+
+const char* BatchSource::note() const {
+  return !train_cache_ ? "" : from_cache_ ? "(cached features) " : "(computing features) ";
+}
+
+EvalResult BatchSource::evaluate_val(nn::VisionTransformer& model, int64_t batch) {
+  if (!val_) return EvalResult{};
+  return val_cache_ ? evaluate_cached(model, val_, batch, *val_cache_, val_labels_) : evaluate(model, val_, batch);
+}
+
+}  // namespace peft

@@ -1,0 +1,57 @@
+// Where the training loop's batches and logits come from: the data loader (augmentation,
+// shuffling, prefetch), or, for a head trained on a frozen backbone, the feature caches
+// (peft/head_cache.h) once they are full. The loop sees one interface either way.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "data/loader.h"
+#include "nn/vit.h"
+#include "peft/train/evaluation.h"
+
+namespace peft {
+
+struct TrainConfig;
+
+// The model's own preprocessing (nn::effective_preprocess): its normalisation, and with rrc a
+// random resized crop of the original image resized with its interpolation.
+data::DataLoader make_loader(const data::DatasetPtr& ds, int64_t batch, bool shuffle, uint64_t seed,
+                             const data::Augment& aug, const data::Preprocess& pre);
+
+class BatchSource {
+ public:
+  BatchSource(nn::VisionTransformer& model, data::DatasetPtr train, data::DatasetPtr val, const TrainConfig& cfg);
+  ~BatchSource();
+
+  int64_t batches_per_epoch() const { return nb_; }
+  bool feature_cache() const { return train_cache_ != nullptr; }
+  // Images the backbone has encoded into the caches (train + val).
+  int64_t encoded() const;
+
+  // Begins `epoch` at batch `first`. Once every training image is cached, an epoch needs only
+  // the order of its examples and their labels: the loader builds no images. Until then (the
+  // first epoch, and the epoch after a resume that began mid-epoch) the loader runs and the
+  // cache fills from its batches.
+  void start_epoch(int64_t epoch, int64_t first);
+  bool next(data::Batch& out);
+  // The training logits of a batch from next() (autograd on; the backbone skipped when cached).
+  Tensor logits(nn::VisionTransformer& model, const data::Batch& b);
+  // For the progress bar: which of the three ways this epoch runs.
+  const char* note() const;
+  // The validation set's result (on its cache when there is one); an empty result without --val.
+  EvalResult evaluate_val(nn::VisionTransformer& model, int64_t batch);
+
+ private:
+  data::DatasetPtr train_, val_;
+  int64_t batch_;
+  data::DataLoader loader_;
+  int64_t nb_;
+  std::unique_ptr<HeadFeatureCache> train_cache_, val_cache_;
+  std::vector<int64_t> train_labels_, val_labels_;
+  bool from_cache_ = false;
+  int64_t epoch_ = 0, step_ = 0;
+  std::vector<int64_t> order_;
+};
+
+}  // namespace peft
