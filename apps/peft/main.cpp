@@ -1,8 +1,13 @@
 // `peft`: one binary, git-style sub-commands (cli.md). Errors become one line and exit 1 or 2.
 #include <fmt/format.h>
 
+#include <cerrno>
+#include <charconv>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
+#include <string_view>
 
 #include "apps/peft/commands.h"
 #include "apps/peft/model_options.h"
@@ -11,15 +16,66 @@
 #include "core/threads.h"
 
 namespace peft::app {
-void add_common_options(CLI::App* cmd, Common& common) {
-  cmd->add_option("--threads", common.threads, "compute threads (default: number of cores)");
-  cmd->add_option("--seed", common.seed, "random seed (same seed + machine + threads = same result)");
-  cmd->add_flag("--json", common.json, "print a one-line JSON summary as the last line of stdout");
-  cmd->add_option("--precision", common.precision,
-                  "f32 | bf16: GEMM inputs in bfloat16 with float32 accumulation (oneDNN backend); norms, "
-                  "softmax, loss and optimizer stay float32")
-      ->capture_default_str();
+namespace {
+
+// One line always: control characters from arguments or file contents (a newline, ESC of a
+// terminal sequence) are written as escapes, so an error is exactly one "peft: error:" line and
+// cannot drive the terminal (issue 20).
+std::string escape_controls(const std::string& msg) {
+  std::string out;
+  out.reserve(msg.size());
+  for (unsigned char c : msg) {
+    if (c == '\n') out += "\\n";
+    else if (c == '\r') out += "\\r";
+    else if (c == '\t') out += "\\t";
+    else if (c < 0x20 || c == 0x7f) out += fmt::format("\\x{:02x}", c);
+    else out += static_cast<char>(c);
+  }
+  return out;
 }
+
+void print_error(const std::string& msg) { std::fprintf(stderr, "peft: error: %s\n", escape_controls(msg).c_str()); }
+
+// Numbers are taken exactly or refused: CLI11 read an empty string as 0 and clamped a number
+// beyond int64 to its maximum. Every INT / UINT / FLOAT option of every command gets this check
+// (no help text: the validator's description is empty).
+std::string check_number(const std::string& type, const std::string& s) {
+  if (s.find_first_not_of(" \t") == std::string::npos) return "empty value (expected a number)";
+  const bool is_int = type == "INT", is_uint = type == "UINT";
+  if (is_int || is_uint) {
+    std::string_view v = s;
+    if (!v.empty() && v[0] == '+') v.remove_prefix(1);
+    if (v.empty() || v.find_first_not_of("-0123456789") != std::string_view::npos) return "";  // CLI11 judges the rest
+    std::errc ec{};
+    if (is_uint) {
+      if (v[0] == '-') return fmt::format("'{}' is negative (expected an integer >= 0)", s);
+      uint64_t x = 0;
+      ec = std::from_chars(v.data(), v.data() + v.size(), x).ec;
+    } else {
+      int64_t x = 0;
+      ec = std::from_chars(v.data(), v.data() + v.size(), x).ec;
+    }
+    if (ec == std::errc::result_out_of_range)
+      return fmt::format("'{}' is out of range (an integer from {} to {})", s, is_uint ? "0" : "-9223372036854775808",
+                         is_uint ? "18446744073709551615" : "9223372036854775807");
+    return "";
+  }
+  errno = 0;
+  const double d = std::strtod(s.c_str(), nullptr);
+  if (errno == ERANGE && std::isinf(d)) return fmt::format("'{}' is out of range for a double", s);
+  return "";
+}
+
+void add_number_checks(CLI::App* app) {
+  for (CLI::Option* o : app->get_options()) {
+    const std::string type = o->get_type_name();
+    if (type != "INT" && type != "UINT" && type != "FLOAT") continue;
+    o->check(CLI::Validator([type](std::string& s) { return check_number(type, s); }, "", "number"));
+  }
+  for (CLI::App* sub : app->get_subcommands([](CLI::App*) { return true; })) add_number_checks(sub);
+}
+
+}  // namespace
 }  // namespace peft::app
 
 int main(int argc, char** argv) {
@@ -43,11 +99,12 @@ int main(int argc, char** argv) {
   app::add_clip_demo_command(app, common, run);
   app::add_bench_command(app, common, run);
   app::add_compare_commands(app, common, run);
+  app::add_number_checks(&app);
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;
     for (auto* sub : app.get_subcommands([](CLI::App*) { return true; })) known = known || sub->get_name() == argv[1];
     if (!known) {
-      std::fprintf(stderr, "peft: error: unknown command '%s' (see peft --help)\n", argv[1]);
+      app::print_error(fmt::format("unknown command '{}' (see peft --help)", argv[1]));
       return 2;
     }
   }
@@ -60,7 +117,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "peft: error: %s\n", e.what());
+    app::print_error(e.what());
     return 2;  // CLI11's own codes go above 100; cli.md wants 2 for bad usage
   }
   try {
@@ -70,16 +127,13 @@ int main(int argc, char** argv) {
     blas::set_precision(common.precision == "bf16" ? blas::Precision::bf16 : blas::Precision::f32);
     return run ? run() : 0;
   } catch (const app::UsageError& e) {
-    std::fprintf(stderr, "peft: error: %s\n", e.what());
+    app::print_error(e.what());
     return 2;
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr, "peft: error: out of memory\n");
     return 1;
   } catch (const std::exception& e) {
-    std::string msg = e.what();
-    for (auto& c : msg)
-      if (c == '\n') c = ' ';
-    std::fprintf(stderr, "peft: error: %s\n", msg.c_str());
+    app::print_error(e.what());
     return 1;
   }
 }

@@ -1,9 +1,20 @@
-// The method flags shared by every command that attaches a PEFT method (cli.md "Method options").
+// The option groups shared by the commands: --threads/--seed/--json/--precision, and the method
+// flags of every command that attaches a PEFT method (cli.md "Method options").
 #include <fmt/format.h>
 
 #include "apps/peft/commands.h"
 
 namespace peft::app {
+
+void add_common_options(CLI::App* cmd, Common& common) {
+  cmd->add_option("--threads", common.threads, "compute threads (default: number of cores)");
+  cmd->add_option("--seed", common.seed, "random seed (same seed + machine + threads = same result)");
+  cmd->add_flag("--json", common.json, "print a one-line JSON summary as the last line of stdout");
+  cmd->add_option("--precision", common.precision,
+                  "f32 | bf16: GEMM inputs in bfloat16 with float32 accumulation (oneDNN backend); norms, "
+                  "softmax, loss and optimizer stay float32")
+      ->capture_default_str();
+}
 
 void add_method_options(CLI::App* cmd, MethodOptions& m, bool with_prompts) {
   // A typed flag is recorded in m.given; the others take the chosen method's default.
