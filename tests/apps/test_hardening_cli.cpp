@@ -318,5 +318,40 @@ TEST_F(Hardening, TempFilesOfDeadRunsAreRemoved) {
   EXPECT_TRUE(fs::exists(live));
 }
 
+// ---- messages: one line always, numbers exact
+TEST_F(Hardening, ControlCharactersInArgumentsAreEscaped) {
+  // A newline gave two "peft: error:" lines; ESC reached the terminal raw.
+  Result r = peft(train_args("o_ctl", "--method 'lo\nra'"));  // a real newline inside the shell quotes
+  expect_error(r, 2, {"unknown method 'lo\\nra'"});
+  r = peft(train_args("o_ctl", "", (dir / "no\x1b[31mpe.safetensors").string()));
+  expect_error(r, 1, {"no\\x1b[31mpe.safetensors"});
+  EXPECT_EQ(r.err.find('\x1b'), std::string::npos);
+  r = peft("'tr\nain'");
+  expect_error(r, 2, {"unknown command 'tr\\nain'"});
+  expect_no_output(dir / "o_ctl");
+}
+
+TEST_F(Hardening, EmptyAndOverflowingNumbers) {
+  struct Row {
+    std::string extra;
+    std::vector<std::string> fragments;
+  };
+  const std::vector<Row> rows = {
+      {"--epochs ''", {"--epochs", "empty value"}},                                   // was taken as 0
+      {"--epochs 99999999999999999999", {"--epochs", "out of range", "99999999999999999999"}},  // was clamped
+      {"--batch -99999999999999999999", {"--batch", "out of range"}},
+      {"--seed 18446744073709551616", {"--seed", "out of range"}},
+      {"--seed -1", {"--seed", "negative"}},
+      {"--lr 1e400", {"--lr", "out of range"}},
+      {"--lr ' '", {"--lr", "empty value"}},
+  };
+  for (const Row& row : rows) {
+    SCOPED_TRACE(row.extra);
+    Result r = peft(train_args("o_num", row.extra));
+    expect_error(r, 2, row.fragments);
+    expect_no_output(dir / "o_num");
+  }
+}
+
 }  // namespace
 }  // namespace peft
