@@ -54,7 +54,8 @@ struct BenchArgs {
 // torch_vit_bench.py's mode names are accepted too; "vpt" there is VPT-deep.
 std::string canonical_method(const std::string& m) { return m == "vpt" ? "vpt-deep" : m; }
 
-bool uses_prompts(const std::string& m) { return m == "vpt-shallow" || m == "vpt-deep" || m == "cvpt"; }
+// Prompt methods (vpt-*, cvpt, prefix): the registry says which read --prompts.
+bool uses_prompts(const std::string& m) { return vision_method(m).uses("prompts"); }
 
 // ---------------------------------------------------------------------------------------------
 // Analytic FLOPs: a faithful C++ copy of torch_vit_bench.py fwd_flops_per_image and
@@ -64,8 +65,10 @@ bool uses_prompts(const std::string& m) { return m == "vpt-shallow" || m == "vpt
 //    to block 0, so data-gradients flow through the whole backbone);
 //  - bitfit: as "ssf" (trainable biases everywhere: data-grads through every block linear, no
 //    weight-grad GEMMs; a bias gradient is a sum, not a GEMM);
-//  - adaptformer: its down/up projections are an extra term like "lora" (fwd 1x, data-grad 1x,
-//    weight-grad 1x), with the backbone's data-grads as in "ssf".
+//  - adaptformer, adapter: their down/up projections are an extra term like "lora" (fwd 1x,
+//    data-grad 1x, weight-grad 1x), with the backbone's data-grads as in "ssf";
+//  - prefix: the M prefix keys/values add T*M columns to QK^T and AV (no projection; the
+//    attention's backward as for "att"); the sequence keeps T = 1+N rows.
 struct FwdFlops {
   double pe = 0, lin = 0, att = 0, head = 0, lora = 0, extra_lin = 0, extra_att = 0, adapter = 0;
   double sum() const { return pe + lin + att + head + lora + extra_lin + extra_att + adapter; }
@@ -91,7 +94,8 @@ FwdFlops fwd_flops_per_image(const nn::ViTConfig& c, int64_t batch, const std::s
     f.extra_lin = depth * (2 * Tq * D * D * 2 + 2 * Md * D * 2 * D / B);
     f.extra_att = depth * 2 * (2 * Tq * Md * D);
   }
-  f.adapter = mode == "adaptformer" ? depth * 2 * T * D * b * 2 : 0;  // down D->b, up b->D
+  if (mode == "prefix" && M > 0) f.extra_att = depth * 2 * (2 * T * static_cast<double>(M) * D);  // prefix columns
+  f.adapter = mode == "adaptformer" || mode == "adapter" ? depth * 2 * T * D * b * 2 : 0;  // down D->b, up b->D
   return f;
 }
 
@@ -105,7 +109,7 @@ double train_flops_per_image(const nn::ViTConfig& c, int64_t batch, const std::s
   double bwd = lin + 2 * att + 2 * f.head;
   if (mode == "full") bwd += f.lin + f.pe;  // weight grads of all block linears + patch embed
   if (mode == "lora") bwd += f.lora;        // weight grads of A, B
-  if (mode == "adaptformer") bwd += f.adapter;
+  if (mode == "adaptformer" || mode == "adapter") bwd += f.adapter;
   return fwd + bwd;
 }
 
@@ -187,6 +191,7 @@ int run_bench(const BenchArgs& a, const Common& common) {
   // the head trains): that is the linear probe.
   const int64_t M = uses_prompts(method) ? a.prompts : 0;
   MethodOptions opts;  // defaults = the script's: LoRA rank 8 on attn.qkv with alpha = r
+  apply_method_defaults(method, opts, {});  // and each method's own (adapter: bottleneck 8)
   opts.prompts = M;
   const std::string attach = uses_prompts(method) && M == 0 ? "linear" : method;
 
@@ -376,7 +381,7 @@ void add_bench_command(CLI::App& app, Common& common, Runner& run) {
       ->required()
       ->check(CLI::IsMember({"tiny", "base"}));
   cmd->add_option("--method", a.method, "PEFT method (peft methods; also torch_vit_bench.py's vpt = vpt-deep)")->required();
-  cmd->add_option("--prompts", a.prompts, "prompts M (vpt-shallow, vpt-deep, cvpt; 0 = none, the linear probe)")
+  cmd->add_option("--prompts", a.prompts, "prompts M (vpt-shallow, vpt-deep, cvpt, prefix; 0 = none, the linear probe)")
       ->capture_default_str();
   cmd->add_option("--phase", a.phase, "train (forward, cross-entropy, backward, AdamW step) | infer (no-grad forward)")
       ->required()
