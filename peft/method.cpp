@@ -36,6 +36,7 @@ const std::vector<MethodDescriptor>& vision_method_registry() {
       methods::linear_method(), methods::full_method(),        methods::bitfit_method(),
       methods::vpt_shallow_method(), methods::vpt_deep_method(), methods::cvpt_method(),
       methods::ssf_method(),    methods::lora_method(),        methods::adaptformer_method(),
+      methods::dora_method(),     methods::ia3_method(),         methods::fact_method(),
       methods::adapter_method(),  methods::prefix_method(),      methods::lntune_method(),
   };
   return r;

@@ -65,7 +65,7 @@ int run_merge(const MergeArgs& a) {
   std::string method = a.method;
   if (method.empty()) {
     if (!f.metadata().count("method"))
-      throw UsageError(fmt::format("{} names no method in its metadata: give --method ssf|lora", a.adapter));
+      throw UsageError(fmt::format("{} names no method in its metadata: give --method (a mergeable method: peft methods)", a.adapter));
     method = f.metadata().at("method");
   }
   if (!is_mergeable_method(method)) {
@@ -155,7 +155,8 @@ int run_merge(const MergeArgs& a) {
 
 void add_merge_command(CLI::App& app, Common& common, Runner& run) {
   static MergeArgs a;
-  auto* cmd = app.add_subcommand("merge", "fold an ssf or lora adapter into the base weights (a plain ViT checkpoint)");
+  auto* cmd = app.add_subcommand(
+      "merge", "fold the adapter of a mergeable method (peft methods says which) into the base weights (a plain ViT checkpoint)");
   add_model_options(cmd, a.model, /*config_required=*/false, /*weights_required=*/true);
   cmd->add_option("--method", a.method, "a mergeable method (peft methods; default: the adapter's)");
   cmd->add_option("--adapter", a.adapter, "adapter.safetensors written by peft train")->required();

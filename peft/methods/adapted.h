@@ -35,6 +35,11 @@ class Adapted {
   virtual void merge(nn::VisionTransformer& vit);
   // A training-only random effect before the head ("" when none): the head cache needs none.
   virtual std::string training_noise() const { return ""; }
+  // A method whose backward treats a computed value as a constant (DoRA's row norm) defines
+  // gradients that are not the derivative of its forward. While held (on = true), such values
+  // are computed once, now, and kept fixed, so a central-difference check (peft gradcheck)
+  // measures exactly the gradient the method defines. Off again: computed every forward.
+  virtual void hold_detached(bool /*on*/) {}
   // The full names of the tensors this module registered (filled by the installing code).
   std::vector<std::string> added_names;
 };

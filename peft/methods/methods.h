@@ -14,6 +14,9 @@ MethodDescriptor cvpt_method();         // cvpt.cpp
 MethodDescriptor ssf_method();          // ssf.cpp
 MethodDescriptor lora_method();         // lora.cpp
 MethodDescriptor adaptformer_method();  // adaptformer.cpp
+MethodDescriptor dora_method();         // dora.cpp
+MethodDescriptor ia3_method();          // ia3.cpp
+MethodDescriptor fact_method();         // fact.cpp
 MethodDescriptor adapter_method();      // adapter.cpp
 MethodDescriptor prefix_method();       // prefix.cpp
 MethodDescriptor lntune_method();       // lntune.cpp
