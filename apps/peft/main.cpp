@@ -1,6 +1,7 @@
 // `peft`: one binary, git-style sub-commands (cli.md). Errors become one line and exit 1 or 2.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -8,6 +9,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <string_view>
+#include <thread>
 
 #include "apps/peft/commands.h"
 #include "apps/peft/model_options.h"
@@ -121,6 +123,14 @@ int main(int argc, char** argv) {
     return 2;  // CLI11's own codes go above 100; cli.md wants 2 for bad usage
   }
   try {
+    // More threads than cores only thrash (--threads 9999 started 8,000 threads and did not finish
+    // in 100 s, issue 20): capped, with a warning.
+    const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+    if (common.threads > cores) {
+      std::fprintf(stderr, "peft: warning: --threads %d is more than the %d cores of this machine; using %d\n",
+                   common.threads, cores, cores);
+      common.threads = cores;
+    }
     set_num_threads(common.threads);
     if (common.precision != "f32" && common.precision != "bf16")
       throw app::UsageError(fmt::format("--precision must be f32 or bf16 (got '{}')", common.precision));

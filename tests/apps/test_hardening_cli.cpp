@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/tensor.h"
@@ -351,6 +352,18 @@ TEST_F(Hardening, EmptyAndOverflowingNumbers) {
     expect_error(r, 2, row.fragments);
     expect_no_output(dir / "o_num");
   }
+}
+
+// ---- bounded work
+TEST_F(Hardening, ThreadsAreCappedAtTheCoreCount) {
+  // --threads 9999 started 8,000 threads and did not finish in 100 s.
+  Result r = peft("inspect --config " + q(dir / "micro.json") + " --threads 100000");
+  EXPECT_EQ(r.status, 0) << r.err;
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  EXPECT_NE(r.err.find("peft: warning: --threads 100000 is more than the " + std::to_string(cores) + " cores"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.err_lines().size(), 1u) << r.err;
 }
 
 }  // namespace
