@@ -17,7 +17,7 @@ if [ "$mode" = "--blas" ]; then
 fi
 
 PKGS=(build-essential cmake pkg-config libopenblas-dev libdnnl-dev libgtest-dev libbenchmark-dev libstb-dev
-      libturbojpeg0-dev libfmt-dev nlohmann-json3-dev libcli11-dev zlib1g-dev)
+      libturbojpeg0-dev libfmt-dev nlohmann-json3-dev libcli11-dev zlib1g-dev libopenmpi-dev openmpi-bin)
 [ "$mode" = "--fuzz" ] && PKGS+=(clang libclang-rt-14-dev)
 missing=()
 for p in "${PKGS[@]}"; do
