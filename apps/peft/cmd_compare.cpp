@@ -1,32 +1,28 @@
 // `peft compare`, `peft sweep` and `peft attention` (issue 5): the cost of every method side by
 // side, cost and accuracy against the number of prompts (the CVPT paper's Figures 1 and 4), and
-// the share of the CLS token's attention that goes to VPT-deep's prompts (its Figure 2).
+// the share of the CLS token's attention that goes to VPT-deep's prompts (its Figure 2). The
+// experiments are library code (peft/compare.h, peft/prompt_sweep.h, peft/prompt_attention.h);
+// this file parses and checks the options, calls them and prints or writes what they return.
 #include <fmt/format.h>
 
-#include <algorithm>
-#include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "apps/peft/commands.h"
-#include "autograd/grad_mode.h"
-#include "autograd/ops.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
-#include "core/random.h"
-#include "data/dataset.h"
-#include "data/plot.h"
-#include "data/transforms.h"
-#include "nn/checkpoint.h"
 #include "nn/config.h"
 #include "nn/pretrained.h"
-#include "peft/cost.h"
+#include "peft/compare.h"
 #include "peft/method.h"
-#include "peft/trainer.h"
+#include "peft/prompt_attention.h"
+#include "peft/prompt_sweep.h"
 
 namespace peft::app {
 
 namespace {
+
+namespace fs = std::filesystem;
 
 // --config, or the config inferred from --weights (nn/pretrained.h) when only weights are given.
 nn::ViTConfig config_of(const std::string& config, const std::string& weights) {
@@ -34,10 +30,6 @@ nn::ViTConfig config_of(const std::string& config, const std::string& weights) {
   if (weights.empty()) throw UsageError("--config or --weights is required");
   return nn::read_pretrained(weights).config;
 }
-
-
-namespace fs = std::filesystem;
-constexpr double kMiB = 1024.0 * 1024.0;
 
 bool uses_prompts(const std::string& m) { return is_vision_method(m) && vision_method(m).uses("prompts"); }
 
@@ -95,21 +87,11 @@ std::vector<std::string> parse_methods(const std::string& s) {
   return out;
 }
 
-// A fresh model with `method` attached: backbone from `weights` (seeded random init when none).
-std::unique_ptr<nn::VisionTransformer> build(const nn::ViTConfig& c, const std::string& weights, const std::string& method,
-                                             const MethodOptions& o, int64_t classes, uint64_t seed) {
+// Runs a library call, bad method options (MethodError) being usage errors (exit 2).
+template <class F>
+auto as_usage(F&& f) {
   try {
-    return build_model(c, method, o, classes, seed, [&](nn::VisionTransformer& vit) {
-      if (!weights.empty()) nn::load_vit_weights(vit, weights);
-    });
-  } catch (const MethodError& e) {
-    throw UsageError(e.what());
-  }
-}
-
-void validate(const std::string& method, const MethodOptions& o) {
-  try {
-    validate_method_options(method, o);
+    return f();
   } catch (const MethodError& e) {
     throw UsageError(e.what());
   }
@@ -122,24 +104,6 @@ void make_dir(const std::string& out) {
 }
 
 std::string in_dir(const std::string& dir, const std::string& file) { return (fs::path(dir) / file).string(); }
-
-nlohmann::json cost_json(const CostReport& r) {
-  return {{"method", r.method},
-          {"M", r.prompts},
-          {"batch", r.batch},
-          {"trainable", r.trainable},
-          {"backbone", r.backbone},
-          {"total", r.total},
-          {"trainable_pct", r.trainable_pct},
-          {"flops_per_image", r.flops_per_image},
-          {"train_step_s", r.train_step_s},
-          {"infer_batch_s", r.infer_batch_s},
-          {"train_peak_bytes", r.train_peak_bytes},
-          {"infer_peak_bytes", r.infer_peak_bytes},
-          {"peak_rss_mb", r.peak_rss_mb}};
-}
-
-int64_t classes_of(const nn::ViTConfig& c) { return c.num_classes > 0 ? c.num_classes : 10; }
 
 void check_measure(int64_t batch, int steps) {
   if (batch <= 0) throw UsageError(fmt::format("--batch: must be positive (got {})", batch));
@@ -158,16 +122,9 @@ struct CompareArgs {
 int run_compare(const CompareArgs& a, const Common& common) {
   check_measure(a.batch, a.steps);
   const std::vector<std::string> methods = parse_methods(a.methods);
-  for (const auto& m : methods) validate(m, a.opts);
-  const nn::ViTConfig c = config_of(a.config, a.weights);
-  std::vector<CostReport> reports;
-  for (const auto& m : methods) {
-    auto vit = build(c, a.weights, m, a.opts, classes_of(c), common.seed);
-    CostReport r = measure_cost(*vit, a.batch, a.steps);
-    r.method = m;
-    r.prompts = uses_prompts(m) ? a.opts.prompts : 0;
-    reports.push_back(r);
-  }
+  for (const auto& m : methods) as_usage([&] { validate_method_options(m, a.opts); });
+  const BaseModel base{config_of(a.config, a.weights), a.weights, common.seed};
+  const std::vector<CostReport> reports = as_usage([&] { return compare_methods(base, methods, a.opts, a.batch, a.steps); });
   fmt::print("compare: {} methods, batch {}, median of {} steps ({} of {} backbone parameters)\n", reports.size(), a.batch,
              a.steps, a.weights.empty() ? "random init" : a.weights, reports.front().backbone);
   fmt::print("{}", format_cost_table(reports));
@@ -189,127 +146,31 @@ struct SweepArgs {
   MethodOptions opts;
 };
 
-struct SweepRow {
-  CostReport cost;
-  double top1 = NAN;
-};
-
-int run_sweep(const SweepArgs& a, const Common& common) {
+int run_sweep_command(const SweepArgs& a, const Common& common) {
   check_measure(a.batch, a.steps);
   if (a.epochs <= 0) throw UsageError(fmt::format("--epochs: must be positive (got {})", a.epochs));
-  const std::vector<std::string> methods = parse_methods(a.methods);
-  const std::vector<int64_t> counts = parse_counts(a.prompts, "--prompts", false);
-  for (const auto& m : methods)
+  SweepRequest req{{}, parse_methods(a.methods), parse_counts(a.prompts, "--prompts", false), a.opts, a.batch, a.steps,
+                   a.epochs, a.lr};
+  for (const auto& m : req.methods)
     if (!uses_prompts(m)) throw UsageError(fmt::format("--methods: {} has no prompts to sweep (use {})", m, prompt_methods()));
   MethodOptions o = a.opts;
-  for (int64_t M : counts) {
+  for (int64_t M : req.counts) {
     o.prompts = M;
-    for (const auto& m : methods) validate(m, o);
+    for (const auto& m : req.methods) as_usage([&] { validate_method_options(m, o); });
   }
-  const nn::ViTConfig c = config_of(a.config, a.weights);
-  data::DatasetPtr train, val;
-  int64_t classes = classes_of(c);
-  if (!a.data.empty()) {
-    train = data::open_dataset(a.data, data::Split::train, nn::effective_preprocess(c), c.in_chans, a.train_size, common.seed);
-    val = data::open_dataset(a.data, data::Split::val, nn::effective_preprocess(c), c.in_chans, a.val_size, common.seed);
-    classes = train->num_classes();
-  }
+  req.base = {config_of(a.config, a.weights), a.weights, common.seed};
+  const SweepData d = open_sweep_data(req.base.config, a.data, a.train_size, a.val_size, common.seed);
   if (!a.out.empty()) make_dir(a.out);
-
-  // M = 0 is the frozen backbone with a head alone (linear probe): where every curve starts.
-  auto measure = [&](const std::string& method, int64_t M) {
-    MethodOptions mo = a.opts;
-    if (M > 0) mo.prompts = M;
-    auto vit = build(c, a.weights, method, mo, classes, common.seed);
-    SweepRow row;
-    row.cost = measure_cost(*vit, a.batch, a.steps);
-    row.cost.method = method;
-    row.cost.prompts = M;
-    if (train) {
-      TrainConfig tc;
-      tc.epochs = a.epochs;
-      tc.batch = a.batch;
-      tc.lr = a.lr;
-      tc.seed = common.seed;
-      tc.progress = false;
-      train_model(*vit, train, nullptr, tc);
-      row.top1 = evaluate(*vit, val, a.batch).top1;
-    }
-    return row;
-  };
-  const SweepRow base = measure("linear", 0);
-  std::vector<SweepRow> rows;
-  for (const auto& m : methods)
-    for (int64_t M : counts) rows.push_back(measure(m, M));
-
-  // Table (and CSV): the baseline, then each method by prompt count.
-  std::vector<const SweepRow*> all = {&base};
-  for (const auto& r : rows) all.push_back(&r);
+  const SweepResult r = as_usage([&] { return run_sweep(req, d); });
   fmt::print("sweep: {} on {} ({}), batch {}\n", a.methods, a.config, a.weights.empty() ? "random init" : a.weights, a.batch);
-  fmt::print("{:<12} {:>5} {:>11} {:>11} {:>9} {:>10} {:>10} {:>8}\n", "method", "M", "trainable", "MFLOPs/img", "step ms",
-             "train MiB", "infer MiB", "top1");
-  std::string csv = "method,prompts,trainable,flops_per_image,train_step_s,infer_batch_s,train_peak_bytes,infer_peak_bytes,peak_rss_mb,top1\n";
-  nlohmann::json jrows = nlohmann::json::array();
-  for (const SweepRow* r : all) {
-    const CostReport& k = r->cost;
-    const std::string top1 = std::isnan(r->top1) ? "-" : fmt::format("{:.2f}%", r->top1);
-    fmt::print("{:<12} {:>5} {:>11} {:>11.3f} {:>9.2f} {:>10.2f} {:>10.2f} {:>8}\n", k.method, k.prompts, k.trainable,
-               static_cast<double>(k.flops_per_image) / 1e6, k.train_step_s * 1e3,
-               static_cast<double>(k.train_peak_bytes) / kMiB, static_cast<double>(k.infer_peak_bytes) / kMiB, top1);
-    csv += fmt::format("{},{},{},{},{:.6g},{:.6g},{},{},{:.6g},{}\n", k.method, k.prompts, k.trainable, k.flops_per_image,
-                       k.train_step_s, k.infer_batch_s, k.train_peak_bytes, k.infer_peak_bytes, k.peak_rss_mb,
-                       std::isnan(r->top1) ? std::string() : fmt::format("{:.4f}", r->top1));
-    nlohmann::json j = cost_json(k);
-    j["top1"] = std::isnan(r->top1) ? nlohmann::json(nullptr) : nlohmann::json(r->top1);
-    jrows.push_back(j);
-  }
-
+  fmt::print("{}", format_sweep_table(r));
   if (!a.out.empty()) {
-    write_text_atomic(in_dir(a.out, "sweep.csv"), csv);
-    // One curve per method over M (starting at the M = 0 baseline).
-    auto curves = [&](const std::string& title, const std::string& ylabel, auto value, const std::string& suffix) {
-      std::vector<data::PlotSeries> s;
-      for (const auto& m : methods) {
-        data::PlotSeries ps;
-        ps.name = m + suffix;
-        ps.x.push_back(0);
-        ps.y.push_back(value(base));
-        for (const auto& r : rows)
-          if (r.cost.method == m) {
-            ps.x.push_back(static_cast<double>(r.cost.prompts));
-            ps.y.push_back(value(r));
-          }
-        s.push_back(ps);
-      }
-      data::LinePlot p;
-      p.title = title;
-      p.xlabel = "prompts M";
-      p.ylabel = ylabel;
-      p.series = s;
-      return p;
-    };
-    // GFLOPs for real models, MFLOPs for the small ones (readable tick numbers either way).
-    int64_t max_flops = base.cost.flops_per_image;
-    for (const auto& r : rows) max_flops = std::max(max_flops, r.cost.flops_per_image);
-    const bool giga = max_flops >= 1000000000;
-    const double unit = giga ? 1e9 : 1e6;
-    data::save_line_plot(curves("FLOPs vs prompts", giga ? "GFLOPs/image" : "MFLOPs/image",
-                                [unit](const SweepRow& r) { return static_cast<double>(r.cost.flops_per_image) / unit; }, ""),
-                         in_dir(a.out, "flops.png"));
-    data::LinePlot mem = curves("memory vs prompts", "peak MiB",
-                                [](const SweepRow& r) { return static_cast<double>(r.cost.train_peak_bytes) / kMiB; }, " train");
-    data::LinePlot inf = curves("", "", [](const SweepRow& r) { return static_cast<double>(r.cost.infer_peak_bytes) / kMiB; }, " test");
-    mem.series.insert(mem.series.end(), inf.series.begin(), inf.series.end());
-    data::save_line_plot(mem, in_dir(a.out, "memory.png"));
-    data::save_line_plot(curves("training step vs prompts", "ms/step",
-                                [](const SweepRow& r) { return r.cost.train_step_s * 1e3; }, ""),
-                         in_dir(a.out, "step_time.png"));
-    if (train)
-      data::save_line_plot(curves("accuracy vs prompts", "top1 %", [](const SweepRow& r) { return r.top1; }, ""),
-                           in_dir(a.out, "accuracy.png"));
-    fmt::print("wrote {}/sweep.csv and {}/{{flops,memory,step_time{}}}.png\n", a.out, a.out, train ? ",accuracy" : "");
+    write_text_atomic(in_dir(a.out, "sweep.csv"), sweep_csv(r));
+    save_sweep_plots(r, a.out);
+    fmt::print("wrote {}/sweep.csv and {}/{{flops,memory,step_time{}}}.png\n", a.out, a.out, r.trained ? ",accuracy" : "");
   }
-  if (common.json) fmt::print("{}\n", nlohmann::json({{"config", a.config}, {"batch", a.batch}, {"rows", jrows}}).dump());
+  if (common.json)
+    fmt::print("{}\n", nlohmann::json({{"config", a.config}, {"batch", a.batch}, {"rows", sweep_json_rows(r)}}).dump());
   return 0;
 }
 
@@ -321,112 +182,33 @@ struct AttentionArgs {
   double lr = 1e-3;
 };
 
-// Per layer, the mean (over images and heads) of the attention probability mass that the CLS
-// query (row 0) puts on the prompt keys 1..M. maps[l]: [B, H, T, T].
-std::vector<double> cls_prompt_share(const nn::VisionTransformer& vit, int64_t M) {
-  std::vector<double> share;
-  for (const auto& blk : vit.block_list) {
-    const Tensor& p = blk->attn->last_attention;
-    const int64_t B = p.size(0), H = p.size(1), T = p.size(2);
-    const std::vector<double> a = p.to(DType::f64).to_vector<double>();
-    double sum = 0;
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t h = 0; h < H; ++h) {
-        const double* row0 = a.data() + ((b * H + h) * T) * T;  // the CLS query's row
-        for (int64_t j = 1; j <= M; ++j) sum += row0[j];
-      }
-    share.push_back(sum / static_cast<double>(B * H));
-  }
-  return share;
-}
-
 int run_attention(const AttentionArgs& a, const Common& common) {
   if (a.batch <= 0) throw UsageError(fmt::format("--batch: must be positive (got {})", a.batch));
   if (a.epochs < 0) throw UsageError(fmt::format("--epochs: must be >= 0 (got {})", a.epochs));
   if (a.epochs > 0 && a.data.empty()) throw UsageError("--epochs needs --data (the prompts are trained on it)");
   std::vector<int64_t> counts = parse_counts(a.prompts, "--prompts", true);
   if (counts.front() != 0) counts.insert(counts.begin(), 0);  // M = 0: the plain model, share 0
-  const nn::ViTConfig c = config_of(a.config, a.weights);
+  const BaseModel base{config_of(a.config, a.weights), a.weights, common.seed};
   for (int64_t M : counts)
     if (M > 0) {
       MethodOptions o;
       o.prompts = M;
-      validate("vpt-deep", o);
+      as_usage([&] { validate_method_options("vpt-deep", o); });
     }
-
-  // The probe batch: validation images when --data is given, else seeded noise.
-  data::DatasetPtr train, val;
-  int64_t classes = classes_of(c);
-  Tensor images;
-  if (!a.data.empty()) {
-    val = data::open_dataset(a.data, data::Split::val, nn::effective_preprocess(c), c.in_chans, a.batch, common.seed);
-    if (a.epochs > 0) train = data::open_dataset(a.data, data::Split::train, nn::effective_preprocess(c), c.in_chans, a.train_size, common.seed);
-    classes = val->num_classes();
-    std::vector<Tensor> xs;
-    const data::Normalization norm = normalization_for(c);
-    for (int64_t i = 0; i < std::min(a.batch, val->size()); ++i) xs.push_back(data::to_tensor(val->load(i), norm));
-    images = stack(xs, 0);
-  } else {
-    Generator g(common.seed + 7);
-    images = randn({a.batch, c.in_chans, c.image_size, c.image_size}, g);
-  }
-
-  std::vector<std::vector<double>> share(static_cast<size_t>(c.depth));  // [layer][count]
-  for (int64_t M : counts) {
-    MethodOptions o;
-    o.prompts = std::max<int64_t>(M, 1);
-    auto vit = build(c, a.weights, M > 0 ? "vpt-deep" : "linear", o, classes, common.seed);
-    if (train) {
-      TrainConfig tc;
-      tc.epochs = a.epochs;
-      tc.batch = std::min<int64_t>(a.batch, train->size());
-      tc.lr = a.lr;
-      tc.seed = common.seed;
-      tc.progress = false;
-      train_model(*vit, train, nullptr, tc);
-    }
-    for (auto& blk : vit->block_list) blk->attn->keep_attention = true;
-    NoGradGuard ng;
-    vit->eval();
-    vit->forward(images);
-    const std::vector<double> s = cls_prompt_share(*vit, M);
-    for (size_t l = 0; l < s.size(); ++l) share[l].push_back(s[l]);
-  }
-
-  fmt::print("attention: share of the CLS token's attention on the VPT-deep prompts ({}, {} images{})\n",
-             a.weights, images.size(0), train ? fmt::format(", prompts trained {} epochs", a.epochs) : ", prompts at init");
-  std::string head = fmt::format("{:<7}", "layer");
-  for (int64_t M : counts) head += fmt::format(" {:>8}", fmt::format("M={}", M));
-  fmt::print("{}\n", head);
-  std::string csv = "layer,prompts,share\n";
-  for (size_t l = 0; l < share.size(); ++l) {
-    std::string line = fmt::format("{:<7}", l);
-    for (size_t j = 0; j < counts.size(); ++j) {
-      line += fmt::format(" {:>8.4f}", share[l][j]);
-      csv += fmt::format("{},{},{:.6g}\n", l, counts[j], share[l][j]);
-    }
-    fmt::print("{}\n", line);
-  }
+  const PromptAttentionResult r =
+      as_usage([&] { return prompt_attention({base, counts, a.data, a.batch, a.epochs, a.train_size, a.lr}); });
+  fmt::print("attention: share of the CLS token's attention on the VPT-deep prompts ({}, {} images{})\n", a.weights,
+             r.images, r.trained ? fmt::format(", prompts trained {} epochs", a.epochs) : ", prompts at init");
+  fmt::print("{}", format_prompt_attention(r));
   if (!a.out.empty()) {
     make_dir(a.out);
-    write_text_atomic(in_dir(a.out, "attention.csv"), csv);
-    data::Heatmap h;
-    h.title = "CLS attention on prompts";
-    h.xlabel = "prompts M";
-    h.ylabel = "layer";
-    for (size_t l = 0; l < share.size(); ++l) h.row_labels.push_back(std::to_string(l));
-    for (int64_t M : counts) h.col_labels.push_back(std::to_string(M));
-    h.values = share;
-    data::save_heatmap(h, in_dir(a.out, "attention.png"));
+    write_text_atomic(in_dir(a.out, "attention.csv"), prompt_attention_csv(r));
+    save_prompt_attention_heatmap(r, in_dir(a.out, "attention.png"));
     fmt::print("wrote {}/attention.csv and {}/attention.png\n", a.out, a.out);
   }
-  if (common.json) {
-    nlohmann::json j = {{"config", a.config}, {"prompts", counts}, {"share", share}};
-    fmt::print("{}\n", j.dump());
-  }
+  if (common.json) fmt::print("{}\n", nlohmann::json({{"config", a.config}, {"prompts", counts}, {"share", r.share}}).dump());
   return 0;
 }
-
 
 }  // namespace
 
@@ -460,7 +242,7 @@ void add_compare_commands(CLI::App& app, Common& common, Runner& run) {
   sw->add_option("--out", sa.out, "write DIR/sweep.csv and DIR/{flops,memory,step_time,accuracy}.png");
   add_method_options(sw, sa.opts, /*with_prompts=*/false);  // --prompts is the list of counts here
   add_common_options(sw, common);
-  sw->callback([&run, &common] { run = [&common] { return run_sweep(sa, common); }; });
+  sw->callback([&run, &common] { run = [&common] { return run_sweep_command(sa, common); }; });
 
   static AttentionArgs aa;
   auto* at = app.add_subcommand("attention", "share of the CLS token's attention on VPT-deep's prompts, per layer and M");
