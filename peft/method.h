@@ -50,7 +50,8 @@ struct MethodDescriptor {
   std::string option_help;           // how it reads them, e.g. "--rank r (default 8), ..."
   bool timm_only = false;            // refuses style openai_clip_visual (methods.md 19-24 "Layout")
   bool mergeable = false;            // peft merge / bench --merged fold it into the weights
-  double demo_lr = 5e-3;             // the learning rate `peft demo` trains it with (AdamW, batch 32)
+  double demo_lr = 5e-3;             // the learning rate `peft demo` trains it with (AdamW, batch 64)
+  double demo_weight_decay = 0.0;    // and its weight decay
   // Sets the method's own defaults for the keys not given on the command line (e.g. adapter's
   // bottleneck 8). nullptr: MethodOptions' defaults.
   void (*defaults)(MethodOptions& o) = nullptr;

@@ -8,6 +8,7 @@ MethodDescriptor full_method() {
   d.name = "full";
   d.description = "full fine-tuning: every tensor trains";
   d.demo_lr = 1e-3;
+  d.demo_weight_decay = 0.05;
   d.attach = [](nn::VisionTransformer& vit, const MethodOptions&, Generator&) {
     for (auto& [_, p] : vit.named_parameters()) Tensor(p).requires_grad_(true);
   };
