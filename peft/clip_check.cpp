@@ -61,6 +61,11 @@ nn::NamedTensors clip_check_tensors(const ClipCheckRequest& r) {
       cache_labels = labels;
     }
   }
+  Tensor text_features;  // raw u of the lines by the plain CLIP: before a method changes a tower (clip-lora, maple)
+  {
+    NoGradGuard ng;
+    text_features = clip.encode_text(tokens);
+  }
   Generator gen(r.seed);
   std::shared_ptr<ClipHead> head = make_clip_head(clip, r.method, r.options, tokens, gen, keys, cache_labels);
   if (!adapter.empty()) {
@@ -78,10 +83,7 @@ nn::NamedTensors clip_check_tensors(const ClipCheckRequest& r) {
   for (auto& [n, p] : head->named_parameters())
     if (p.requires_grad()) out.push_back({"grad." + n, p.grad()});
   out.push_back({"tokens", tokens});
-  {
-    NoGradGuard ng;
-    out.push_back({"text_features", clip.encode_text(tokens)});
-  }
+  out.push_back({"text_features", text_features});
   return out;
 }
 

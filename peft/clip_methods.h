@@ -60,6 +60,11 @@ struct ClipMethodDescriptor {
   // Builds the head with options already resolved (defaults filled in).
   std::shared_ptr<ClipHead> (*make)(nn::CLIP& clip, const ClipMethodOptions& o, const ClipHeadInputs& in,
                                     Generator& gen) = nullptr;
+  // Folds an adapter of this method into the CLIP's weights, exactly for the forward pass, so
+  // that clip's state dict is a plain CLIP (peft merge). Returns metadata for the merged file
+  // (e.g. a logit constant that replaces exp(logit_scale)). nullptr: not mergeable.
+  std::map<std::string, std::string> (*merge)(nn::CLIP& clip, const ClipMethodOptions& o,
+                                              const std::map<std::string, Tensor>& adapter) = nullptr;
 };
 
 const std::vector<ClipMethodDescriptor>& clip_method_registry();

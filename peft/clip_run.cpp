@@ -192,4 +192,28 @@ ClipEvalResult evaluate_clip_head(ClipHead& head, const FeatureSet& fs, int64_t 
   return r;
 }
 
+ClipEvalResult evaluate_clip_head(ClipHead& head, FeatureCache& cache, const data::Dataset& ds, int64_t image_batch) {
+  if (!head.needs_images()) return evaluate_clip_head(head, cache.get(head.clip, ds));
+  NoGradGuard ng;
+  ClipEvalResult r;
+  const auto t0 = std::chrono::steady_clock::now();
+  const DType dt = head.clip.text_projection.dtype();
+  const int64_t N = ds.size(), B = std::max<int64_t>(1, image_batch);
+  int64_t correct = 0;
+  double sum = 0;
+  for (int64_t lo = 0; lo < N; lo += B) {
+    const FeatureSet chunk = load_images(head.clip, ds, lo, B);  // [n, C, S, S]
+    const int64_t n = chunk.labels.size(0);
+    Tensor logits = head.forward(chunk.features.to(dt));
+    sum += cross_entropy(logits, chunk.labels).item() * static_cast<double>(n);
+    const std::vector<int64_t> pred = argmax(logits, 1).to_vector<int64_t>(), y = chunk.labels.to_vector<int64_t>();
+    for (int64_t i = 0; i < n; ++i) correct += pred[static_cast<size_t>(i)] == y[static_cast<size_t>(i)];
+  }
+  r.images = N;
+  r.top1 = N > 0 ? 100.0 * static_cast<double>(correct) / static_cast<double>(N) : 0.0;
+  r.loss = N > 0 ? sum / static_cast<double>(N) : 0.0;
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
 }  // namespace peft

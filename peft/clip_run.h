@@ -72,5 +72,9 @@ struct ClipEvalResult {
   double seconds = 0;  // the head over the cached features (encoding excluded)
 };
 ClipEvalResult evaluate_clip_head(ClipHead& head, const FeatureSet& fs, int64_t batch = 512);
+// The same on `ds`: its cached image features, or, for a head that needs images (a method that
+// changes the image tower, whose features cannot be cached), its images loaded `image_batch` at a
+// time. The cache is never asked for features once such a head has changed the tower.
+ClipEvalResult evaluate_clip_head(ClipHead& head, FeatureCache& cache, const data::Dataset& ds, int64_t image_batch = 64);
 
 }  // namespace peft

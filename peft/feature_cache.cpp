@@ -92,6 +92,29 @@ FeatureSet encode_dataset(nn::CLIP& clip, const data::Dataset& ds, const EncodeO
   return fs;
 }
 
+FeatureSet load_images(const nn::CLIP& clip, const data::Dataset& ds, int64_t start, int64_t count) {
+  const nn::ViTConfig& vc = clip.cfg.vision;
+  if (ds.image_size() != vc.image_size || ds.channels() != vc.in_chans)
+    throw ShapeError(fmt::format("load_images: {} has {}x{}x{} images, the model wants {}x{}x{}", ds.describe(),
+                                 ds.channels(), ds.image_size(), ds.image_size(), vc.in_chans, vc.image_size,
+                                 vc.image_size));
+  const int64_t N = ds.size();
+  if (start < 0 || start > N) throw ValueError(fmt::format("load_images: start {} outside [0, {}]", start, N));
+  const int64_t n = count < 0 ? N - start : std::min(count, N - start);
+  const int64_t S = vc.image_size, C = vc.in_chans;
+  const data::Normalization norm = nn::effective_preprocess(vc).norm;  // as encode_dataset
+  FeatureSet fs;
+  fs.features = empty({n, C, S, S});
+  std::vector<int64_t> labels(static_cast<size_t>(n));
+  const std::vector<int64_t> all = ds.labels();
+  for (int64_t r = 0; r < n; ++r) {
+    data::to_chw(ds.load(start + r), norm, fs.features.data<float>() + r * C * S * S);
+    labels[static_cast<size_t>(r)] = all[static_cast<size_t>(start + r)];
+  }
+  fs.labels = from_vector_i64(labels, {n});
+  return fs;
+}
+
 FeatureCache::FeatureCache(std::string dir) : dir_(std::move(dir)) {}
 
 FeatureSet FeatureCache::get(nn::CLIP& clip, const data::Dataset& ds, const EncodeOptions& o) {

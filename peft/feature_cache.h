@@ -1,7 +1,9 @@
 // Encode a dataset's images with a frozen CLIP once, and keep the features in memory and on disk.
 //
-// Few-shot CLIP methods other than CoOp never change the image tower, so every epoch would encode
-// the same images again: the cache turns that into one pass. Entries are keyed by a hash of the
+// Most few-shot CLIP methods never change the image tower, so every epoch would encode the same
+// images again: the cache turns that into one pass. Methods that change it (maple; clip-lora unless
+// --encoder text) take the images (load_images) and never go through the cache: their tower's
+// features would be stored under the plain model's key. Entries are keyed by a hash of the
 // model weights and a description of the images (dataset, indices, labels, views, seed), so a
 // changed model or dataset can never be served stale features. Disk entries are safetensors files
 // written atomically (temp file + rename); a corrupt or mismatching file is recomputed.
@@ -49,5 +51,10 @@ class FeatureCache {
 
 // Encodes without a cache (no autograd, eval mode, CLIP normalisation).
 FeatureSet encode_dataset(nn::CLIP& clip, const data::Dataset& ds, const EncodeOptions& o = {});
+
+// Images [n, C, S, S] (float32, normalised as encode_dataset does) and labels [n] of images
+// start..start+n-1 of `ds` (count < 0: to the end). For a method that changes the image tower
+// (maple, clip-lora unless --encoder text): its features cannot be cached, so it takes the images.
+FeatureSet load_images(const nn::CLIP& clip, const data::Dataset& ds, int64_t start = 0, int64_t count = -1);
 
 }  // namespace peft

@@ -41,10 +41,13 @@ int run_clip_check(const std::string& config, const std::string& weights, const 
                    const std::string& adapter, const std::string& inputs, const std::string& out, uint64_t seed) {
   if (!is_clip_method(method)) {
     // A CLIP config with a vision method: say which methods fit instead of a failed ViT load.
-    if (nn::is_clip_config(config))
-      throw UsageError(fmt::format("--config {} is a CLIP model: peft check takes the CLIP methods with it (zeroshot, "
-                                   "taskres, coop, clip-adapter, tip-adapter, tip-adapter-f); '{}' needs a ViT config",
-                                   config, method));
+    if (nn::is_clip_config(config)) {
+      std::string names;  // every CLIP method of the registry
+      for (const auto& d : clip_methods()) names += (names.empty() ? "" : ", ") + d.name;
+      throw UsageError(fmt::format("--config {} is a CLIP model: peft check takes the CLIP methods with it ({}); '{}' "
+                                   "needs a ViT config",
+                                   config, names, method));
+    }
     return -1;  // not ours: the vision path handles it
   }
   const ClipOnlyOptions& o = clip_only();

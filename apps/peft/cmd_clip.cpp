@@ -100,7 +100,17 @@ int run_clip_train(const ClipTrainArgs& a, const Common& common) {
   if (a.shots > 0) train = std::make_shared<data::Subset>(train, data::few_shot_indices(*train, a.shots, common.seed));
   claim_out_dir(a.out, {{"--weights", a.weights}, {"--config", a.config}});  // created + locked (core/out_dir.h)
   FeatureCache cache(a.cache_dir.empty() ? (fs::path(a.out) / "feature_cache").string() : a.cache_dir);
-  FeatureSet ftrain = cache.get(clip, *train);
+  // A method that changes the image tower (maple; clip-lora unless --encoder text) cannot use
+  // cached image features: it trains and evaluates on the images. The text side is the head's.
+  const ClipMethodOptions resolved = resolve_clip_options(a.method, a.options);
+  const bool images_in = clip_method(a.method).takes_images(resolved);
+  if (images_in)
+    fmt::print("clip-train: {} changes the image tower: training and evaluation read the images (the image tower is "
+               "not cached; the feature cache is not used for it)\n",
+               a.method);
+  else
+    fmt::print("clip-train: image features from the feature cache (the image tower is frozen for {})\n", a.method);
+  FeatureSet ftrain = images_in ? load_images(clip, *train) : cache.get(clip, *train);
   Tensor keys, key_labels;
   if (a.method == "tip-adapter" || a.method == "tip-adapter-f") {
     EncodeOptions eo;
@@ -116,7 +126,7 @@ int run_clip_train(const ClipTrainArgs& a, const Common& common) {
   tc.seed = common.seed;
   ClipTrainResult tr = train_clip_head(*head, ftrain.features, ftrain.labels, tc);
   std::optional<ClipEvalResult> ev;
-  if (val) ev = evaluate_clip_head(*head, cache.get(clip, *val));
+  if (val) ev = evaluate_clip_head(*head, cache, *val);  // the images when the head changed the image tower
   // The prompts and the data's class names go into the metadata: peft clip-eval rebuilds the
   // classifier from them and refuses data with other classes.
   save_safetensors((fs::path(a.out) / "adapter.safetensors").string(), head->state_dict(),

@@ -137,7 +137,8 @@ void box(data::Image& im, int64_t cx, int64_t cy, int64_t r, Rgb c) {
 const std::vector<Rgb>& palette() {
   static const std::vector<Rgb> p = {{0.45f, 0.45f, 0.45f}, {0.12f, 0.47f, 0.71f}, {1.0f, 0.5f, 0.05f},
                                      {0.17f, 0.63f, 0.17f}, {0.84f, 0.15f, 0.16f}, {0.58f, 0.4f, 0.74f},
-                                     {0.55f, 0.34f, 0.29f}};
+                                     {0.55f, 0.34f, 0.29f}, {0.89f, 0.47f, 0.76f}, {0.74f, 0.74f, 0.13f},
+                                     {0.09f, 0.75f, 0.81f}, {0.0f, 0.0f, 0.5f}};
   return p;
 }
 
@@ -236,6 +237,9 @@ void add_clip_demo_command(CLI::App& app, Common& common, Runner& run) {
       auto testset = std::make_shared<data::ProceduralDataset>(o.target, o.quick ? 60 : 1200, S, seed, data::Split::test);
       FeatureCache cache((fs::path(o.out) / "feature_cache").string());
       FeatureSet test = cache.get(clip, *testset), val = cache.get(clip, *valset);
+      const FeatureSet test_images = load_images(clip, *testset);  // for the methods that change the image tower
+      std::map<std::string, Tensor> clip_state;                    // their fresh copies of the pretrained CLIP
+      for (auto& [n, t] : clip.state_dict()) clip_state[n] = t;
       Generator gen(seed);
       ClipMethodOptions mo;
       auto zs = make_clip_head(clip, "zeroshot", mo, tokens, gen);
@@ -251,7 +255,8 @@ void add_clip_demo_command(CLI::App& app, Common& common, Runner& run) {
 
       // 3. Few-shot adaptation.
       const std::vector<std::string> methods = {"zeroshot",     "linear-probe", "coop",   "clip-adapter",
-                                                "tip-adapter", "tip-adapter-f", "taskres"};
+                                                "tip-adapter", "tip-adapter-f", "taskres",
+                                                "clip-lora",   "maple"};
       std::vector<std::vector<double>> acc(methods.size(), std::vector<double>(shots.size(), 0.0));
       std::vector<double> time_s(methods.size(), 0.0);
       std::vector<int64_t> trainable(methods.size(), 0);
@@ -273,10 +278,24 @@ void add_clip_demo_command(CLI::App& app, Common& common, Runner& run) {
         for (size_t m = 0; m < methods.size(); ++m) {
           const std::string& name = methods[m];
           const auto t0 = std::chrono::steady_clock::now();
+          std::unique_ptr<nn::CLIP> own;  // a fresh copy of the pretrained CLIP for a method that changes a tower
           std::shared_ptr<ClipHead> head;
           ClipMethodOptions opt;
           ClipTrainConfig c = tc;
-          if (name == "linear-probe") {
+          const bool images_in = name != "linear-probe" && clip_method(name).takes_images(resolve_clip_options(name, opt));
+          if (images_in) {
+            // clip-lora, maple: the image tower changes, so they train and test on the images (no
+            // feature cache), each on its own copy of the pretrained CLIP.
+            own = std::make_unique<nn::CLIP>(cfg, seed);
+            own->load_state_dict(clip_state);
+            own->eval();
+            if (name == "maple") opt.depth = std::min(cfg.text.layers, cfg.vision.depth);  // default 9 > clip-micro's 2
+            head = make_clip_head(*own, name, opt, tokens, gen);
+            c.lr = 1e-3;
+            const FeatureSet imgs = load_images(*own, *few);
+            train_clip_head(*head, imgs.features, imgs.labels, c);
+            acc[m][si] = clip_head_accuracy(*head, test_images.features, test_images.labels);
+          } else if (name == "linear-probe") {
             head = std::make_shared<LinearProbeHead>(clip, K);
             c.lr = 1e-2;
             c.weight_decay = 1e-3;
@@ -302,8 +321,10 @@ void add_clip_demo_command(CLI::App& app, Common& common, Runner& run) {
             // the classifier, so the step follows the mean norm of u (official: lr 2e-3 on RN50's u).
             if (name == "taskres") c.lr = 2e-3 * taskres_lr_scale;
           }
-          train_clip_head(*head, train.features, train.labels, c);
-          acc[m][si] = clip_head_accuracy(*head, test.features, test.labels);
+          if (!images_in) {
+            train_clip_head(*head, train.features, train.labels, c);
+            acc[m][si] = clip_head_accuracy(*head, test.features, test.labels);
+          }
           time_s[m] += seconds_since(t0);
           trainable[m] = head->num_parameters(true);
         }

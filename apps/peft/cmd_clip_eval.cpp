@@ -46,8 +46,8 @@ int run_clip_eval(const ClipEvalArgs& a, const Common& common) {
 
   FeatureCache cache(a.cache_dir);  // "" = memory only
   const auto t0 = std::chrono::steady_clock::now();
-  const FeatureSet features = cache.get(clip, *ds);
-  const ClipEvalResult r = evaluate_clip_head(*head, features);
+  // Cached image features, or the images for a method that changed the image tower (maple, clip-lora).
+  const ClipEvalResult r = evaluate_clip_head(*head, cache, *ds);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const int64_t trainable = head->num_parameters(true), total = clip.num_parameters() + head->num_parameters();
   fmt::print("{} on {} ({} images, {}): top1 {:.2f}%  loss {:.4f}\n", ad.method, ds->describe(), r.images,

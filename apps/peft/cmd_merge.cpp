@@ -1,8 +1,10 @@
 // `peft merge`: folds an SSF or LoRA adapter into the base weights (methods.md 10, 11) and
-// writes a plain ViT checkpoint (base names + head).
+// writes a plain ViT checkpoint (base names + head); a clip-lora adapter folds into a whole CLIP
+// (methods.md 27) and gives a plain CLIP checkpoint.
 #include <fmt/format.h>
 
 #include <filesystem>
+#include <set>
 
 #include "apps/peft/commands.h"
 #include "apps/peft/model_options.h"
@@ -11,8 +13,11 @@
 #include "core/error.h"
 #include "nn/checkpoint.h"
 #include "nn/config.h"
+#include "nn/pretrained.h"
+#include "nn/clip.h"
 #include "nn/safetensors.h"
 #include "peft/adapter.h"
+#include "peft/clip_methods.h"
 #include "peft/merge.h"
 #include "peft/method.h"
 
@@ -57,6 +62,80 @@ std::string merged_config_path(const std::string& out) {
   return (std::filesystem::path(out).parent_path() / (std::filesystem::path(out).stem().string() + ".json")).string();
 }
 
+// A CLIP method's adapter (clip-lora) folded into a whole CLIP: the result is a plain CLIP
+// checkpoint (OpenAI names) with its config beside it. What the plain CLIP cannot express (the
+// constant 100 that replaces exp(logit_scale) in clip-lora's logits) goes into the metadata.
+int run_clip_merge(const MergeArgs& a, const SafetensorsFile& f, const std::string& method) {
+  const ClipMethodDescriptor& d = clip_method(method);
+  if (!d.merge) {
+    std::string names;
+    for (const ClipMethodDescriptor& m : clip_method_registry())
+      if (m.merge) names += (names.empty() ? "" : ", ") + m.name;
+    throw UsageError(fmt::format("--method: {} cannot be merged (the CLIP methods that fold into the weights: {})", method, names));
+  }
+  ClipMethodOptions o;
+  if (f.metadata().count("method")) {
+    try {
+      if (clip_method_from_metadata(f.metadata(), o) != method)
+        throw UsageError(fmt::format("--method {} does not match {}'s method {}", method, a.adapter, f.metadata().at("method")));
+    } catch (const ValueError& e) {
+      throw IOError(fmt::format("{}: {}", a.adapter, e.what()));
+    }
+  } else {
+    // No metadata (e.g. written by a PyTorch script): rank, targets and towers from the tensor names.
+    std::set<std::string> targets;
+    bool vision = false, text = false;
+    for (const std::string& n : f.names()) {
+      const std::string suffix = ".lora_A";
+      if (n.size() <= suffix.size() || n.compare(n.size() - suffix.size(), suffix.size(), suffix) != 0) continue;
+      if (!f.info(n).shape.empty()) o.rank = f.info(n).shape[0];
+      (n.rfind("visual.", 0) == 0 ? vision : text) = true;
+      for (auto [proj, t] : {std::pair<const char*, const char*>{".q_proj.", "q"}, {".k_proj.", "k"}, {".v_proj.", "v"}, {".out_proj.", "o"}})
+        if (n.find(proj) != std::string::npos) targets.insert(t);
+    }
+    std::string list;
+    for (const char* t : {"q", "k", "v", "o"})
+      if (targets.count(t)) list += (list.empty() ? "" : ",") + std::string(t);
+    o.targets = list;
+    o.encoder = vision && text ? "both" : vision ? "vision" : "text";
+  }
+  // Typed flags win over the file's values.
+  if (a.options.given.count("rank")) o.rank = a.options.rank;
+  if (a.options.given.count("alpha")) o.alpha = a.options.alpha;
+  if (a.options.given.count("targets")) o.targets = a.options.targets;
+  data::Preprocess preprocess;
+  auto clip = nn::load_clip_model(a.model.config, a.model.weights, 0, &preprocess);
+  clip->cfg.vision.preprocess = preprocess;
+  std::map<std::string, Tensor> tensors;
+  for (const std::string& n : f.names()) tensors[n] = f.get(n);
+  std::map<std::string, std::string> md;
+  try {
+    md = d.merge(*clip, resolve_clip_options(method, o), tensors);
+  } catch (const ValueError& e) {
+    throw IOError(fmt::format("{}: does not fit {} ({}): {}", a.adapter, method, a.model.weights, e.what()));
+  }
+  nn::NamedTensors sd = clip->state_dict();
+  for (const auto& [name, t] : sd)
+    if (int64_t bad = autograd::count_non_finite(t); bad > 0)
+      throw ValueError(fmt::format("merge: the merged tensor {} holds {} NaN/Inf values (from {} or the base weights); "
+                                   "nothing written",
+                                   name, bad, a.adapter));
+  const std::string config_path = merged_config_path(a.out);
+  if (std::filesystem::absolute(config_path) == std::filesystem::absolute(a.out))
+    throw UsageError(fmt::format("--out {}: the merged config would overwrite it; use a .safetensors name", a.out));
+  md["format"] = "pt";
+  md["merged_from"] = method;
+  save_safetensors(a.out, sd, md);
+  write_text_atomic(config_path, nn::clip_config_to_json(clip->cfg) + "\n");
+  fmt::print("merge: {} folded into {} -> {} ({} tensors, a plain CLIP), config {}{}\n", method, a.model.weights, a.out,
+             sd.size(), config_path,
+             md.count("logit_scale_constant")
+                 ? fmt::format("; its logits use the constant {} instead of exp(logit_scale) (metadata logit_scale_constant)",
+                               md.at("logit_scale_constant"))
+                 : std::string());
+  return 0;
+}
+
 int run_merge(const MergeArgs& a) {
   refuse_overwriting_inputs(a.out, merged_config_path(a.out),
                             {{"--adapter", a.adapter}, {"--weights", a.model.weights}, {"--config", a.model.config}});
@@ -68,6 +147,7 @@ int run_merge(const MergeArgs& a) {
       throw UsageError(fmt::format("{} names no method in its metadata: give --method (a mergeable method: peft methods)", a.adapter));
     method = f.metadata().at("method");
   }
+  if (is_clip_method(method)) return run_clip_merge(a, f, method);  // clip-lora: a whole CLIP
   if (!is_mergeable_method(method)) {
     std::string names;
     for (const MethodDescriptor& d : vision_method_registry())

@@ -9,6 +9,7 @@
 #include "nn/pretrained.h"
 #include "nn/safetensors.h"
 #include "peft/adapter.h"
+#include "autograd/grad_mode.h"
 #include "peft/clip_methods.h"
 #include "peft/clip_run.h"
 #include "peft/predict.h"
@@ -56,7 +57,13 @@ std::vector<Prediction> predict_clip(const PredictArgs& a, const std::vector<std
   head->eval();
   fmt::print("predict: model {} + {}{}\n", what, method, a.adapter.empty() ? "" : fmt::format(" ({})", a.adapter));
   fmt::print("predict: preprocessing {}\n", pp.describe());
-  return predict_files([&](const Tensor& x) { return head->forward(clip->encode_image(x)); }, pp,
+  // A method that changed the image tower (maple, clip-lora) takes the images themselves.
+  return predict_files(
+      [&](const Tensor& x) {
+        NoGradGuard ng;  // the adapted towers hold trainable tensors: no graph at inference
+        return head->forward(head->needs_images() ? x : clip->encode_image(x));
+      },
+      pp,
                        clip->cfg.vision.in_chans, files, a.topk, a.batch);
 }
 

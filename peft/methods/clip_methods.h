@@ -12,6 +12,8 @@ ClipMethodDescriptor clip_taskres_method();                    // clip_taskres.c
 ClipMethodDescriptor clip_coop_method();                       // clip_coop.cpp
 ClipMethodDescriptor clip_adapter_method();                    // clip_adapter.cpp
 ClipMethodDescriptor clip_tip_adapter_method(bool finetune);   // clip_tip_adapter.cpp
+ClipMethodDescriptor clip_lora_method();                       // clip_lora.cpp
+ClipMethodDescriptor clip_maple_method();                      // clip_maple.cpp
 
 // The CLIP model's working dtype.
 DType model_dtype(const nn::CLIP& clip);
