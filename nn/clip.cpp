@@ -68,7 +68,8 @@ CLIPConfig clip_config_from_json(const std::string& text, const std::string& sou
   for (auto& [k, v] : j.items())
     if (k != "arch" && k != "vision" && k != "text" && k != "embed_dim")
       throw ValueError(fmt::format("{}: unknown key '{}' in a CLIP config (arch, vision, text, embed_dim)", source, k));
-  if (j.value("arch", std::string()) != "clip")
+  // "arch" of another type (an object) made value() throw a json type_error (found by fuzz_clip_config).
+  if (!j.contains("arch") || !j["arch"].is_string() || j["arch"].get<std::string>() != "clip")
     throw ValueError(fmt::format("{}: \"arch\" must be \"clip\" for a CLIP model", source));
   if (!j.contains("vision") || !j["vision"].is_object() || !j.contains("text") || !j["text"].is_object())
     throw ValueError(fmt::format("{}: a CLIP config needs \"vision\" and \"text\" objects", source));

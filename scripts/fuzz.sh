@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-60}
 shift || true
 harnesses=("$@")
-[ ${#harnesses[@]} -eq 0 ] && harnesses=(fuzz_safetensors fuzz_config fuzz_image fuzz_tokenizer)
+[ ${#harnesses[@]} -eq 0 ] && harnesses=(fuzz_safetensors fuzz_config fuzz_image fuzz_tokenizer fuzz_clip_config fuzz_adapter_metadata)
 dir=${PEFT_FUZZ_BUILD:-build-fuzz}
 jobs=$(nproc 2>/dev/null || echo 2)
 

@@ -81,6 +81,10 @@ TrainPosition TrainCheckpoint::load(std::vector<nn::ParamSpec>& groups, nn::Opti
     for (auto& g : groups) {
       auto it = params.find(g.name);
       if (it == params.end()) throw IOError(fmt::format("{}: no tensor for trainable '{}'", path_, g.name));
+      if (it->second.sizes() != g.param.sizes())  // another --rank, --prompts, ... (issue 20)
+        throw IOError(fmt::format("--resume: {}: tensor 'param.{}' is {} but this run's {} is {}: the run was started "
+                                  "with other method options. Hint: resume with that run's options or use a fresh --out",
+                                  path_, g.name, shape_str(it->second.sizes()), g.name, shape_str(g.param.sizes())));
       g.param.copy_(it->second);
     }
   }

@@ -354,6 +354,17 @@ TEST_F(Hardening, EmptyAndOverflowingNumbers) {
   }
 }
 
+// ---- resume
+TEST_F(Hardening, ResumeWithAnotherRankNamesTheFileAndTensor) {
+  // Said "copy_: source [8, 64] ..." without a file name.
+  Result first = peft(train_args("o_resume", "--method lora --rank 2"));
+  ASSERT_EQ(first.status, 0) << first.err;
+  const std::string ckpt = slurp(dir / "o_resume" / "checkpoint.safetensors");
+  Result r = peft(train_args("o_resume", "--method lora --rank 4 --epochs 2 --resume"));
+  expect_error(r, 1, {"--resume", "checkpoint.safetensors", "lora_A", "[2, 16]", "[4, 16]", "method options"});
+  EXPECT_EQ(slurp(dir / "o_resume" / "checkpoint.safetensors"), ckpt);
+}
+
 // ---- bounded work
 TEST_F(Hardening, ThreadsAreCappedAtTheCoreCount) {
   // --threads 9999 started 8,000 threads and did not finish in 100 s.

@@ -68,3 +68,15 @@ TEST(ClipConfigBounds, IntegerKeysTakeWholeNumbersInRange) {
   j["text"]["layers"] = 2.0;  // a whole float is fine
   EXPECT_EQ(error_of(j), "(accepted)");
 }
+
+TEST(ClipConfigBounds, ArchOfAnotherTypeIsAValueError) {
+  // Found by fuzz_clip_config: a json type_error escaped instead of a peft::Error.
+  for (const char* text : {R"({"arch": {"vocab_size": 60}})", R"({"arch": 3, "vision": {}, "text": {}})"}) {
+    try {
+      nn::clip_config_from_json(text, "bad_clip.json");
+      ADD_FAILURE() << "accepted " << text;
+    } catch (const ValueError& e) {
+      EXPECT_NE(std::string(e.what()).find("\"arch\" must be \"clip\""), std::string::npos) << e.what();
+    }
+  }
+}
