@@ -17,9 +17,7 @@
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
 #include "core/error.h"
-#include "data/clip_tokenizer.h"
 #include "data/procedural.h"
-#include "data/word_tokenizer.h"
 
 namespace peft::nn {
 
@@ -277,6 +275,8 @@ CLIP::CLIP(const CLIPConfig& c, uint64_t seed) : cfg(c), drop_gen_(seed ^ 0xc11b
   logit_scale = register_parameter("logit_scale", scalar_tensor(std::log(1.0 / 0.07)));
 }
 
+data::TokenizerSpec tokenizer_spec(const CLIPTextConfig& c) { return {c.tokenizer, c.vocab_size, c.context_length}; }
+
 void CLIP::set_text_hook(const std::string& name, std::shared_ptr<TokenHook> hook) {
   if (text_hook)
     throw StateError(fmt::format("clip: the text tower already has a token hook; cannot add '{}'. Hint: attach one "
@@ -354,61 +354,6 @@ Tensor CLIP::pooled_text_features(const Tensor& emb, const std::vector<int64_t>&
   for (int64_t k = 0; k < K; ++k) rows[static_cast<size_t>(k)] = k * T + eot[static_cast<size_t>(k)];
   Tensor pooled = index_select(reshape(x, {K * T, W}), 0, from_vector_i64(rows, {K}));  // [K, W]
   return matmul(ln_final->forward(pooled), text_projection);                            // [K, E]
-}
-
-// ---------------------------------------------------------------- tokenizer and prompt files
-
-std::string default_bpe_vocab() {
-  if (const char* env = std::getenv("PEFT_CLIP_VOCAB"); env && *env) return env;
-#ifdef PEFT_ASSETS_DIR
-  const std::string committed = std::string(PEFT_ASSETS_DIR) + "/clip/bpe_simple_vocab_16e6.txt.gz";
-  std::error_code ec;
-  if (std::filesystem::exists(committed, ec)) return committed;
-#endif
-  return "";
-}
-
-TextTokenizer::TextTokenizer(const CLIPTextConfig& c, const std::string& vocab_arg) : cfg_(c) {
-  const std::string vocab_path = vocab_arg.empty() && c.tokenizer != "procedural" ? default_bpe_vocab() : vocab_arg;
-  if (c.tokenizer == "procedural") {
-    words_ = std::make_shared<WordTokenizer>(data::procedural_vocabulary());
-    if (words_->vocab_size() > c.vocab_size)
-      throw ValueError(fmt::format("clip: text.vocab_size {} is smaller than the procedural word tokenizer's {} ids",
-                                   c.vocab_size, words_->vocab_size()));
-  } else {
-    if (vocab_path.empty())
-      throw ValueError("clip: this model uses the BPE tokenizer and needs --vocab (bpe_simple_vocab_16e6.txt.gz; "
-                       "the repository's assets/clip/ copy is not found, or set PEFT_CLIP_VOCAB)");
-    bpe_ = std::make_shared<ClipTokenizer>(ClipTokenizer::load(vocab_path));
-    if (bpe_->vocab_size() > c.vocab_size)
-      throw ValueError(fmt::format("clip: text.vocab_size {} is smaller than the BPE tokenizer's {} ids", c.vocab_size,
-                                   bpe_->vocab_size()));
-  }
-}
-
-TextTokenizer::~TextTokenizer() = default;
-
-std::vector<int64_t> TextTokenizer::row(const std::string& text) const {
-  return words_ ? words_->tokenize_row(text, cfg_.context_length) : bpe_->tokenize_row(text, cfg_.context_length);
-}
-
-Tensor TextTokenizer::tokenize(const std::vector<std::string>& texts) const {
-  return words_ ? words_->tokenize(texts, cfg_.context_length) : bpe_->tokenize(texts, cfg_.context_length);
-}
-
-std::vector<std::string> read_text_lines(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw IOError(fmt::format("{}: cannot open the prompt file (--texts)", path));
-  std::vector<std::string> lines;
-  std::string line;
-  while (std::getline(f, line)) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    bool blank = true;
-    for (char ch : line) blank = blank && (ch == ' ' || ch == '\t' || ch == '\v' || ch == '\f');
-    if (!blank) lines.push_back(line);
-  }
-  if (lines.empty()) throw IOError(fmt::format("{}: the prompt file has no non-blank line (expected one prompt per class)", path));
-  return lines;
 }
 
 }  // namespace peft::nn

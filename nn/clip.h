@@ -7,25 +7,18 @@
 #include <vector>
 
 #include "core/random.h"
+#include "data/text_tokenizer.h"
 #include "nn/config.h"
 #include "nn/layers.h"
 #include "nn/module.h"
 #include "nn/vit.h"
-
-namespace peft {
-class WordTokenizer;
-class ClipTokenizer;
-}  // namespace peft
 
 namespace peft::nn {
 
 // The "text" object of a CLIP config (interop.md).
 struct CLIPTextConfig {
   int64_t vocab_size = 49408, context_length = 77, width = 512, layers = 12, heads = 8;
-  // Which tokenizer produces the ids (our extension; absent = "bpe"):
-  //   "bpe"        OpenAI's byte-level BPE (data/clip_tokenizer.h), needs the merges file (--vocab);
-  //   "procedural" data::WordTokenizer over data::procedural_vocabulary(): no file, small vocab
-  //                (the built-in tiny CLIP of `peft clip-demo`).
+  // Which tokenizer produces the ids (our extension; absent = "bpe"): data/text_tokenizer.h.
   std::string tokenizer = "bpe";
 };
 
@@ -89,30 +82,19 @@ class CLIP : public Module {
 // The EOT position of each row: the first position of its largest id (argmax, methods.md 2.3).
 std::vector<int64_t> eot_positions(const Tensor& tokens);
 
-// The BPE merges file used when --vocab is not given: $PEFT_CLIP_VOCAB, else the copy committed in
-// the repository (assets/clip/bpe_simple_vocab_16e6.txt.gz); "" when neither exists.
-std::string default_bpe_vocab();
-
-// The tokenizer a config names. For "bpe", `vocab_path` is the merges file (bpe_simple_vocab_16e6.txt.gz);
-// an empty path is an error naming --vocab. Rows are checked against vocab_size.
-class TextTokenizer {
+// The tokenizer of a CLIP config (data/text_tokenizer.h chooses it by name): rows are checked
+// against text.vocab_size and truncated to text.context_length.
+data::TokenizerSpec tokenizer_spec(const CLIPTextConfig& c);
+class TextTokenizer : public data::TextTokenizer {
  public:
-  TextTokenizer(const CLIPTextConfig& c, const std::string& vocab_path);
-  ~TextTokenizer();
-  // [sot] ids [eot], truncated to the context length with eot last (no padding).
-  std::vector<int64_t> row(const std::string& text) const;
-  // tokens [K, context_length] int64, zero-padded.
-  Tensor tokenize(const std::vector<std::string>& texts) const;
+  TextTokenizer(const CLIPTextConfig& c, const std::string& vocab_path)
+      : data::TextTokenizer(tokenizer_spec(c), vocab_path), cfg_(c) {}
   const CLIPTextConfig& config() const { return cfg_; }
 
  private:
   CLIPTextConfig cfg_;
-  std::shared_ptr<WordTokenizer> words_;
-  std::shared_ptr<ClipTokenizer> bpe_;
 };
-
-// Reads a --texts file: one prompt per line (UTF-8), blank / whitespace-only lines skipped.
-// Throws IOError naming the file when it is missing or holds no prompt.
-std::vector<std::string> read_text_lines(const std::string& path);
+using data::default_bpe_vocab;
+using data::read_text_lines;
 
 }  // namespace peft::nn
