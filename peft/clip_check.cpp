@@ -67,7 +67,10 @@ nn::NamedTensors clip_check_tensors(const ClipCheckRequest& r) {
     text_features = clip.encode_text(tokens);
   }
   Generator gen(r.seed);
-  std::shared_ptr<ClipHead> head = make_clip_head(clip, r.method, r.options, tokens, gen, keys, cache_labels);
+  // kgcoop: the hand-crafted prompts of --kg-texts (default: the --texts lines).
+  const Tensor kg_tokens = kg_prompt_tokens(r.method, r.options, tok, static_cast<int64_t>(lines.size()), r.texts);
+  std::shared_ptr<ClipHead> head =
+      make_clip_head(clip, r.method, r.options, PromptTokens::from_tokens(tokens), gen, keys, cache_labels, kg_tokens);
   if (!adapter.empty()) {
     try {
       head->load_state_dict(adapter);

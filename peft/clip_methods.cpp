@@ -20,6 +20,8 @@ const std::vector<ClipMethodDescriptor>& clip_method_registry() {
       methods::clip_zeroshot_method(),          methods::clip_taskres_method(), methods::clip_coop_method(),
       methods::clip_adapter_method(),           methods::clip_tip_adapter_method(false),
       methods::clip_tip_adapter_method(true),
+      methods::clip_cocoop_method(),
+      methods::clip_kgcoop_method(),
       methods::clip_lora_method(),
       methods::clip_maple_method(),
   };

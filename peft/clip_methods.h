@@ -114,6 +114,13 @@ std::shared_ptr<ClipHead> make_clip_head(nn::CLIP& clip, const std::string& meth
                                          const Tensor& cache_keys = Tensor(), const Tensor& cache_labels = Tensor(),
                                          const Tensor& kg_tokens = Tensor());
 
+// kgcoop's hand-crafted prompts (methods.md 26): the tokens [K, T] of the lines of o.kg_texts
+// (--kg-texts), or undefined when it is not given (make_clip_head then uses the class prompts).
+// ValueError naming both files when the line counts differ (num_classes = the lines of
+// texts_source), or when a method other than kgcoop is given --kg-texts. IOError for a bad file.
+Tensor kg_prompt_tokens(const std::string& method, const ClipMethodOptions& o, const nn::TextTokenizer& tok,
+                        int64_t num_classes, const std::string& texts_source);
+
 // Tip-Adapter cache keys: features [NK, E] (one view) or [NK, V, E] (V augmented views) ->
 // norm(mean over views) [NK, E] (methods.md 17). No autograd.
 Tensor tip_cache_keys(const Tensor& features);

@@ -88,6 +88,8 @@ int run_clip_train(const ClipTrainArgs& a, const Common& common) {
   const ClassPrompts prompts = class_prompts_from_args(a.prompts);
   nn::TextTokenizer tok(cfg.text, a.vocab);
   const PromptTokens tokens = tokenize_prompts(tok, prompts);
+  // kgcoop: the hand-crafted prompts of --kg-texts (default: the class prompts); checked before any image is encoded.
+  const Tensor kg_tokens = kg_prompt_tokens(a.method, a.options, tok, prompts.num_classes(), prompts_source(a.prompts));
   const nn::ViTConfig& vc = cfg.vision;
   // Without --val: the held-out split of --data, or none (never the training images).
   ClipSplits splits = open_clip_splits(a.data, a.val, preprocess, vc.in_chans, a.train_size, a.val_size, common.seed);
@@ -121,7 +123,7 @@ int run_clip_train(const ClipTrainArgs& a, const Common& common) {
     key_labels = views.labels;
   }
   Generator gen(common.seed);
-  auto head = make_clip_head(clip, a.method, a.options, tokens, gen, keys, key_labels);
+  auto head = make_clip_head(clip, a.method, a.options, tokens, gen, keys, key_labels, kg_tokens);
   ClipTrainConfig tc = a.train;
   tc.seed = common.seed;
   ClipTrainResult tr = train_clip_head(*head, ftrain.features, ftrain.labels, tc);

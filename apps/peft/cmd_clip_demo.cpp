@@ -256,6 +256,7 @@ void add_clip_demo_command(CLI::App& app, Common& common, Runner& run) {
       // 3. Few-shot adaptation.
       const std::vector<std::string> methods = {"zeroshot",     "linear-probe", "coop",   "clip-adapter",
                                                 "tip-adapter", "tip-adapter-f", "taskres",
+                                                "cocoop",      "kgcoop",
                                                 "clip-lora",   "maple"};
       std::vector<std::vector<double>> acc(methods.size(), std::vector<double>(shots.size(), 0.0));
       std::vector<double> time_s(methods.size(), 0.0);
@@ -316,7 +317,7 @@ void add_clip_demo_command(CLI::App& app, Common& common, Runner& run) {
           } else {
             if (name == "coop") opt.prompts = 4;  // "a photo of a" -> 4 learned context vectors
             head = make_clip_head(clip, name, opt, tokens, gen);
-            c.lr = name == "coop" ? 2e-3 : 1e-3;
+            c.lr = name == "coop" || name == "cocoop" || name == "kgcoop" ? 2e-3 : 1e-3;  // the prompt learners: CoOp's
             // TaskRes's base is the raw text feature: its scale sets how far a residual step moves
             // the classifier, so the step follows the mean norm of u (official: lr 2e-3 on RN50's u).
             if (name == "taskres") c.lr = 2e-3 * taskres_lr_scale;

@@ -12,8 +12,14 @@ ClipMethodDescriptor clip_taskres_method();                    // clip_taskres.c
 ClipMethodDescriptor clip_coop_method();                       // clip_coop.cpp
 ClipMethodDescriptor clip_adapter_method();                    // clip_adapter.cpp
 ClipMethodDescriptor clip_tip_adapter_method(bool finetune);   // clip_tip_adapter.cpp
+ClipMethodDescriptor clip_cocoop_method();                     // clip_cocoop.cpp
+ClipMethodDescriptor clip_kgcoop_method();                     // clip_kgcoop.cpp
 ClipMethodDescriptor clip_lora_method();                       // clip_lora.cpp
 ClipMethodDescriptor clip_maple_method();                      // clip_maple.cpp
+
+// CoCoOp's and KgCoOp's initial context [M, W] in the model dtype (clip_cocoop.cpp): with M = 4 the
+// token embeddings of "a photo of a" (the official CTX_INIT), otherwise N(0, 0.02^2).
+Tensor photo_context_init(nn::CLIP& clip, int64_t M, Generator& gen);
 
 // The CLIP model's working dtype.
 DType model_dtype(const nn::CLIP& clip);
