@@ -264,7 +264,7 @@ size_t match_literal(const std::u32string& s, size_t i, const char* lit) {
   return k;
 }
 
-// Pieces as code-point ranges [begin, end), in the order of the alternation in methods.md 3.5.
+// Pieces as code-point ranges [begin, end), in the order of the alternation in methods.md "Tokenizer".
 std::vector<std::pair<size_t, size_t>> pre_tokenize_u32(const std::u32string& s) {
   static const char* const kLiterals[] = {"<|startoftext|>", "<|endoftext|>", "'s", "'t", "'re", "'ve",
                                           "'m", "'ll", "'d"};
@@ -292,7 +292,7 @@ std::vector<std::pair<size_t, size_t>> pre_tokenize_u32(const std::u32string& s)
   return pieces;
 }
 
-// ---- byte table (methods.md 3.1)
+// ---- byte table (methods.md "Tokenizer")
 
 // ORDER: the 188 printable bytes that keep their own code point, then the other 68 bytes.
 std::vector<int> byte_order() {
@@ -385,7 +385,7 @@ ClipTokenizer ClipTokenizer::load(const std::string& vocab_gz_path) {
     vocab->symbol_byte[sym] = b;
   }
 
-  // Vocabulary in id order (methods.md 3.3).
+  // Vocabulary in id order (methods.md "Tokenizer").
   std::vector<std::string> symbols;
   symbols.reserve(49408);
   for (int b : order) symbols.push_back(vocab->byte_symbol[b]);
@@ -433,7 +433,7 @@ ClipTokenizer ClipTokenizer::load(const std::string& vocab_gz_path) {
   return tok;
 }
 
-// ---- BPE (methods.md 3.6)
+// ---- BPE (methods.md "Tokenizer")
 
 std::vector<int64_t> ClipTokenizer::bpe(const std::string& piece) const {
   {

@@ -4,7 +4,7 @@
 // Pipeline of encode(text):
 //   UTF-8 decode -> html.unescape twice -> strip -> collapse whitespace runs -> strip -> str.lower
 //   -> pre-tokenise (CLIP's regex) -> per piece: special token id, or byte symbols + BPE merges.
-// ftfy.fix_text is not applied (methods.md 3.8). Input that is not valid UTF-8 is decoded like
+// ftfy.fix_text is not applied (methods.md "Tokenizer"). Input that is not valid UTF-8 is decoded like
 // Python's bytes.decode('utf-8', errors='replace') (each maximal ill-formed subpart -> U+FFFD).
 #pragma once
 #include <cstdint>
@@ -54,9 +54,9 @@ namespace clip_text {
 // Python html.unescape (once): named HTML5 entities incl. the legacy forms without ';' (longest
 // prefix), decimal/hex references with the HTML5 replacements.
 std::string html_unescape(const std::string& utf8);
-// methods.md 3.4: unescape twice, strip, collapse whitespace runs to ' ', strip, lower.
+// methods.md "Tokenizer": unescape twice, strip, collapse whitespace runs to ' ', strip, lower.
 std::string clean(const std::string& utf8);
-// methods.md 3.5: the pre-tokens of an already cleaned text, left to right.
+// methods.md "Tokenizer": the pre-tokens of an already cleaned text, left to right.
 std::vector<std::string> pre_tokenize(const std::string& clean_utf8);
 
 // Helpers shared with WordTokenizer. decode_utf8 replaces ill-formed bytes like Python's

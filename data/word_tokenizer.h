@@ -7,7 +7,7 @@
 //   V-2      sot
 //   V-1      eot
 // EOT has the largest id, so in every row argmax(token id) is the EOT position, which is how the
-// CLIP text tower pools (methods.md 2.3). This differs from ClipTokenizer's numbering on purpose.
+// CLIP text tower pools (methods.md "CLIP text tower"). This differs from ClipTokenizer's numbering on purpose.
 //
 // Splitting: the text is lower-cased (Python str.lower, as in the CLIP tokenizer); a word is a
 // maximal run of letters and number characters (Unicode \p{L}, \p{N}); every other

@@ -306,7 +306,7 @@ Tensor CLIP::encode_text(const Tensor& tokens) {
       throw ValueError(fmt::format("clip.encode_text: token id {} is outside the vocabulary [0, {}). Hint: use the "
                                    "tokenizer of this config ({})",
                                    id, cfg.text.vocab_size, cfg.text.tokenizer));
-  // Only positions up to the last EOT can reach a pooled feature (causal mask, methods.md 2.3).
+  // Only positions up to the last EOT can reach a pooled feature (causal mask, methods.md "CLIP text tower").
   int64_t Tm = 0;
   for (int64_t e : eot) Tm = std::max(Tm, e + 1);
   Tensor ids = contiguous(narrow(tokens, 1, 0, Tm));

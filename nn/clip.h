@@ -1,6 +1,6 @@
 // CLIP (OpenAI clip/model.py layout): a text tower with a causal transformer (the ViT's Block with
 // a causal mask), the openai_clip_visual
-// ViT as the image tower under "visual.", and the learned temperature logit_scale (methods.md 2.2-2.4).
+// ViT as the image tower under "visual.", and the learned temperature logit_scale (methods.md "CLIP visual tower", "CLIP logits").
 #pragma once
 #include <memory>
 #include <string>
@@ -46,15 +46,15 @@ class CLIP : public Module {
   CLIP(const CLIPConfig& c, uint64_t seed = 0);
   std::string type_name() const override { return "CLIP"; }
 
-  // images [B, C, S, S] -> raw image features [B, E] (methods.md 2.2).
+  // images [B, C, S, S] -> raw image features [B, E] (methods.md "CLIP visual tower").
   Tensor encode_image(const Tensor& images);
-  // tokens [K, T] int64 (T <= context_length) -> raw text features u [K, E] (methods.md 2.3).
+  // tokens [K, T] int64 (T <= context_length) -> raw text features u [K, E] (methods.md "CLIP text tower").
   Tensor encode_text(const Tensor& tokens);
   // The text tower on given input embeddings (prompt learning): embeddings [K, T, W] replace the token
   // lookup; pooling uses argmax(tokens[k]) of the original ids [K, T]. Positions after the last
   // row's EOT are skipped (causal mask: they cannot change any u_k).
   Tensor encode_text_embeddings(const Tensor& embeddings, const Tensor& tokens);
-  // exp(logit_scale): the temperature multiplier s of methods.md 2.4.
+  // exp(logit_scale): the temperature multiplier s of methods.md "CLIP logits".
   double logit_scale_exp() const;
 
   CLIPConfig cfg;
@@ -79,7 +79,7 @@ class CLIP : public Module {
   Generator drop_gen_;  // unused stream for the blocks' (p = 0) dropout modules
 };
 
-// The EOT position of each row: the first position of its largest id (argmax, methods.md 2.3).
+// The EOT position of each row: the first position of its largest id (argmax, methods.md "CLIP text tower").
 std::vector<int64_t> eot_positions(const Tensor& tokens);
 
 // The tokenizer of a CLIP config (data/text_tokenizer.h chooses it by name): rows are checked

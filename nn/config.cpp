@@ -169,7 +169,7 @@ std::string vit_config_to_json(const ViTConfig& c) {
   if (c.embed_dim > 0) j["embed_dim"] = c.embed_dim;
   if (c.drop_path > 0) j["drop_path"] = c.drop_path;
   if (c.dropout > 0) j["dropout"] = c.dropout;
-  // The variants are written only when they differ from methods.md 2.1, so plain configs stay as before.
+  // The variants are written only when they differ from methods.md "timm ViT", so plain configs stay as before.
   if (!c.class_token) j["class_token"] = false;
   if (c.reg_tokens) j["reg_tokens"] = c.reg_tokens;
   if (c.no_embed_class) j["no_embed_class"] = true;

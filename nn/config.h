@@ -21,7 +21,7 @@ struct ViTConfig {
   int64_t embed_dim = 0;        // openai style: proj [W, E]; 0 = dim
   double drop_path = 0.0;       // stochastic depth, linearly increasing over blocks (timm)
   double dropout = 0.0;         // dropout after the MLP activation and projections
-  // timm VisionTransformer variants (timm style only; methods.md 2.1 is the all-default case):
+  // timm VisionTransformer variants (timm style only; methods.md "timm ViT" is the all-default case):
   bool class_token = true;      // cls_token [1,1,D]; false: no class token (pool must be "mean")
   int64_t reg_tokens = 0;       // reg_token [1,R,D] after the class token (timm reg_tokens, DINOv2 registers)
   bool no_embed_class = false;  // pos_embed [1,N,D] covers the patches only; prefix tokens get none

@@ -308,7 +308,7 @@ struct Renamer {
 // ------------------------------------------------------------------ Hugging Face ViT
 
 // Stacks Hugging Face's separate query, key and value into the fused [3D, D] projection
-// (rows q | k | v, methods.md 0).
+// (rows q | k | v, methods.md "Notation").
 void fuse_qkv(const Reader& r, const TensorMap& sd, const std::string& q, const std::string& k, const std::string& v,
               TensorMap& out, const std::string& w_name, const std::string& b_name) {
   out[w_name] = cat({r.need(sd, q + ".weight", 2), r.need(sd, k + ".weight", 2), r.need(sd, v + ".weight", 2)}, 0);

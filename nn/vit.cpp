@@ -98,7 +98,7 @@ Tensor Attention::forward(const Tensor& x, const Tensor& mask) const {
 
 Tensor Attention::cross(const Tensor& xq, const Tensor& xkv) const {
   const int64_t B = xq.size(0), Tq = xq.size(1), Bk = xkv.size(0), Tk = xkv.size(1), hd = dim / heads;
-  // Rows [0,D) of the fused weight are Wq, [D,2D) Wk, [2D,3D) Wv (methods.md 0): views, no copies.
+  // Rows [0,D) of the fused weight are Wq, [D,2D) Wk, [2D,3D) Wv (methods.md "Notation"): views, no copies.
   Tensor wq = narrow(qkv->weight, 0, 0, dim), wk = narrow(qkv->weight, 0, dim, dim), wv = narrow(qkv->weight, 0, 2 * dim, dim);
   Tensor bq, bk, bv;  // undefined without a qkv bias
   if (qkv->bias.defined()) bq = narrow(qkv->bias, 0, 0, dim), bk = narrow(qkv->bias, 0, dim, dim), bv = narrow(qkv->bias, 0, 2 * dim, dim);

@@ -1,4 +1,4 @@
-// Vision Transformer in the timm and OpenAI-CLIP-visual layouts (methods.md 2.1, 2.2). Every layer
+// Vision Transformer in the timm and OpenAI-CLIP-visual layouts (methods.md "timm ViT", "CLIP visual tower"). Every layer
 // is wrappable (virtual forward, Module::replace_module keeps the tensor names), blocks take an
 // attention mask, and a TokenHook edits the token sequence: the extension points PEFT methods use.
 #pragma once

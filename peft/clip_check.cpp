@@ -1,4 +1,4 @@
-// `peft check` for CLIP methods (interop.md "The check command", methods.md 1.8): one eval forward
+// `peft check` for CLIP methods (interop.md "The check command", methods.md "Conventions"): one eval forward
 // and backward of a method's head on a batch.
 #include <fmt/format.h>
 

@@ -1,4 +1,4 @@
-// PEFT methods on a CLIP (methods.md 13-17, 25-28): zero-shot, TaskRes, CoOp, CLIP-Adapter,
+// PEFT methods on a CLIP (methods.md "Zero-shot CLIP" to "MaPLe"): zero-shot, TaskRes, CoOp, CLIP-Adapter,
 // Tip-Adapter(-F), ... Each is a head that maps raw image features (or, for a method that changes
 // the image tower, the images) to class logits. Each method is one file in peft/methods/ with a
 // ClipMethodDescriptor; the registry (clip_method_registry) lists them.
@@ -114,7 +114,7 @@ std::shared_ptr<ClipHead> make_clip_head(nn::CLIP& clip, const std::string& meth
                                          const Tensor& cache_keys = Tensor(), const Tensor& cache_labels = Tensor(),
                                          const Tensor& kg_tokens = Tensor());
 
-// kgcoop's hand-crafted prompts (methods.md 26): the tokens [K, T] of the lines of o.kg_texts
+// kgcoop's hand-crafted prompts (methods.md "KgCoOp"): the tokens [K, T] of the lines of o.kg_texts
 // (--kg-texts), or undefined when it is not given (make_clip_head then uses the class prompts).
 // ValueError naming both files when the line counts differ (num_classes = the lines of
 // texts_source), or when a method other than kgcoop is given --kg-texts. IOError for a bad file.
@@ -122,7 +122,7 @@ Tensor kg_prompt_tokens(const std::string& method, const ClipMethodOptions& o, c
                         int64_t num_classes, const std::string& texts_source);
 
 // Tip-Adapter cache keys: features [NK, E] (one view) or [NK, V, E] (V augmented views) ->
-// norm(mean over views) [NK, E] (methods.md 17). No autograd.
+// norm(mean over views) [NK, E] (methods.md "Tip-Adapter"). No autograd.
 Tensor tip_cache_keys(const Tensor& features);
 
 // Adapter file metadata (method + options) and back.
@@ -152,7 +152,7 @@ ClipTrainResult train_clip_head(ClipHead& head, const Tensor& features, const Te
 // Top-1 accuracy in percent (no autograd).
 double clip_head_accuracy(ClipHead& head, const Tensor& features, const Tensor& labels, int64_t batch = 512);
 
-// ---- `peft check` for CLIP methods (interop.md "The check command", methods.md 1.8)
+// ---- `peft check` for CLIP methods (interop.md "The check command", methods.md "Conventions")
 
 struct ClipCheckRequest {
   std::string config, weights, method;

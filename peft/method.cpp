@@ -107,7 +107,7 @@ void validate_method_options(const std::string& method, const MethodOptions& raw
 }
 
 std::vector<std::string> lora_target_names(nn::VisionTransformer& vit, const std::string& targets) {
-  // Short names per layout (methods.md 11, 18). On the openai layout the timm short names are
+  // Short names per layout (methods.md "LoRA", "What must match"). On the openai layout the timm short names are
   // aliases of their openai counterparts, so the default --targets attn.qkv means attn.in_proj.
   const bool openai = vit.cfg.style == "openai_clip_visual";
   const std::vector<std::string> short_names = openai
@@ -117,7 +117,7 @@ std::vector<std::string> lora_target_names(nn::VisionTransformer& vit, const std
   const std::string block_glob = openai ? "transformer.resblocks.*." : "blocks.*.";
   // Candidates: the backbone's linears under their base names (not the head, not adapters). The
   // openai fused projection is no module of its own: it is listed as {attn}.in_proj, where its
-  // LoRA tensors go (methods.md 18).
+  // LoRA tensors go (methods.md "What must match").
   std::vector<std::string> linears;
   for (const methods::LinearSite& s : methods::linear_sites(vit)) linears.push_back(s.name);
   std::vector<bool> chosen(linears.size(), false);
@@ -180,7 +180,7 @@ void apply_method(nn::VisionTransformer& vit, const std::string& method, const M
   // the model as it was.
   if (d.uses("targets")) lora_target_names(vit, o.targets);
   const DType dt = vit.dtype();
-  vit.reset_head(k, gen);  // fresh head for K classes (its init is open, methods.md 18)
+  vit.reset_head(k, gen);  // fresh head for K classes (its init is open, methods.md "What must match")
   if (dt != DType::f32) vit.head->to(dt);
   vit.freeze_all();
   d.attach(vit, o, gen);

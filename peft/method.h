@@ -1,5 +1,5 @@
 // PEFT methods for a ViT: a registry of descriptors, one per method, each defined in its own file
-// in peft/methods/ (methods.md 4-12, 19-24). Nothing else tests method names as strings.
+// in peft/methods/ (methods.md "Linear probe" to "LN-TUNE"). Nothing else tests method names as strings.
 #pragma once
 #include <functional>
 #include <map>
@@ -48,7 +48,7 @@ struct MethodDescriptor {
   std::string description;
   std::vector<std::string> options;  // option keys it reads (OptionSpec::key)
   std::string option_help;           // how it reads them, e.g. "--rank r (default 8), ..."
-  bool timm_only = false;            // refuses style openai_clip_visual (methods.md 19-24 "Layout")
+  bool timm_only = false;            // refuses style openai_clip_visual (methods.md "DoRA" to "LN-TUNE" "Layout")
   bool mergeable = false;            // peft merge / bench --merged fold it into the weights
   double demo_lr = 5e-3;             // the learning rate `peft demo` trains it with (AdamW, batch 64)
   double demo_weight_decay = 0.0;    // and its weight decay
@@ -100,7 +100,7 @@ std::unique_ptr<nn::VisionTransformer> build_model(const nn::ViTConfig& c, const
                                                    const MethodOptions& o, int64_t num_classes, uint64_t seed,
                                                    const std::function<void(nn::VisionTransformer&)>& load_fn = {});
 
-// The full names of the linears a --targets list selects (LoRA, DoRA; methods.md 11), in model
+// The full names of the linears a --targets list selects (LoRA, DoRA; methods.md "LoRA"), in model
 // order. Short names (attn.qkv, attn.proj, mlp.fc1, mlp.fc2) mean that linear in every block;
 // anything else is a glob over full base names. MethodError when a target matches no linear.
 std::vector<std::string> lora_target_names(nn::VisionTransformer& vit, const std::string& targets);

@@ -1,4 +1,4 @@
-// Prompt templates, class names and the template-ensemble zero-shot classifier (methods.md 2.4).
+// Prompt templates, class names and the template-ensemble zero-shot classifier (methods.md "CLIP logits").
 #include "peft/zeroshot.h"
 
 #include <fmt/format.h>

@@ -1,13 +1,13 @@
-// Class names put into prompt templates, and the template-ensemble classifier of methods.md 2.4:
+// Class names put into prompt templates, and the template-ensemble classifier of methods.md "CLIP logits":
 // c_k = norm( mean_t norm(u(template_t(class_k))) ).
 //
-// A CLIP run gets its class prompts one of two ways (cli.md, methods.md 1.1):
+// A CLIP run gets its class prompts one of two ways (cli.md, methods.md "Conventions"):
 //   --texts FILE                     one full prompt per class, used as is by every method;
 //   --classnames FILE --templates T  class names put into templates (OpenAI's "{}" format).
 // With templates, the methods whose class matrix is frozen text features use the whole ensemble:
-// zeroshot (c above), taskres (its raw base is the mean of u over the templates, methods.md 14)
+// zeroshot (c above), taskres (its raw base is the mean of u over the templates, methods.md "TaskRes")
 // and tip-adapter(-f) (its zero-shot part is c). The methods that need exactly one token row per
-// class use one template: coop (slots 1..M replace that prompt's first M tokens, methods.md 15)
+// class use one template: coop (slots 1..M replace that prompt's first M tokens, methods.md "CoOp")
 // and clip-adapter (one prompt per class, as the official code's per-dataset template). That
 // single template is the first line of a template file, and "a photo of a {}." for the built-in
 // sets (so that coop with M = 4 replaces "a photo of a", as official CoOp).
@@ -80,7 +80,7 @@ PromptTokens tokenize_prompts(const nn::TextTokenizer& tok, const ClassPrompts& 
 Tensor encode_text_rows(nn::CLIP& clip, const Tensor& tokens, int64_t chunk = 256);
 // u [K*P, E] (class-major) -> c [K, E] = norm(mean_p norm(u)); P = 1 gives norm(u).
 Tensor ensemble_classifier(const Tensor& u, int64_t per_class);
-// u [K*P, E] -> mean_p u [K, E], raw (TaskRes's base, methods.md 14); P = 1 gives u.
+// u [K*P, E] -> mean_p u [K, E], raw (TaskRes's base, methods.md "TaskRes"); P = 1 gives u.
 Tensor ensemble_mean(const Tensor& u, int64_t per_class);
 
 }  // namespace peft

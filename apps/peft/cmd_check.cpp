@@ -17,7 +17,7 @@ struct CheckArgs {
   std::string out;
 };
 
-// The vision path: ViT methods (methods.md 4-12). CLIP methods branch beside it in run_check.
+// The vision path: ViT methods (methods.md "Linear probe" to "AdaptFormer"). CLIP methods branch beside it in run_check.
 int check_vision(const CheckArgs& a) {
   nn::NamedTensors result;
   try {

@@ -1,4 +1,4 @@
-// The CLIP branch of `peft check` (interop.md "The check command", methods.md 1.8): for the CLIP
+// The CLIP branch of `peft check` (interop.md "The check command", methods.md "Conventions"): for the CLIP
 // methods, the inputs are image_features [B,E] (or images) and labels, and --texts/--vocab give
 // the class prompts. The vision path lives in cmd_check.cpp; it calls run_clip_check first.
 #include <fmt/format.h>

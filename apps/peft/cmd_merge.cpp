@@ -1,6 +1,6 @@
-// `peft merge`: folds an SSF or LoRA adapter into the base weights (methods.md 10, 11) and
+// `peft merge`: folds an SSF or LoRA adapter into the base weights (methods.md "SSF", "LoRA") and
 // writes a plain ViT checkpoint (base names + head); a clip-lora adapter folds into a whole CLIP
-// (methods.md 27) and gives a plain CLIP checkpoint.
+// (methods.md "CLIP-LoRA") and gives a plain CLIP checkpoint.
 #include <fmt/format.h>
 
 #include <filesystem>

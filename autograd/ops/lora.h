@@ -1,4 +1,4 @@
-// LoRA linear as one op: y = x W^T + b + scale * (x A^T) B^T (methods.md 11), forward and
+// LoRA linear as one op: y = x W^T + b + scale * (x A^T) B^T (methods.md "LoRA"), forward and
 // backward side by side. Same math as composing linear/mul/add, without the two elementwise
 // passes over [R, out] and the gradient accumulation they cost (~5% of a LoRA training step).
 #pragma once

@@ -1,4 +1,4 @@
-// SSF's scale and shift (methods.md 10) as one op: y = x * scale + shift over the last dim,
+// SSF's scale and shift (methods.md "SSF") as one op: y = x * scale + shift over the last dim,
 // forward and backward side by side. Same math as add(mul(x, scale), shift), in one pass each
 // way: no [R, C] intermediate, and the scale and shift gradients come out of one sweep over g.
 #pragma once

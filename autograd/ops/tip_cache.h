@@ -1,4 +1,4 @@
-// Tip-Adapter's cache logits (methods.md 17) as one op, forward and backward side by side:
+// Tip-Adapter's cache logits (methods.md "Tip-Adapter") as one op, forward and backward side by side:
 //
 //   A   = f keys^T                      [B, NK]   affinity of each image with each cached key
 //   W   = exp(-(beta - beta * A))       [B, NK]   the official expression, term for term

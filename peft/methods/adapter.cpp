@@ -1,4 +1,4 @@
-// Adapter (methods.md 20; V-PETL Bench ImageClassification/models/vision_transformer_adapter.py
+// Adapter (methods.md "Adapter"; V-PETL Bench ImageClassification/models/vision_transformer_adapter.py
 // Adapter, Block): one sequential bottleneck adapter per block, after the MLP and inside the MLP
 // residual, with its own skip: m = MLP(LN(x)); m = m + up(gelu(down(m))); x = x + m.
 #include <fmt/format.h>
@@ -80,7 +80,7 @@ MethodDescriptor adapter_method() {
   d.options = {"bottleneck"};
   d.option_help = "--bottleneck b (default 8)";
   d.timm_only = true;
-  // V-PETL sets b = D // 96: 8 for ViT-B (methods.md 20).
+  // V-PETL sets b = D // 96: 8 for ViT-B (methods.md "Adapter").
   d.defaults = [](MethodOptions& o) { o.bottleneck = 8; };
   d.attach = attach_adapter;
   return d;

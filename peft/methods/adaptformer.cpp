@@ -1,4 +1,4 @@
-// AdaptFormer (methods.md 12; ShoufaChen/AdaptFormer models/custom_modules.py, adapter.py): a
+// AdaptFormer (methods.md "AdaptFormer"; ShoufaChen/AdaptFormer models/custom_modules.py, adapter.py): a
 // bottleneck adapter parallel to each block's MLP, fed the post-attention stream, scaled by 0.1.
 #include <fmt/format.h>
 
@@ -39,7 +39,7 @@ class AdaptMlp : public nn::Module, public Adapted {
   double scale = 0.1;
 
  protected:
-  void on_train(bool on) override { drop->train(on); }  // eval(): no adapter dropout (methods.md 1.9)
+  void on_train(bool on) override { drop->train(on); }  // eval(): no adapter dropout (methods.md "Conventions")
 };
 
 class AdaptFormerBlock : public nn::Block, public Adapted {
@@ -50,7 +50,7 @@ class AdaptFormerBlock : public nn::Block, public Adapted {
   std::string method() const override { return "adaptformer"; }
   Tensor forward(const Tensor& x0, const Tensor& mask) const override {
     Tensor x = add(x0, attn_branch(x0, mask));
-    // Parallel to the MLP, fed the post-attention stream x (methods.md 12).
+    // Parallel to the MLP, fed the post-attention stream x (methods.md "AdaptFormer").
     return add(x, add(mlp_branch(x), adaptmlp->forward(x)));
   }
   std::shared_ptr<AdaptMlp> adaptmlp;

@@ -1,4 +1,4 @@
-// BitFit (methods.md 6): trains the backbone's biases; apply_method unfreezes the head.
+// BitFit (methods.md "BitFit"): trains the backbone's biases; apply_method unfreezes the head.
 #include "peft/methods/methods.h"
 
 namespace peft::methods {
@@ -12,7 +12,7 @@ MethodDescriptor bitfit_method() {
   d.attach = [](nn::VisionTransformer& vit, const MethodOptions&, Generator&) {
     for (auto& [name, t] : vit.named_parameters()) {
       // nn.MultiheadAttention (openai layout) names its fused qkv bias attn.in_proj_bias: the
-      // ".bias" suffix rule would miss it, so it is included explicitly (methods.md 18).
+      // ".bias" suffix rule would miss it, so it is included explicitly (methods.md "What must match").
       if (name.ends_with(".bias") || name.ends_with(".attn.in_proj_bias")) Tensor(t).requires_grad_(true);
     }
   };

@@ -1,4 +1,4 @@
-// CLIP-Adapter (methods.md 16; gaopengcuhk/CLIP-Adapter clip_adapter.py): a residual bottleneck on
+// CLIP-Adapter (methods.md "CLIP-Adapter"; gaopengcuhk/CLIP-Adapter clip_adapter.py): a residual bottleneck on
 // the image feature, f' = a relu(fc2(relu(fc1 f))) + (1-a) f, no biases.
 #include <fmt/format.h>
 

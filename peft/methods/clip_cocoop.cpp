@@ -1,4 +1,4 @@
-// CoCoOp (methods.md 25; KaiyangZhou/CoOp trainers/cocoop.py): CoOp's M context vectors at
+// CoCoOp (methods.md "CoCoOp"; KaiyangZhou/CoOp trainers/cocoop.py): CoOp's M context vectors at
 // positions 1..M, each shifted per image by a meta-net of the normalised image feature, so every
 // image gets its own K class prompts through the frozen text tower.
 //

@@ -1,4 +1,4 @@
-// CoOp (methods.md 15; KaiyangZhou/CoOp trainers/coop.py): M learned context vectors replace the
+// CoOp (methods.md "CoOp"; KaiyangZhou/CoOp trainers/coop.py): M learned context vectors replace the
 // token embeddings at positions 1..M of every class prompt, through the frozen text tower.
 #include <fmt/format.h>
 

@@ -1,4 +1,4 @@
-// KgCoOp (methods.md 26; htyao89/KgCoOp trainers/kgcoop.py): CoOp's learned context (under CoOp's
+// KgCoOp (methods.md "KgCoOp"; htyao89/KgCoOp trainers/kgcoop.py): CoOp's learned context (under CoOp's
 // name coop.ctx, so a KgCoOp adapter is a CoOp adapter) plus a knowledge term that keeps the
 // learned class features near those of hand-crafted prompts:
 //   loss = CE + w * (1 - mean_k cos(t_k, t0_k)),  t = norm(u(ctx)), t0 = norm(u(hand-crafted_k)).

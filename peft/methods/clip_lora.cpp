@@ -1,4 +1,4 @@
-// CLIP-LoRA (methods.md 27; MaxZanella/CLIP-LoRA loralib/layers.py, loralib/utils.py, main.py):
+// CLIP-LoRA (methods.md "CLIP-LoRA"; MaxZanella/CLIP-LoRA loralib/layers.py, loralib/utils.py, main.py):
 // rank-r updates c B A, c = alpha / sqrt(r), on the q, k, v row blocks of every attention's fused
 // in_proj (and on out_proj with target o), in both towers by default; logits 100 norm(f) norm(u)^T.
 // Mergeable (peft merge): in_proj row block += c B A, out_proj.weight += c B_o A_o.

@@ -1,4 +1,4 @@
-// MaPLe (methods.md 28; muzairkhattak/multimodal-prompt-learning trainers/maple.py, clip/model.py
+// MaPLe (methods.md "MaPLe"; muzairkhattak/multimodal-prompt-learning trainers/maple.py, clip/model.py
 // VisionTransformer_MaPLe, ResidualAttentionBlock_MaPLe): M context vectors at token positions 1..M
 // of every class prompt (as CoOp), coupled to M visual prompts proj(ctx) appended at the END of the
 // image sequence before ln_pre; deep prompts replace those rows before blocks 1..J-1 of both towers

@@ -25,7 +25,7 @@ Tensor photo_context_init(nn::CLIP& clip, int64_t M, Generator& gen);
 DType model_dtype(const nn::CLIP& clip);
 // The raw text features u [K, E] of the prompt rows, without autograd (the text tower is frozen).
 Tensor frozen_text_features(nn::CLIP& clip, const Tensor& tokens);
-// The zero-shot classifier of methods.md 2.4: norm(mean_t norm(u)) over each class's prompts.
+// The zero-shot classifier of methods.md "CLIP logits": norm(mean_t norm(u)) over each class's prompts.
 Tensor zero_shot_classifier(nn::CLIP& clip, const PromptTokens& p);
 
 }  // namespace peft::methods

@@ -1,4 +1,4 @@
-// TaskRes (methods.md 14; geekyutao/TaskRes trainers/taskres.py): the classifier is the raw text
+// TaskRes (methods.md "TaskRes"; geekyutao/TaskRes trainers/taskres.py): the classifier is the raw text
 // features u (averaged over templates) plus alpha * taskres.residual, normalised after the sum.
 #include <fmt/format.h>
 

@@ -1,4 +1,4 @@
-// Tip-Adapter and Tip-Adapter-F (methods.md 17; gaopengcuhk/Tip-Adapter main.py, utils.py): zero-shot
+// Tip-Adapter and Tip-Adapter-F (methods.md "Tip-Adapter"; gaopengcuhk/Tip-Adapter main.py, utils.py): zero-shot
 // logits plus a training-free cache of the few-shot features (Tip-Adapter-F trains the keys).
 #include <fmt/format.h>
 

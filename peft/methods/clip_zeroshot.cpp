@@ -1,4 +1,4 @@
-// Zero-shot CLIP (methods.md 13): logits = s * norm(f) c^T, c = norm(mean_t norm(u)) over each
+// Zero-shot CLIP (methods.md "Zero-shot CLIP"): logits = s * norm(f) c^T, c = norm(mean_t norm(u)) over each
 // class's prompts (norm(u) for one prompt per class).
 #include <fmt/format.h>
 

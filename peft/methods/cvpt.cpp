@@ -1,4 +1,4 @@
-// CVPT (methods.md 9; Xlgsyzp/CVPT CVPT.py CvptBlock, CrossAttention): per-block prompts that
+// CVPT (methods.md "CVPT"; Xlgsyzp/CVPT CVPT.py CvptBlock, CrossAttention): per-block prompts that
 // the tokens cross-attend to with the block's frozen attention weights, between the attention
 // and the MLP residual; the raw residual stream is the query (no LayerNorm) and the sequence
 // length is unchanged.

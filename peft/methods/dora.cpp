@@ -1,4 +1,4 @@
-// DoRA (methods.md 19; huggingface/peft src/peft/tuners/lora/dora.py, variants.py): LoRA's
+// DoRA (methods.md "DoRA"; huggingface/peft src/peft/tuners/lora/dora.py, variants.py): LoRA's
 // rank-r update, then each output row rescaled by a learned magnitude over the row norm of the
 // updated weight. The norm is a constant in backward (HF always detaches it); the bias is not
 // rescaled. timm layout only. Mergeable: W' = (m / ||W + s B A||_row) (W + s B A).
@@ -60,7 +60,7 @@ class DoraLinear : public nn::Linear, public Adapted {
   double scale = 0.0;            // alpha / r
 
  private:
-  // Row norms of V = W + s B A [out], without autograd: detached (methods.md 19 "Decided").
+  // Row norms of V = W + s B A [out], without autograd: detached (methods.md "DoRA" "Decided").
   Tensor norms() const {
     NoGradGuard ng;
     return row_norms(add(weight, mul(matmul(lora_B, lora_A), scale)));

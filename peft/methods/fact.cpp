@@ -1,4 +1,4 @@
-// FacT-TT (methods.md 23; JieShibo/PETL-ViT FacT/fact_tt.py): one factor pair U = FacTu.weight
+// FacT-TT (methods.md "FacT-TT"; JieShibo/PETL-ViT FacT/fact_tt.py): one factor pair U = FacTu.weight
 // [r,D], V = FacTv.weight [D,r] shared by all blocks, and per block six small cores S; each of
 // qkv, proj, fc1 and fc2 gains s * V S U (tensorised over the m = F/D chunks of the MLP hidden
 // units, hidden unit c*D + d). Dropout 0.1 on each core's output in training. timm layout only.
@@ -40,7 +40,7 @@ class FactFactor : public FactWeight, public Adapted {
   void merge(nn::VisionTransformer&) override {}
 };
 
-// What the four wrappers share: U, V, s, the dropout and the chunked delta of methods.md 23.
+// What the four wrappers share: U, V, s, the dropout and the chunked delta of methods.md "FacT-TT".
 struct FactShared {
   Tensor U, V;  // [r, D], [D, r]
   double s = 1.0;
@@ -49,7 +49,7 @@ struct FactShared {
   Tensor delta(const Tensor& Sc) const { return mul(matmul(matmul(V, Sc), U), s); }
 };
 
-// Base linear plus the FacT path; the subclasses say where the path goes (methods.md 23).
+// Base linear plus the FacT path; the subclasses say where the path goes (methods.md "FacT-TT").
 class FactLinear : public nn::Linear, public Adapted {
  public:
   FactLinear(const nn::Linear& base, FactShared f) : nn::Linear(base), f_(std::move(f)) {}

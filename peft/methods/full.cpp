@@ -1,4 +1,4 @@
-// Full fine-tuning (methods.md 5): every tensor trains.
+// Full fine-tuning (methods.md "Full fine-tune"): every tensor trains.
 #include "peft/methods/methods.h"
 
 namespace peft::methods {

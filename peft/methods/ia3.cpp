@@ -1,4 +1,4 @@
-// (IA)^3 (methods.md 21; huggingface/peft src/peft/tuners/ia3/layer.py, model.py): learned
+// (IA)^3 (methods.md "(IA)^3"; huggingface/peft src/peft/tuners/ia3/layer.py, model.py): learned
 // per-channel scales of the keys and values (the k and v rows of timm's fused qkv output, bias
 // included; q unscaled) and of the FFN intermediate (fc2's input, so fc2's bias is not scaled).
 // timm layout only. Mergeable: rows of qkv and columns of fc2 take the scales.

@@ -1,4 +1,4 @@
-// Linear probe (methods.md 4): the backbone stays frozen; apply_method unfreezes the fresh head.
+// Linear probe (methods.md "Linear probe"): the backbone stays frozen; apply_method unfreezes the fresh head.
 #include "peft/methods/methods.h"
 
 namespace peft::methods {

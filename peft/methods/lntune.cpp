@@ -1,4 +1,4 @@
-// LN-TUNE (methods.md 24; V-PETL Bench ImageClassification/train/train_model_lntune.py): trains
+// LN-TUNE (methods.md "LN-TUNE"; V-PETL Bench ImageClassification/train/train_model_lntune.py): trains
 // the LayerNorm affines under their base names; apply_method unfreezes the head.
 #include "peft/methods/methods.h"
 
@@ -12,7 +12,7 @@ MethodDescriptor lntune_method() {
       "when present) and the head; timm layout; mergeable (peft merge: the trained values replace the base ones)";
   d.timm_only = true;
   // The adapter holds new values of base tensors, no module of its own: "merging" is loading them
-  // in place of the base values (methods.md 24), which attaching the adapter already does. There is
+  // in place of the base values (methods.md "LN-TUNE"), which attaching the adapter already does. There is
   // nothing to fold, and the result is a plain model.
   d.mergeable = true;
   d.attach = [](nn::VisionTransformer& vit, const MethodOptions&, Generator&) {

@@ -1,5 +1,5 @@
-// LoRA (methods.md 11; huggingface/peft LoRA semantics): a rank-r update (alpha/r) B A added to
-// each target linear's output. On the openai layout (methods.md 18) the fused q|k|v projection is
+// LoRA (methods.md "LoRA"; huggingface/peft LoRA semantics): a rank-r update (alpha/r) B A added to
+// each target linear's output. On the openai layout (methods.md "What must match") the fused q|k|v projection is
 // named {attn}.in_proj. Mergeable: W' = W + (alpha/r) B A.
 #include <fmt/format.h>
 

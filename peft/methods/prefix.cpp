@@ -1,4 +1,4 @@
-// Prefix tuning (methods.md 22; NOAH model/supernet_vision_transformer_timm.py Attention, its
+// Prefix tuning (methods.md "Prefix tuning"; NOAH model/supernet_vision_transformer_timm.py Attention, its
 // evident intent): per block M learned keys and M learned values in the projected space (after
 // qkv, before the head split), appended to the block's k and v. No projection, bias, LayerNorm
 // or pos-embed; the sequence keeps its 1+N rows (prefixes are keys and values only).

@@ -1,6 +1,6 @@
-// SSF (methods.md 10; dongzelian/SSF models/vision_transformer.py): a per-channel scale and shift
+// SSF (methods.md "SSF"; dongzelian/SSF models/vision_transformer.py): a per-channel scale and shift
 // after each of the 6L+2 ops of the decided list (timm names; the openai layout's are those of
-// methods.md 18). Mergeable: every fold is per output channel of the op it follows.
+// methods.md "What must match"). Mergeable: every fold is per output channel of the op it follows.
 #include <fmt/format.h>
 
 #include "autograd/grad_mode.h"
@@ -85,7 +85,7 @@ class SsfPatchEmbed : public nn::PatchEmbed, public Adapted {
   Tensor forward(const Tensor& images) const override { return ssf_apply(nn::PatchEmbed::forward(images), ss.scale, ss.shift); }
   // Filters per channel. A conv without a bias (openai conv1) passes its shift to the patch rows
   // of the position embedding, added right after it: the last N rows (openai: rows 1..N of
-  // positional_embedding [1+N, D]; methods.md 18).
+  // positional_embedding [1+N, D]; methods.md "What must match").
   void merge(nn::VisionTransformer& vit) override {
     NoGradGuard ng;
     Tensor patch_rows;
@@ -119,7 +119,7 @@ void wrap_linear(nn::VisionTransformer& vit, const LinearSite& site, Generator& 
 }
 
 void attach_ssf(nn::VisionTransformer& vit, const MethodOptions&, Generator& gen) {
-  // The same op positions on both layouts; openai names in the second column (methods.md 18:
+  // The same op positions on both layouts; openai names in the second column (methods.md "What must match":
   // "Chosen here for the openai layout", no official code). ln_pre and proj get none there.
   // Registration order = the op order of the forward pass, so adapter files list them that way
   // (openai: attn.out_proj's pair precedes attn.in_proj's, whose holder is registered last).

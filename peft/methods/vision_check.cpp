@@ -46,7 +46,7 @@ nn::NamedTensors run_vision_check(const VisionCheckRequest& r) {
   // --config, else the config of the checkpoint itself (any naming scheme, nn/pretrained.h).
   nn::ViTConfig c = r.config.empty() ? nn::read_pretrained(r.weights).config : nn::load_vit_config(r.config);
 
-  // K: the adapter's head rows, else the base's num_classes (interop.md, methods.md 1.6).
+  // K: the adapter's head rows, else the base's num_classes (interop.md, methods.md "Conventions").
   std::map<std::string, Tensor> adapter;
   int64_t k = c.num_classes;
   if (!r.adapter.empty()) {
@@ -86,7 +86,7 @@ nn::NamedTensors run_vision_check(const VisionCheckRequest& r) {
 
   Tensor images, labels;
   read_inputs(r.inputs, c, k, images, labels);
-  vit.eval();  // no prompt dropout, adapter dropout or drop-path (methods.md 1.9)
+  vit.eval();  // no prompt dropout, adapter dropout or drop-path (methods.md "Conventions")
   vit.zero_grad();
   Tensor logits = vit.forward(images);
   Tensor loss = cross_entropy(logits, labels);

@@ -1,4 +1,4 @@
-// VPT-shallow and VPT-deep (methods.md 7, 8; KMnP/vpt src/models/vit_prompt/vit.py): M learned
+// VPT-shallow and VPT-deep (methods.md "VPT-shallow", "VPT-deep"; KMnP/vpt src/models/vit_prompt/vit.py): M learned
 // prompt tokens inserted after the prefix tokens (CLS, registers) before block 0, with no
 // position embedding; VPT-deep replaces those rows with a fresh set before every later block.
 #include <fmt/format.h>

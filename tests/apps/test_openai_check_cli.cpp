@@ -1,4 +1,4 @@
-// `peft check` and `peft merge` with ssf and lora on the openai_clip_visual layout (methods.md 18)
+// `peft check` and `peft merge` with ssf and lora on the openai_clip_visual layout (methods.md "What must match")
 // through the built program. The PyTorch reference fixture tests/fixtures/vit/openai holds the
 // gradients of full fine-tuning; at the identity init (SSF scale 1, shift 0; LoRA B = 0) every
 // gradient of these methods is a fixed function of them:

@@ -47,7 +47,7 @@ TEST(WordTokenizer, TokenizeRowsPadAndEotIsArgmax) {
   EXPECT_EQ(t.to_vector<int64_t>(), (std::vector<int64_t>{8, 2, 3, 4, 2, 5, 7, 9,  //
                                                           8, 6, 9, 0, 0, 0, 0, 0,  //
                                                           8, 9, 0, 0, 0, 0, 0, 0}));
-  // argmax pooling (methods.md 2.3) finds the EOT in every row.
+  // argmax pooling (methods.md "CLIP text tower") finds the EOT in every row.
   const std::vector<int64_t> v = t.to_vector<int64_t>();
   const int64_t expected_eot[] = {7, 2, 1};
   for (int64_t r = 0; r < 3; ++r) {

@@ -112,7 +112,7 @@ TEST_F(Lab05, VptIsQuadraticInMAndCvptLinear) {
 }
 
 TEST_F(Lab05, DeepMinusCvptAtFiftyInClosedForm) {
-  // Measured difference VPT-deep - CVPT at M = 50 against methods.md 8 and 9 written out by hand:
+  // Measured difference VPT-deep - CVPT at M = 50 against methods.md "VPT-deep" and 9 written out by hand:
   // per block and image, VPT adds M rows to qkv, proj and the MLP (2*M*(3D^2 + D^2 + 2DF)) and grows
   // attention from 4*T0^2*D to 4*(T0+M)^2*D; CVPT adds 4*T0*D^2 + 4*T0*M*D per image and 4*M*D^2 once.
   const int64_t M = 50, B = images.size(0), D = c.dim, F = c.mlp_hidden(), L = c.depth, T0 = 1 + N;

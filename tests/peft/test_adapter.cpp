@@ -1,4 +1,4 @@
-// `adapter` (methods.md 20, V-PETL Bench's Adapter): parity with the PyTorch reference
+// `adapter` (methods.md "Adapter", V-PETL Bench's Adapter): parity with the PyTorch reference
 // (tools/reference/peft_reference_adapter_prefix_lntune.py), trainable names and the ViT-B/16
 // count, the effective official init, float64 gradcheck and the freeze mask, layer scale before
 // the adapter, the default bottleneck, refusals (openai layout, bad bottleneck, merge), and one
@@ -43,7 +43,7 @@ VisionCheckRequest fixture_request(const std::string& name) {
   return r;
 }
 
-// Every expected tensor matches (1e-4 abs + 1e-3 rel, methods.md 18) and the result has exactly
+// Every expected tensor matches (1e-4 abs + 1e-3 rel, methods.md "What must match") and the result has exactly
 // the expected grad. entries: the method's trainable set under the interop names.
 void expect_matches_reference(const std::string& name) {
   SCOPED_TRACE(name);
@@ -76,7 +76,7 @@ MethodOptions opts(int64_t bottleneck) {
 // ---------------------------------------------------------------- parity
 
 TEST(AdapterMethod, MatchesTheReference) { expect_matches_reference("adapter"); }
-// The model's act is quick_gelu; the adapter's GELU stays erf (methods.md 20).
+// The model's act is quick_gelu; the adapter's GELU stays erf (methods.md "Adapter").
 TEST(AdapterMethod, MatchesTheReferenceWithQuickGeluModel) { expect_matches_reference("adapter-quick"); }
 
 // ---------------------------------------------------------------- names, counts, init
@@ -102,7 +102,7 @@ TEST(AdapterMethod, TrainableTensorsAreTheInteropNames) {
   EXPECT_FALSE(vit.parameter("blocks.0.mlp.fc1.weight").requires_grad());
 }
 
-// methods.md 20: L*(2*D*b + b + D) = 156,768 for ViT-B/16 at the default b = 8. The count depends
+// methods.md "Adapter": L*(2*D*b + b + D) = 156,768 for ViT-B/16 at the default b = 8. The count depends
 // on D and L only: ViT-B's, with a small MLP hidden size so that the model builds quickly.
 TEST(AdapterMethod, ViTBaseCountAtTheDefaultBottleneck) {
   nn::ViTConfig c = nn::load_vit_config("vit-base");

@@ -1,4 +1,4 @@
-// CoCoOp (methods.md 25): logits, loss and the gradients of exactly the five trainable tensors equal
+// CoCoOp (methods.md "CoCoOp"): logits, loss and the gradients of exactly the five trainable tensors equal
 // the PyTorch reference (tools/reference/clip_reference_cocoop_kgcoop.py, written from the official
 // trainers/cocoop.py with its per-image loop); float64 gradchecks; the batched text pass (one pass
 // over B*K prompts) equals B separate passes; the initialisation; clear errors.

@@ -1,4 +1,4 @@
-// KgCoOp (methods.md 26): logits (CoOp's), the loss with its knowledge term w * (1 - mean cos) and
+// KgCoOp (methods.md "KgCoOp"): logits (CoOp's), the loss with its knowledge term w * (1 - mean cos) and
 // the gradient of exactly coop.ctx equal the PyTorch reference
 // (tools/reference/clip_reference_cocoop_kgcoop.py, written from the official trainers/kgcoop.py);
 // float64 gradchecks of the whole loss; the initialisation (at "a photo of a" on such lines it is

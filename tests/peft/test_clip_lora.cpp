@@ -1,4 +1,4 @@
-// CLIP-LoRA (methods.md 27): logits, loss and the gradient of exactly the trainable tensors equal
+// CLIP-LoRA (methods.md "CLIP-LoRA"): logits, loss and the gradient of exactly the trainable tensors equal
 // the PyTorch reference (tools/reference/clip_reference_lora_maple.py) for both towers, one tower
 // and target o; float64 gradchecks; the frozen CLIP gets no gradient; init; merge reproduces the
 // unmerged logits with a plain CLIP; bad options are one-line errors.

@@ -1,4 +1,4 @@
-// MaPLe (methods.md 28): logits, loss and the gradient of exactly the trainable tensors equal the
+// MaPLe (methods.md "MaPLe"): logits, loss and the gradient of exactly the trainable tensors equal the
 // PyTorch reference (tools/reference/clip_reference_lora_maple.py) with deep prompts (J = 3) and
 // without (J = 1); float64 gradchecks; the frozen CLIP gets no gradient; init (ctx from "a photo
 // of a", equal deep projections); J out of range and other bad inputs are one-line errors.

@@ -1,4 +1,4 @@
-// CLIP methods (methods.md 13-17): logits, loss and gradients equal the PyTorch reference
+// CLIP methods (methods.md "Zero-shot CLIP" to "Tip-Adapter"): logits, loss and gradients equal the PyTorch reference
 // (tools/reference/clip_reference.py); float64 gradchecks of every trainable tensor; the frozen
 // CLIP gets no gradient; bad inputs are clear errors; the feature cache.
 #include <gtest/gtest.h>

@@ -1,7 +1,7 @@
 // Class names x prompt templates (peft/zeroshot.h): OpenAI's 80 ImageNet templates, template and
 // class-name files, the adapter metadata, and each CLIP method's classifier with an ensemble:
 // zeroshot and tip-adapter norm(mean_t norm(u)), taskres the raw mean, coop and clip-adapter the
-// single template (methods.md 2.4, 13-17).
+// single template (methods.md "CLIP logits", "Zero-shot CLIP", "Tip-Adapter").
 #include <gtest/gtest.h>
 
 #include <filesystem>

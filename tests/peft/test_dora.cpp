@@ -1,4 +1,4 @@
-// `dora` (methods.md 19, HF peft DoRA): parity with the PyTorch reference
+// `dora` (methods.md "DoRA", HF peft DoRA): parity with the PyTorch reference
 // (tools/reference/peft_reference_dora_ia3_fact.py), names, registration order and the ViT-B/16
 // count, init (starts at the base model), the detached norm (gradients equal the composed
 // formula with n a constant; float64 gradcheck with the norm held), the freeze mask, merge, and
@@ -45,7 +45,7 @@ VisionCheckRequest fixture_request(const std::string& name) {
   return r;
 }
 
-// Every expected tensor matches (1e-4 abs + 1e-3 rel, methods.md 18) and the result has exactly
+// Every expected tensor matches (1e-4 abs + 1e-3 rel, methods.md "What must match") and the result has exactly
 // the expected grad. entries: the method's trainable set under the interop names.
 void expect_matches_reference(const std::string& name) {
   SCOPED_TRACE(name);
@@ -126,7 +126,7 @@ TEST(DoraMethod, TrainableTensorsAreTheInteropNamesInHfOrder) {
   EXPECT_FALSE(vit.parameter("blocks.0.attn.qkv.weight").requires_grad());
 }
 
-// methods.md 19: ViT-B/16, r = 8 on qkv: 294,912 + 27,648 = 322,560 + head.
+// methods.md "DoRA": ViT-B/16, r = 8 on qkv: 294,912 + 27,648 = 322,560 + head.
 TEST(DoraMethod, ViTBaseCount) {
   nn::VisionTransformer vit(nn::load_vit_config("vit-base"), 0);
   Generator g(1);
@@ -283,7 +283,7 @@ TEST(DoraMethod, MergeEqualsUnmergedAndGivesAPlainViT) {
     plain.load_state_dict(std::map<std::string, Tensor>(sd.begin(), sd.end()), /*strict=*/true);
     plain.eval();
     EXPECT_LE(max_abs_diff(plain.forward(img), before), 1e-5);
-    // Not vacuous: the weights changed, the biases did not (methods.md 19: bias not rescaled).
+    // Not vacuous: the weights changed, the biases did not (methods.md "DoRA": bias not rescaled).
     nn::VisionTransformer base(tiny(), 1);
     EXPECT_GT(max_abs_diff(plain.parameter("blocks.0.attn.qkv.weight"), base.parameter("blocks.0.attn.qkv.weight")), 1e-3);
     EXPECT_EQ(max_abs_diff(plain.parameter("blocks.0.attn.qkv.bias"), base.parameter("blocks.0.attn.qkv.bias")), 0.0);

@@ -1,4 +1,4 @@
-// `fact` (methods.md 23, FacT-TT of JieShibo/PETL-ViT fact_tt.py): parity with the PyTorch
+// `fact` (methods.md "FacT-TT", FacT-TT of JieShibo/PETL-ViT fact_tt.py): parity with the PyTorch
 // reference (tools/reference/peft_reference_dora_ia3_fact.py), the official names and their
 // registration order, the ViT-B/16 counts, the scale's default, init (V = 0: starts at the base
 // model), the tensorised MLP paths (hidden unit c*D + d), dropout in training only, float64
@@ -45,7 +45,7 @@ VisionCheckRequest fixture_request(const std::string& name) {
   return r;
 }
 
-// Every expected tensor matches (1e-4 abs + 1e-3 rel, methods.md 18) and the result has exactly
+// Every expected tensor matches (1e-4 abs + 1e-3 rel, methods.md "What must match") and the result has exactly
 // the expected grad. entries: the method's trainable set under the interop names.
 void expect_matches_reference(const std::string& name) {
   SCOPED_TRACE(name);
@@ -125,7 +125,7 @@ TEST(FactMethod, TrainableTensorsAreTheOfficialNamesInRegistrationOrder) {
   EXPECT_EQ(attn.back(), "blocks.0.attn.proj_FacTs.weight");
 }
 
-// methods.md 23: 2*D*r + L*(4*r^2 + 2*m*r^2): 21,504 for ViT-B/16 at r = 8, 61,440 at r = 16.
+// methods.md "FacT-TT": 2*D*r + L*(4*r^2 + 2*m*r^2): 21,504 for ViT-B/16 at r = 8, 61,440 at r = 16.
 TEST(FactMethod, ViTBaseCounts) {
   for (auto [rank, want] : {std::pair<int64_t, int64_t>{8, 21504}, {16, 61440}}) {
     nn::VisionTransformer vit(nn::load_vit_config("vit-base"), 0);
@@ -207,7 +207,7 @@ TEST(FactMethod, InitFollowsTheOfficialCodeAndStartsAtTheBaseModel) {
 // ---------------------------------------------------------------- the tensorised MLP paths
 
 // fc1: hidden unit c*D + d gains s * V[d] . (S1 U h)[c*r:(c+1)*r]; fc2 gains s * V S2 Q(g) with
-// Q(g)[c*r + j] = U[j] . g[c*D:(c+1)*D] (methods.md 23), checked chunk by chunk.
+// Q(g)[c*r + j] = U[j] . g[c*D:(c+1)*D] (methods.md "FacT-TT"), checked chunk by chunk.
 TEST(FactMethod, MlpPathsUseHiddenUnitOrderCTimesDPlusD) {
   const auto c = tiny();
   const int64_t D = c.dim, r = 2, m = c.mlp_hidden() / D;

@@ -1,4 +1,4 @@
-// `ia3` (methods.md 21, HF peft (IA)^3): parity with the PyTorch reference
+// `ia3` (methods.md "(IA)^3", HF peft (IA)^3): parity with the PyTorch reference
 // (tools/reference/peft_reference_dora_ia3_fact.py), names and the ViT-B/16 count, init (ones:
 // starts at the base model), which rows and inputs are scaled, float64 gradcheck and the freeze
 // mask, merge, and the openai-layout refusal.
@@ -43,7 +43,7 @@ VisionCheckRequest fixture_request(const std::string& name) {
   return r;
 }
 
-// Every expected tensor matches (1e-4 abs + 1e-3 rel, methods.md 18) and the result has exactly
+// Every expected tensor matches (1e-4 abs + 1e-3 rel, methods.md "What must match") and the result has exactly
 // the expected grad. entries: the method's trainable set under the interop names.
 void expect_matches_reference(const std::string& name) {
   SCOPED_TRACE(name);
@@ -92,7 +92,7 @@ TEST(Ia3Method, TrainableTensorsAreTheInteropNames) {
   EXPECT_FALSE(vit.parameter("blocks.0.mlp.fc2.bias").requires_grad());
 }
 
-// methods.md 21: 2*D + F per block: 55,296 for ViT-B/16.
+// methods.md "(IA)^3": 2*D + F per block: 55,296 for ViT-B/16.
 TEST(Ia3Method, ViTBaseCount) {
   nn::VisionTransformer vit(nn::load_vit_config("vit-base"), 0);
   Generator g(1);
@@ -129,7 +129,7 @@ TEST(Ia3Method, InitIsOnesAndStartsAtTheBaseModel) {
 }
 
 // Only the k and v rows of the fused qkv output are scaled, bias included; fc2's input is scaled,
-// its bias is not (methods.md 21 "Decided").
+// its bias is not (methods.md "(IA)^3" "Decided").
 TEST(Ia3Method, ScalesKAndVRowsAndFc2Input) {
   const auto c = tiny();
   const int64_t D = c.dim;

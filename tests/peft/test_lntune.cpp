@@ -1,4 +1,4 @@
-// `lntune` (methods.md 24, V-PETL Bench's LN-TUNE): parity with the PyTorch reference
+// `lntune` (methods.md "LN-TUNE", V-PETL Bench's LN-TUNE): parity with the PyTorch reference
 // (tools/reference/peft_reference_adapter_prefix_lntune.py, pool cls and mean), the trainable
 // set ('norm' in the name: norm_pre and fc_norm too when present) and the ViT-B/16 count, the
 // pretrained init, float64 gradcheck and the freeze mask, merge (the trained values replace the
@@ -45,7 +45,7 @@ VisionCheckRequest fixture_request(const std::string& name) {
   return r;
 }
 
-// Every expected tensor matches (1e-4 abs + 1e-3 rel, methods.md 18) and the result has exactly
+// Every expected tensor matches (1e-4 abs + 1e-3 rel, methods.md "What must match") and the result has exactly
 // the expected grad. entries: the method's trainable set under the interop names.
 void expect_matches_reference(const std::string& name) {
   SCOPED_TRACE(name);
@@ -109,7 +109,7 @@ TEST(LntuneMethod, NormPreAndFcNormFollowTheNameFilter) {
   EXPECT_EQ(trainable_set(vit), want);
 }
 
-// methods.md 24: 4*L*D + 2*D = 38,400 for ViT-B/16. The count depends on L and D only: ViT-B's,
+// methods.md "LN-TUNE": 4*L*D + 2*D = 38,400 for ViT-B/16. The count depends on L and D only: ViT-B's,
 // with a small MLP hidden size so that the model builds quickly.
 TEST(LntuneMethod, ViTBaseCount) {
   nn::ViTConfig c = nn::load_vit_config("vit-base");

@@ -332,7 +332,7 @@ TEST(Methods, FrozenLinearsCostNoWeightGradientGemm) {
 
 // ---------------------------------------------------------------- VPT and CVPT identities
 
-// methods.md 8: with L = 1, VPT-deep is VPT-shallow.
+// methods.md "VPT-deep": with L = 1, VPT-deep is VPT-shallow.
 TEST(Methods, VptDeepWithOneBlockEqualsShallow) {
   for (const std::string pool : {"cls", "mean"}) {
     const auto c = tiny(1, pool);

@@ -1,4 +1,4 @@
-// LoRA and SSF on the openai_clip_visual layout (methods.md 18, "Chosen here for the openai
+// LoRA and SSF on the openai_clip_visual layout (methods.md "What must match", "Chosen here for the openai
 // layout"): adapter names and shapes, the target short names, float64 gradchecks, frozen tensors
 // without gradients, and merges that reproduce the unmerged logits with a plain OpenAI state dict.
 #include <fmt/format.h>

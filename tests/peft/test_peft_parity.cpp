@@ -47,7 +47,7 @@ VisionCheckRequest fixture_request(const std::string& name) {
   return r;
 }
 
-// Every expected tensor matches (1e-4 abs + 1e-3 rel, methods.md 18) and the result has exactly
+// Every expected tensor matches (1e-4 abs + 1e-3 rel, methods.md "What must match") and the result has exactly
 // the expected grad. entries: the method's trainable set under the interop names.
 void expect_matches_reference(const std::string& name) {
   SCOPED_TRACE(name);

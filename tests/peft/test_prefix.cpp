@@ -1,4 +1,4 @@
-// `prefix` (methods.md 22, NOAH's prefix keys/values): parity with the PyTorch reference
+// `prefix` (methods.md "Prefix tuning", NOAH's prefix keys/values): parity with the PyTorch reference
 // (tools/reference/peft_reference_adapter_prefix_lntune.py, pool cls and mean), names and the
 // ViT-B/16 count, the xavier-uniform init, float64 gradcheck and the freeze mask, the sequence
 // keeping 1+N rows with attention maps over the 1+N+M keys, weight decay, refusals, and one
@@ -44,7 +44,7 @@ VisionCheckRequest fixture_request(const std::string& name) {
   return r;
 }
 
-// Every expected tensor matches (1e-4 abs + 1e-3 rel, methods.md 18) and the result has exactly
+// Every expected tensor matches (1e-4 abs + 1e-3 rel, methods.md "What must match") and the result has exactly
 // the expected grad. entries: the method's trainable set under the interop names.
 void expect_matches_reference(const std::string& name) {
   SCOPED_TRACE(name);
@@ -95,7 +95,7 @@ TEST(PrefixMethod, TrainableTensorsAreTheInteropNames) {
   EXPECT_FALSE(vit.parameter("blocks.2.attn.proj.bias").requires_grad());
 }
 
-// methods.md 22: 2*L*M*D = 184,320 for ViT-B/16 at M = 10 (the default). The count depends on
+// methods.md "Prefix tuning": 2*L*M*D = 184,320 for ViT-B/16 at M = 10 (the default). The count depends on
 // L and D only: ViT-B's, with a small MLP hidden size so that the model builds quickly.
 TEST(PrefixMethod, ViTBaseCountAtTheDefaultPrompts) {
   nn::ViTConfig c = nn::load_vit_config("vit-base");

@@ -54,9 +54,9 @@ inline Tensor prompt_tensor(const peft::nn::VisionTransformer& vit) {
 // three prompt methods, using only the model's public members and its prompt tensor (or
 // `prompts` in its place when given), and record the sequence length every block sees in
 // `lengths` (one entry per block).
-//   VPT-shallow (methods.md 7): x = [CLS, P_0, patches], prompts without pos-embed.
-//   VPT-deep (methods.md 8): before block i >= 1, rows 1..M are replaced by P_i.
-//   CVPT (methods.md 9): the sequence stays [CLS, patches]; block i cross-attends to
+//   VPT-shallow (methods.md "VPT-shallow"): x = [CLS, P_0, patches], prompts without pos-embed.
+//   VPT-deep (methods.md "VPT-deep"): before block i >= 1, rows 1..M are replaced by P_i.
+//   CVPT (methods.md "CVPT"): the sequence stays [CLS, patches]; block i cross-attends to
 //   cvpt.prompts[i] [1, M, D] between its attention and its MLP (Attention::cross).
 inline Tensor prompted_features(peft::nn::VisionTransformer& vit, const Tensor& images,
                                 std::vector<int64_t>* lengths = nullptr, Tensor prompts = Tensor()) {
@@ -115,7 +115,7 @@ inline std::vector<double> cls_prompt_attention_share(peft::nn::VisionTransforme
 
 // Exercise 3: predict the GEMM FLOPs (2*m*n*k per GEMM, as core/counters.h counts them) of one
 // eval forward pass of make_model(c, method, M) on a batch of B images, from the formulas of
-// methods.md 7-9. Per block with T tokens: qkv 2BTD*3D, scores and weighted sum 2*2BT^2D (all
+// methods.md "VPT-shallow", "VPT-deep", "CVPT". Per block with T tokens: qkv 2BTD*3D, scores and weighted sum 2*2BT^2D (all
 // heads together), proj 2BTD^2, MLP 2*2BTDF. CVPT adds per block: q and output projections
 // 2*2BTD^2, the prompts' k and v 2*2MD^2 (once for the batch) and 2*2BTMD for scores and sum.
 // Patch embedding 2BN(CP^2)D and the head 2BDK come on top.

@@ -1,5 +1,5 @@
 // Lab 6 exercises (docs/labs/06-clip.md): zero-shot CLIP and the few-shot heads TaskRes and
-// Tip-Adapter, written from methods.md 2.4, 14 and 17. Reference solutions filled in so that
+// Tip-Adapter, written from methods.md "CLIP logits", "TaskRes" and 17. Reference solutions filled in so that
 // tests/labs/test_lab06.cpp passes.
 #pragma once
 #include <memory>
@@ -43,7 +43,7 @@ inline Tensor class_tokens(const peft::nn::CLIP& clip, const std::vector<std::st
   return tok.tokenize(lines);
 }
 
-// Exercise 1: the zero-shot classifier of methods.md 2.4 over several templates,
+// Exercise 1: the zero-shot classifier of methods.md "CLIP logits" over several templates,
 //   c_k = norm( mean_t norm(u(p_kt)) )   [K, E]
 // where u = CLIP::encode_text (raw text features) of class k's prompt from template t. No autograd.
 inline Tensor zero_shot_classifier(peft::nn::CLIP& clip, const std::vector<std::string>& classes,
@@ -64,7 +64,7 @@ inline Tensor zero_shot_logits(const peft::nn::CLIP& clip, const Tensor& f, cons
   return mul(matmul(l2_normalize(f), transpose(c, 0, 1)), clip.logit_scale_exp());
 }
 
-// Exercise 2: TaskRes (methods.md 14). The base is the raw, unnormalised text features [K, E]; the
+// Exercise 2: TaskRes (methods.md "TaskRes"). The base is the raw, unnormalised text features [K, E]; the
 // classifier base + alpha * residual is normalised only after the sum:
 //   logits = s * norm(f) norm(base + alpha R)^T
 // Differentiable in `residual` (the only trainable tensor).
@@ -75,7 +75,7 @@ inline Tensor taskres_logits(const peft::nn::CLIP& clip, const Tensor& f, const 
   return mul(matmul(l2_normalize(f), transpose(l2_normalize(c), 0, 1)), clip.logit_scale_exp());
 }
 
-// Exercise 3: Tip-Adapter (methods.md 17). c: the normalised zero-shot classifier [K, E]; keys: the
+// Exercise 3: Tip-Adapter (methods.md "Tip-Adapter"). c: the normalised zero-shot classifier [K, E]; keys: the
 // cache keys [NK, E] (already normalised, not re-normalised here: Tip-Adapter-F trains them);
 // labels [NK] int64 in [0, K).
 //   Aff = norm(f) keys^T                                                 [B, NK]
