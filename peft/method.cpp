@@ -78,6 +78,21 @@ void apply_method_defaults(const std::string& method, MethodOptions& o, const st
   if (!given.count("bottleneck")) o.bottleneck = def.bottleneck;
 }
 
+MethodOptions overlay_given(const MethodOptions& base, const MethodOptions& typed) {
+  MethodOptions o = base;
+  for (const std::string& key : typed.given) {
+    if (key == "prompts") o.prompts = typed.prompts;
+    if (key == "prompt_dropout") o.prompt_dropout = typed.prompt_dropout;
+    if (key == "rank") o.rank = typed.rank;
+    if (key == "alpha") o.alpha = typed.alpha;
+    if (key == "targets") o.targets = typed.targets;
+    if (key == "bottleneck") o.bottleneck = typed.bottleneck;
+  }
+  o.given.insert(typed.given.begin(), typed.given.end());
+  o.use_method_defaults = false;
+  return o;
+}
+
 MethodOptions resolved_options(const std::string& method, const MethodOptions& o) {
   MethodOptions r = o;
   if (r.use_method_defaults) apply_method_defaults(method, r, r.given);

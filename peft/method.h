@@ -80,6 +80,9 @@ const MethodDescriptor& vision_method(const std::string& name);
 
 // Applies the method's defaults for the option keys not in `given` (keys given on the command line).
 void apply_method_defaults(const std::string& method, MethodOptions& o, const std::set<std::string>& given);
+// base with the keys typed on the command line (typed.given) taken from typed: adapter metadata
+// overridden by flags.
+MethodOptions overlay_given(const MethodOptions& base, const MethodOptions& typed);
 // The options as `method` uses them: with use_method_defaults, its defaults for the keys not given.
 MethodOptions resolved_options(const std::string& method, const MethodOptions& o);
 

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <filesystem>
+#include <memory>
 #include <set>
 
 #include "apps/peft/commands.h"
@@ -136,82 +137,81 @@ int run_clip_merge(const MergeArgs& a, const SafetensorsFile& f, const std::stri
   return 0;
 }
 
-int run_merge(const MergeArgs& a) {
-  refuse_overwriting_inputs(a.out, merged_config_path(a.out),
-                            {{"--adapter", a.adapter}, {"--weights", a.model.weights}, {"--config", a.model.config}});
-  SafetensorsFile f = SafetensorsFile::open(a.adapter);
-  // The method is the adapter's own (its metadata); --method is needed only for files without it.
-  std::string method = a.method;
-  if (method.empty()) {
-    if (!f.metadata().count("method"))
-      throw UsageError(fmt::format("{} names no method in its metadata: give --method (a mergeable method: peft methods)", a.adapter));
-    method = f.metadata().at("method");
-  }
-  if (is_clip_method(method)) return run_clip_merge(a, f, method);  // clip-lora: a whole CLIP
-  if (!is_mergeable_method(method)) {
-    std::string names;
-    for (const MethodDescriptor& d : vision_method_registry())
-      if (d.mergeable) names += (names.empty() ? "" : ", ") + d.name;
-    throw UsageError(fmt::format("--method: {} cannot be merged (only {} fold into the weights)", method, names));
-  }
-  // Options: those the adapter was trained with (its metadata), unless given on the command line.
-  MethodOptions o = a.options;
-  std::vector<std::string> class_names;
+// The adapter's method: its metadata's, or --method for a file without one.
+std::string merge_method(const MergeArgs& a, const SafetensorsFile& f) {
+  if (!a.method.empty()) return a.method;
+  if (!f.metadata().count("method"))
+    throw UsageError(fmt::format("{} names no method in its metadata: give --method (a mergeable method: peft methods)", a.adapter));
+  return f.metadata().at("method");
+}
+
+void require_mergeable(const std::string& method) {
+  if (is_mergeable_method(method)) return;
+  std::string names;
+  for (const MethodDescriptor& d : vision_method_registry())
+    if (d.mergeable) names += (names.empty() ? "" : ", ") + d.name;
+  throw UsageError(fmt::format("--method: {} cannot be merged (only {} fold into the weights)", method, names));
+}
+
+// What the adapter was trained with: its metadata, the options typed on the command line over it;
+// a LoRA file without metadata (e.g. written by a PyTorch script) gives rank and targets by its
+// tensor names.
+AdapterInfo merge_adapter_info(const MergeArgs& a, const SafetensorsFile& f, const std::string& method) {
+  if (!f.has("head.weight") || f.info("head.weight").shape.size() != 2)
+    throw IOError(fmt::format("{}: has no head.weight [K, D] (an adapter of {} holds the head)", a.adapter, method));
+  AdapterInfo info;
+  info.path = a.adapter;
+  info.method = method;
+  info.options = a.options;
+  info.num_classes = f.info("head.weight").shape[0];
   if (f.metadata().count("method")) {
     // read_adapter_info checks the metadata values (IOError naming the file and the key).
     AdapterInfo from_file = read_adapter_info(a.adapter);
     if (from_file.method != method)
       throw UsageError(fmt::format("--method {} does not match {}'s method {}", method, a.adapter, from_file.method));
-    // Every option the command line did not give comes from the file.
-    const MethodOptions typed = o;
-    o = from_file.options;
-    for (const std::string& key : typed.given) {
-      if (key == "prompts") o.prompts = typed.prompts;
-      if (key == "prompt_dropout") o.prompt_dropout = typed.prompt_dropout;
-      if (key == "rank") o.rank = typed.rank;
-      if (key == "alpha") o.alpha = typed.alpha;
-      if (key == "targets") o.targets = typed.targets;
-      if (key == "bottleneck") o.bottleneck = typed.bottleneck;
-    }
-    o.use_method_defaults = false;
-    class_names = from_file.class_names;
+    info.options = overlay_given(from_file.options, a.options);
+    info.class_names = from_file.class_names;
   } else if (method == "lora") {
-    // No metadata (e.g. written by a PyTorch script): rank and targets from the tensor names.
     std::string targets;
     for (const std::string& n : f.names()) {
-      const std::string suffix = ".lora_A";
-      if (n.size() <= suffix.size() || n.compare(n.size() - suffix.size(), suffix.size(), suffix) != 0) continue;
-      if (!o.given.count("rank") && !f.info(n).shape.empty()) o.rank = f.info(n).shape[0];
-      targets += (targets.empty() ? "" : ",") + n.substr(0, n.size() - suffix.size());
+      if (!n.ends_with(".lora_A")) continue;
+      if (!a.options.given.count("rank") && !f.info(n).shape.empty()) info.options.rank = f.info(n).shape[0];
+      targets += (targets.empty() ? "" : ",") + n.substr(0, n.size() - 7);
     }
-    if (!o.given.count("targets") && !targets.empty()) o.targets = targets;
+    if (!a.options.given.count("targets") && !targets.empty()) info.options.targets = targets;
   }
-  if (!f.has("head.weight") || f.info("head.weight").shape.size() != 2)
-    throw IOError(fmt::format("{}: has no head.weight [K, D] (an adapter of {} holds the head)", a.adapter, method));
-  const int64_t k = f.info("head.weight").shape[0];
+  return info;
+}
 
+// The base model with the adapter attached and folded: a plain ViT.
+std::unique_ptr<nn::VisionTransformer> merged_model(const MergeArgs& a, const AdapterInfo& info) {
   ModelSource src = open_model_or_usage(a.model);
   if (src.pretrained) {  // nor a sidecar the base config was read from (config.json, model.json, ...)
     std::vector<std::pair<std::string, std::string>> sidecars;
     for (const auto& sc : src.pretrained->sidecars) sidecars.emplace_back("base model's sidecar", sc);
     refuse_overwriting_inputs(a.out, merged_config_path(a.out), sidecars);
   }
-  nn::ViTConfig c = src.config;
-  nn::VisionTransformer vit(c, 0);
-  src.load_into(vit);
-  AdapterInfo info;  // the options resolved above (metadata, flags, or the tensor names)
-  info.path = a.adapter;
-  info.method = method;
-  info.options = o;
-  info.num_classes = k;
-  info.class_names = class_names;
+  auto vit = std::make_unique<nn::VisionTransformer>(src.config, 0);
+  src.load_into(*vit);
   try {
-    attach_adapter(vit, info, 0);  // exactly the method's trainable tensors, or an IOError naming the file
+    attach_adapter(*vit, info, 0);  // exactly the method's trainable tensors, or an IOError naming the file
   } catch (const MethodError& e) {
     throw UsageError(e.what());
   }
-  merge_adapters(vit);
-  nn::NamedTensors sd = plain_state_dict(vit);
+  merge_adapters(*vit);
+  return vit;
+}
+
+int run_merge(const MergeArgs& a) {
+  refuse_overwriting_inputs(a.out, merged_config_path(a.out),
+                            {{"--adapter", a.adapter}, {"--weights", a.model.weights}, {"--config", a.model.config}});
+  SafetensorsFile f = SafetensorsFile::open(a.adapter);
+  const std::string method = merge_method(a, f);
+  if (is_clip_method(method)) return run_clip_merge(a, f, method);  // clip-lora: a whole CLIP
+  require_mergeable(method);
+  const AdapterInfo info = merge_adapter_info(a, f, method);
+  auto vit = merged_model(a, info);
+  nn::NamedTensors sd = plain_state_dict(*vit);
   // A NaN or Inf in the adapter (or a scale that overflows) would be written silently.
   for (const auto& [name, t] : sd)
     if (int64_t bad = autograd::count_non_finite(t); bad > 0)
@@ -220,14 +220,13 @@ int run_merge(const MergeArgs& a) {
                                    name, bad, a.adapter));
   // The merged model's config beside it (<stem>.json, read by every command that takes --weights):
   // its head size, class names and the base checkpoint's preprocessing travel with it.
-  const nn::ViTConfig& merged = vit.cfg;  // K classes, their names, the base's preprocessing
   const std::string config_path = merged_config_path(a.out);
   if (std::filesystem::absolute(config_path) == std::filesystem::absolute(a.out))
     throw UsageError(fmt::format("--out {}: the merged config would overwrite it; use a .safetensors name", a.out));
   save_safetensors(a.out, sd, {{"format", "pt"}, {"merged_from", method}});
-  write_text_atomic(config_path, nn::vit_config_to_json(merged) + "\n");
+  write_text_atomic(config_path, nn::vit_config_to_json(vit->cfg) + "\n");
   fmt::print("merge: {} folded into {} -> {} ({} tensors, head {} classes), config {}\n", method, a.model.weights, a.out,
-             sd.size(), k, config_path);
+             sd.size(), info.num_classes, config_path);
   return 0;
 }
 
