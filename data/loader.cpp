@@ -53,6 +53,7 @@ DataLoader::DataLoader(DatasetPtr dataset, LoaderOptions options) : dataset_(std
     throw ValueError("data_loader: original_images is set but there is no transform to bring the originals to " +
                      std::to_string(dataset_->image_size()) + " x " + std::to_string(dataset_->image_size()) +
                      ". Hint: set_pipeline(options, augment, preprocess)");
+  shard_rows(0, opt_.shard, opt_.shards);  // refuses a bad shard now, not at the first batch
 }
 
 void set_pipeline(LoaderOptions& o, const Augment& a, const Preprocess& p) {
@@ -81,7 +82,8 @@ std::vector<int64_t> DataLoader::epoch_order(int64_t epoch) const {
 
 Batch DataLoader::build(const std::vector<int64_t>& order, int64_t epoch, int64_t b) const {
   const int64_t n = dataset_->size(), B = opt_.batch_size;
-  const int64_t begin = b * B, end = std::min(n, begin + B), rows = end - begin;
+  const auto [first, last] = shard_rows(std::min(n, b * B + B) - b * B, opt_.shard, opt_.shards);
+  const int64_t begin = b * B + first, end = b * B + last, rows = end - begin;
   const int64_t C = dataset_->channels(), S = dataset_->image_size();
   Batch out;
   out.epoch = epoch;
@@ -114,6 +116,13 @@ Batch DataLoader::build(const std::vector<int64_t>& order, int64_t epoch, int64_
   }
   out.labels = from_vector_i64(labels, {rows});
   return out;
+}
+
+std::pair<int64_t, int64_t> shard_rows(int64_t len, int64_t shard, int64_t shards) {
+  if (shards < 1 || shard < 0 || shard >= shards)
+    throw ValueError("data_loader: shard " + std::to_string(shard) + " of " + std::to_string(shards) +
+                     " (expected 0 <= shard < shards)");
+  return {len * shard / shards, len * (shard + 1) / shards};
 }
 
 Batch DataLoader::make_batch(int64_t epoch, int64_t b) const {

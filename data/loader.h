@@ -4,6 +4,7 @@
 #include <exception>
 #include <memory>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "core/random.h"
@@ -33,6 +34,11 @@ struct LoaderOptions {
   // Hand the transform Dataset::load_original(i) (any size) instead of load(i) (S x S): for
   // transforms that crop the original, e.g. make_transform(a, p) with a.rrc. Needs a transform.
   bool original_images = false;
+  // Data parallelism (issue 18): this process builds only its part of each batch, rows
+  // [b + len * shard / shards, b + len * (shard + 1) / shards) of the batch's len rows. The
+  // order and the per-example randomness stay those of the whole batch, so the shards of all
+  // ranks together are exactly the batch one process would build.
+  int64_t shard = 0, shards = 1;
 };
 
 // The pipeline of a Preprocess and an --augment list: transform = make_transform(a, p) and
@@ -87,6 +93,9 @@ class DataLoader {
   Batch pending_;
   std::exception_ptr pending_error_;
 };
+
+// The rows [first, second) of a batch of `len` rows that shard `shard` of `shards` takes.
+std::pair<int64_t, int64_t> shard_rows(int64_t len, int64_t shard, int64_t shards);
 
 // A random permutation of 0..n-1 (Fisher-Yates).
 std::vector<int64_t> random_permutation(int64_t n, Generator& gen);

@@ -11,6 +11,7 @@
 #include "apps/peft/model_options.h"
 #include "autograd/anomaly.h"
 #include "core/atomic_file.h"
+#include "core/distributed.h"
 #include "core/out_dir.h"
 #include "core/error.h"
 #include "core/process_stats.h"
@@ -58,7 +59,17 @@ void add_training_options(CLI::App* cmd, Args& a) {
   cmd->add_option("--batch", t.batch, "batch size")->capture_default_str();
   cmd->add_option("--lr", t.lr, "peak learning rate")->capture_default_str();
   cmd->add_option("--weight-decay", t.weight_decay, "weight decay (not on biases, norms, prompts, embeddings)")->capture_default_str();
-  cmd->add_option("--warmup-epochs", t.warmup_epochs, "linear warm-up epochs, then cosine decay to 0")->capture_default_str();
+  cmd->add_option("--warmup-epochs", t.warmup_epochs, "linear warm-up epochs (from --warmup-lr), then the schedule")->capture_default_str();
+  cmd->add_option("--sched", t.sched, "learning-rate schedule after the warm-up: cosine | step | plateau | constant")->capture_default_str();
+  cmd->add_option("--min-lr", t.min_lr, "lowest learning rate of cosine, step and plateau")->capture_default_str();
+  cmd->add_option("--warmup-lr", t.warmup_lr, "learning rate the warm-up starts from")->capture_default_str();
+  cmd->add_option("--decay-epochs", t.decay_epochs, "step: epochs between decays")->capture_default_str();
+  cmd->add_option("--decay-rate", t.decay_rate, "step, plateau: factor of each decay")->capture_default_str();
+  cmd->add_option("--patience-epochs", t.patience_epochs, "plateau: epochs without a better val top-1 before a decay")->capture_default_str();
+  cmd->add_option("--patience", t.patience, "early stopping: stop after N epochs without a better val top-1 (0 = off)")->capture_default_str();
+  cmd->add_option("--accum-steps", t.accum_steps, "gradient accumulation: one update per N batches (= a batch N times larger)")->capture_default_str();
+  cmd->add_flag("--model-ema", t.model_ema, "keep an EMA of the trainable weights; it is validated and saved");
+  cmd->add_option("--model-ema-decay", t.model_ema_decay, "EMA decay per update")->capture_default_str();
   cmd->add_option("--optimizer", t.optimizer, "adamw | sgd")->capture_default_str();
   cmd->add_option("--augment", t.augment, "none | flip | shift:N | rrc (comma-separated)")->capture_default_str();
   cmd->add_option("--label-smoothing", t.label_smoothing, "label smoothing")->capture_default_str();
@@ -66,7 +77,8 @@ void add_training_options(CLI::App* cmd, Args& a) {
   cmd->add_flag("--no-progress", [&t](int64_t) { t.progress = false; }, "no progress bar");
   cmd->add_flag("--detect-anomaly", [](int64_t) { set_detect_anomaly(true); }, "stop at the first op whose output or gradient is NaN/Inf, naming it (slower)");
   cmd->add_flag("--resume", t.resume, "continue from DIR/checkpoint.safetensors (bit-identical to an uninterrupted run)");
-  cmd->add_option("--save-every", t.save_every, "also checkpoint every N steps (default: at the end of each epoch)");
+  cmd->add_option("--checkpoint-steps", t.save_every, "also write the resume checkpoint every N steps (default: at the end of each epoch)");
+  cmd->add_option("--save-every", t.save_every_epochs, "also keep the weights of every Nth epoch (adapter-epochN.safetensors)");
 }
 
 // Bad values are exit 1 (cli.md) and must be refused before any work, naming the option:
@@ -107,18 +119,55 @@ void finish(const std::string& method, const TrainResult& r, const nn::VisionTra
                       {"total_params", vit.num_parameters(false)},
                       {"train_time_s", r.train_time_s},
                       {"images_per_s", r.images_per_s},
-                      {"peak_rss_mb", peak_rss_mb()}};
+                      {"peak_rss_mb", peak_rss_mb()},
+                      {"best_epoch", r.best_epoch},
+                      {"epochs_run", r.epochs_run}};
+  if (has_val) s["last_top1"] = r.last_val.top1;
   fmt::print("\n{:<12} {:>12} {:>10} {:>9} {:>9} {:>11} {:>9}\n", "method", "trainable", "total", has_val ? "val top1" : "top1",
              "loss", "train time", "img/s");
   fmt::print("{:<12} {:>12} {:>10} {:>8.2f}% {:>9.4f} {:>10.1f}s {:>9.0f}\n", method, vit.num_parameters(true),
              vit.num_parameters(false), r.val.top1, r.val.loss, r.train_time_s, r.images_per_s);
-  write_text_atomic((fs::path(a.out) / "summary.json").string(), s.dump(2) + "\n");
+  s["world_size"] = dist::World::get().size();
+  if (dist::World::get().is_root()) write_text_atomic((fs::path(a.out) / "summary.json").string(), s.dump(2) + "\n");
   if (common.json) fmt::print("{}\n", s.dump());
+}
+
+// --resume of a run that has trained all its epochs: say so; nothing is written.
+bool already_finished(const TrainResult& r, const Args& a) {
+  if (!r.finished_before) return false;
+  fmt::print("{}: the run is finished ({} epochs{}); nothing changed\n", a.out, r.epochs_run,
+             r.best_epoch > 0 ? fmt::format(", best epoch {}: val top1 {:.2f}%", r.best_epoch, r.val.top1) : "");
+  return true;
+}
+
+// Data parallel under mpirun / srun (issue 18, core/distributed.h): every rank trains its share
+// of each global batch of --batch, which must divide by the ranks (a usage error, said once).
+// Feature caching is off: every epoch moves the examples to other ranks.
+void join_world(Args& a, const char* cmd) {
+  dist::World& w = dist::World::get();
+  if (!w.distributed()) return;
+  if (a.train.batch % w.size() != 0)
+    throw UsageError(fmt::format("--batch: the global batch {} does not divide by the {} ranks; use a multiple of {}",
+                                 a.train.batch, w.size(), w.size()));
+  a.train.world = &w;
+  a.train.feature_cache = false;
+  fmt::print("{}: data parallel over {} ranks: {} examples of every batch of {} per rank\n", cmd, w.size(),
+             a.train.batch / w.size(), a.train.batch);
+}
+
+// Bytes each rank all-reduces per update: the trainable gradients and one flag per tensor
+// (peft/train/grad_sync.h).
+void print_traffic(const nn::VisionTransformer& vit, const char* cmd) {
+  if (!dist::World::get().distributed()) return;
+  const int64_t tensors = static_cast<int64_t>(trainable_names(vit).size());
+  fmt::print("{}: {} all-reduced per update ({} trainable values in {} tensors)\n", cmd,
+             format_bytes(4 * (vit.num_parameters(true) + tensors)), vit.num_parameters(true), tensors);
 }
 
 // Creates and locks --out (a second run into it fails in one line), refusing an --out that is or
 // holds an input (core/out_dir.h, issue 20).
 void make_out_dir(const Args& a) {
+  if (!dist::World::get().is_root()) return;  // data parallel: rank 0 owns --out
   auto path_of = [](const std::string& d) { return d.find(':') != std::string::npos ? d.substr(d.find(':') + 1) : d; };
   claim_out_dir(a.out, {{"--weights", a.model.weights}, {"--config", a.model.config}, {"--data", path_of(a.data)},
                         {"--val", path_of(a.val)}});
@@ -153,6 +202,7 @@ void add_train_commands(CLI::App& app, Common& common, Runner& run) {
     run = [&common] {
       check_training_values(a.train);
       if (!a.model.weights.empty()) throw UsageError("pretrain: --weights is not used (it trains from scratch); use peft train");
+      join_world(a, "pretrain");
       nn::ViTConfig c = open_model_or_usage(a.model).config;
       auto train = open_train(a, c, common.seed);
       auto val = open_val(a.val, a, c, common.seed);
@@ -164,15 +214,20 @@ void add_train_commands(CLI::App& app, Common& common, Runner& run) {
       make_out_dir(a);
       fmt::print("pretrain: {} on {} ({} parameters)\n", a.model.config, train->describe(), vit.num_parameters());
       fmt::print("pretrain: preprocessing {}\n", c.preprocess.describe());
+      print_traffic(vit, "pretrain");
       a.train.seed = common.seed;
       a.train.out_dir = a.out;
+      a.train.best_name = "weights.safetensors";
+      a.train.last_name = "weights-last.safetensors";
+      a.train.save_weights = [&vit](const std::string& path) { nn::save_weights(vit, path, {{"format", "pt"}}); };
       TrainResult r = train_model(vit, train, val, a.train);
+      if (already_finished(r, a)) return 0;
       // The default preprocessing is not written: model.json stays a plain interop config.
       nn::ViTConfig written = c;
       if (a.model.mean.empty() && a.model.std.empty() && a.model.interpolation.empty() && a.model.crop_pct == 0)
         written.preprocess = data::Preprocess{};
-      write_text_atomic((fs::path(a.out) / "model.json").string(), nn::vit_config_to_json(written) + "\n");
-      nn::save_weights(vit, (fs::path(a.out) / "weights.safetensors").string(), {{"format", "pt"}});
+      if (dist::World::get().is_root())
+        write_text_atomic((fs::path(a.out) / "model.json").string(), nn::vit_config_to_json(written) + "\n");
       finish("pretrain", r, vit, a, common, val != nullptr, a.model.config);
       return 0;
     };
@@ -192,6 +247,7 @@ void add_train_commands(CLI::App& app, Common& common, Runner& run) {
     run = [&common] {
       require_vision_method(a.method);
       check_training_values(a.train);
+      join_world(a, "train");
       try {  // bad method options are usage errors (exit 2), found before any data is read
         validate_method_options(a.method, a.method_opts);
       } catch (const MethodError& e) {
@@ -220,6 +276,7 @@ void add_train_commands(CLI::App& app, Common& common, Runner& run) {
       if (!note.empty()) fmt::print("train: {}\n", note);
       fmt::print("train: {} on {}: {} of {} parameters trainable ({:.2f}%)\n", a.method, train->describe(),
                  vit.num_parameters(true), vit.num_parameters(), 100.0 * vit.num_parameters(true) / vit.num_parameters());
+      print_traffic(vit, "train");
       a.train.seed = common.seed;
       a.train.out_dir = a.out;
       // A frozen backbone (linear): say whether its features are computed once and cached
@@ -235,10 +292,12 @@ void add_train_commands(CLI::App& app, Common& common, Runner& run) {
         else
           fmt::print("train: frozen backbone, but features are not cached: {}\n", plan.why_not);
       }
+      const auto meta = adapter_metadata(a.method, a.method_opts, train->class_names());
+      a.train.save_weights = [&vit, &meta](const std::string& path) {
+        nn::save_weights(vit, path, meta, /*trainable_only=*/true);
+      };
       TrainResult r = train_model(vit, train, val, a.train);
-      nn::save_weights(vit, (fs::path(a.out) / "adapter.safetensors").string(),
-                       adapter_metadata(a.method, a.method_opts, train->class_names()),
-                       /*trainable_only=*/true);
+      if (already_finished(r, a)) return 0;
       // The method's cost on this model: trainable share, FLOPs, step and inference time, memory
       // (before the summary, whose JSON must stay the last stdout line).
       CostReport cost = measure_cost(vit, std::min<int64_t>(a.train.batch, 8), 2);

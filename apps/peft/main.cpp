@@ -14,6 +14,7 @@
 #include "apps/peft/commands.h"
 #include "apps/peft/model_options.h"
 #include "core/blas.h"
+#include "core/distributed.h"
 #include "core/error.h"
 #include "core/threads.h"
 
@@ -37,6 +38,24 @@ std::string escape_controls(const std::string& msg) {
 }
 
 void print_error(const std::string& msg) { std::fprintf(stderr, "peft: error: %s\n", escape_controls(msg).c_str()); }
+
+// Under mpirun (issue 18) the ranks run the same command. A usage error is the same on every
+// rank: rank 0 alone says it and all exit with 2. Any other error may be one rank's alone (its
+// shard of the data, its disk): that rank names itself and ends every rank (MPI_Abort), so none
+// is left waiting in a collective.
+int fail(const std::string& msg, int code) {
+  dist::World& w = dist::World::get();
+  if (!w.distributed()) {
+    print_error(msg);
+    return code;
+  }
+  if (code == 2) {
+    if (w.is_root()) print_error(msg);
+    w.finalize();
+    return code;
+  }
+  w.abort(escape_controls(msg), code);
+}
 
 // Numbers are taken exactly or refused: CLI11 read an empty string as 0 and clamped a number
 // beyond int64 to its maximum. Every INT / UINT / FLOAT option of every command gets this check
@@ -82,6 +101,9 @@ void add_number_checks(CLI::App* app) {
 
 int main(int argc, char** argv) {
   using namespace peft;
+  // MPI_Init (under mpirun / srun) before any thread starts; only rank 0 prints results.
+  dist::World& world = dist::World::get();
+  if (!world.is_root() && !std::freopen("/dev/null", "w", stdout)) return 1;
   CLI::App app{"peft: parameter-efficient fine-tuning of vision transformers and CLIP on the CPU", "peft"};
   app.require_subcommand(1);
   app.set_version_flag("--version", [] { return fmt::format("peft 0.1.0\n{}", thread_policy()); });
@@ -106,8 +128,7 @@ int main(int argc, char** argv) {
     bool known = false;
     for (auto* sub : app.get_subcommands([](CLI::App*) { return true; })) known = known || sub->get_name() == argv[1];
     if (!known) {
-      app::print_error(fmt::format("unknown command '{}' (see peft --help)", argv[1]));
-      return 2;
+      return app::fail(fmt::format("unknown command '{}' (see peft --help)", argv[1]), 2);
     }
   }
   try {
@@ -119,8 +140,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    app::print_error(e.what());
-    return 2;  // CLI11's own codes go above 100; cli.md wants 2 for bad usage
+    return app::fail(e.what(), 2);  // CLI11's own codes go above 100; cli.md wants 2 for bad usage
   }
   try {
     // More threads than cores only thrash (--threads 9999 started 8,000 threads and did not finish
@@ -135,15 +155,14 @@ int main(int argc, char** argv) {
     if (common.precision != "f32" && common.precision != "bf16")
       throw app::UsageError(fmt::format("--precision must be f32 or bf16 (got '{}')", common.precision));
     blas::set_precision(common.precision == "bf16" ? blas::Precision::bf16 : blas::Precision::f32);
-    return run ? run() : 0;
+    const int rc = run ? run() : 0;
+    world.finalize();
+    return rc;
   } catch (const app::UsageError& e) {
-    app::print_error(e.what());
-    return 2;
+    return app::fail(e.what(), 2);
   } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "peft: error: out of memory\n");
-    return 1;
+    return app::fail("out of memory", 1);
   } catch (const std::exception& e) {
-    app::print_error(e.what());
-    return 1;
+    return app::fail(e.what(), 1);
   }
 }

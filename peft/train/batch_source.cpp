@@ -7,9 +7,11 @@
 namespace peft {
 
 data::DataLoader make_loader(const data::DatasetPtr& ds, int64_t batch, bool shuffle, uint64_t seed,
-                             const data::Augment& aug, const data::Preprocess& pre) {
+                             const data::Augment& aug, const data::Preprocess& pre, int64_t shard, int64_t shards) {
   data::LoaderOptions o;
   o.batch_size = batch;
+  o.shard = shard;
+  o.shards = shards;
   o.shuffle = shuffle;
   o.seed = seed;
   data::set_pipeline(o, aug, pre);
@@ -21,9 +23,12 @@ BatchSource::BatchSource(nn::VisionTransformer& model, data::DatasetPtr train, d
     : train_(std::move(train)),
       val_(std::move(val)),
       batch_(cfg.batch),
+      world_(cfg.world && cfg.world->distributed() ? cfg.world : nullptr),
       loader_(make_loader(train_, cfg.batch, true, cfg.seed, data::parse_augment(cfg.augment),
-                          nn::effective_preprocess(model.cfg))),
+                          nn::effective_preprocess(model.cfg), world_ ? world_->rank() : 0, world_ ? world_->size() : 1)),
       nb_(loader_.num_batches()) {
+  // Data parallel: every rank would need every image's features (the shards move each epoch).
+  if (world_) return;
   // Head-only training on a deterministic pipeline: encode each image once (peft/head_cache.h).
   const HeadCachePlan plan = plan_head_cache(model, train_, val_, cfg.augment, cfg.feature_cache, cfg.feature_cache_limit);
   if (!plan.on) return;
@@ -77,7 +82,7 @@ const char* BatchSource::note() const {
 
 EvalResult BatchSource::evaluate_val(nn::VisionTransformer& model, int64_t batch) {
   if (!val_) return EvalResult{};
-  return val_cache_ ? evaluate_cached(model, val_, batch, *val_cache_, val_labels_) : evaluate(model, val_, batch);
+  return val_cache_ ? evaluate_cached(model, val_, batch, *val_cache_, val_labels_) : evaluate(model, val_, batch, world_);
 }
 
 }  // namespace peft

@@ -15,9 +15,11 @@ namespace peft {
 struct TrainConfig;
 
 // The model's own preprocessing (nn::effective_preprocess): its normalisation, and with rrc a
-// random resized crop of the original image resized with its interpolation.
+// random resized crop of the original image resized with its interpolation. shard/shards: this
+// rank's part of every batch (data::LoaderOptions).
 data::DataLoader make_loader(const data::DatasetPtr& ds, int64_t batch, bool shuffle, uint64_t seed,
-                             const data::Augment& aug, const data::Preprocess& pre);
+                             const data::Augment& aug, const data::Preprocess& pre, int64_t shard = 0,
+                             int64_t shards = 1);
 
 class BatchSource {
  public:
@@ -45,6 +47,7 @@ class BatchSource {
  private:
   data::DatasetPtr train_, val_;
   int64_t batch_;
+  dist::World* world_;  // nullptr unless data parallel
   data::DataLoader loader_;
   int64_t nb_;
   std::unique_ptr<HeadFeatureCache> train_cache_, val_cache_;

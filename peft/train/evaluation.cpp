@@ -6,6 +6,7 @@
 #include <chrono>
 
 #include "autograd/ops.h"
+#include "core/distributed.h"
 #include "core/error.h"
 #include "peft/head_cache.h"
 #include "peft/train/batch_source.h"
@@ -33,6 +34,15 @@ struct EvalSums {
     loss_sum += cross_entropy(logits, y).item() * static_cast<double>(y.numel());
     correct += count_correct(logits, y);
     n += y.numel();
+  }
+  // Sums of every rank's shard (images/s stays this rank's: its share of the time).
+  void reduce(dist::World* world) {
+    if (!world || !world->distributed()) return;
+    double v[3] = {loss_sum, static_cast<double>(correct), static_cast<double>(n)};
+    world->allreduce_sum(v, 3, "the evaluation's allreduce");
+    loss_sum = v[0];
+    correct = static_cast<int64_t>(v[1]);
+    n = static_cast<int64_t>(v[2]);
   }
   EvalResult result() const {
     EvalResult r;
@@ -64,14 +74,18 @@ int64_t count_correct(const Tensor& logits, const Tensor& labels) {
   return c;
 }
 
-EvalResult evaluate(nn::VisionTransformer& model, const data::DatasetPtr& ds, int64_t batch) {
+EvalResult evaluate(nn::VisionTransformer& model, const data::DatasetPtr& ds, int64_t batch, dist::World* world) {
   check_eval_data(model, ds);
   EvalScope scope(model);
-  auto loader = make_loader(ds, batch, false, 0, data::parse_augment("none"), nn::effective_preprocess(model.cfg));
+  const bool dp = world && world->distributed();
+  auto loader = make_loader(ds, batch, false, 0, data::parse_augment("none"), nn::effective_preprocess(model.cfg),
+                            dp ? world->rank() : 0, dp ? world->size() : 1);
   loader.start_epoch(0);
   data::Batch b;
   EvalSums sums;
-  while (loader.next(b)) sums.add(model.forward(b.images), b.labels);
+  while (loader.next(b))
+    if (b.labels.numel() > 0) sums.add(model.forward(b.images), b.labels);  // a short last batch may leave a rank none
+  sums.reduce(world);
   return sums.result();
 }
 

@@ -7,6 +7,10 @@
 #include "data/dataset.h"
 #include "nn/vit.h"
 
+namespace peft::dist {
+class World;
+}
+
 namespace peft {
 
 class HeadFeatureCache;
@@ -21,7 +25,10 @@ struct EvalResult {
 // Correct top-1 predictions of a batch of logits [B, K] against labels [B].
 int64_t count_correct(const Tensor& logits, const Tensor& labels);
 
-EvalResult evaluate(nn::VisionTransformer& model, const data::DatasetPtr& ds, int64_t batch);
+// With a distributed world each rank evaluates its shard of every batch and the sums are
+// reduced: every rank gets the result of the whole dataset.
+EvalResult evaluate(nn::VisionTransformer& model, const data::DatasetPtr& ds, int64_t batch,
+                    dist::World* world = nullptr);
 
 // evaluate() for a frozen backbone: the head on cached features. The first call encodes the
 // images (in the batches evaluate() uses); later calls only run the head.
