@@ -50,7 +50,7 @@ nn::NamedTensors clip_check_tensors(const ClipCheckRequest& r) {
   std::map<std::string, Tensor> adapter;
   if (!r.adapter.empty()) adapter = nn::read_tensors(r.adapter);
   Tensor keys, cache_labels;
-  if (r.method == "tip-adapter" || r.method == "tip-adapter-f") {
+  if (clip_method(r.method).needs_cache) {
     if (adapter.count("tip.cache_keys") && adapter.count("tip.cache_labels")) {
       keys = adapter.at("tip.cache_keys");
       cache_labels = adapter.at("tip.cache_labels");

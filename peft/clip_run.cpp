@@ -157,7 +157,7 @@ void check_eval_classes(const ClipAdapter& a, const std::string& path, const Cla
 std::shared_ptr<ClipHead> head_from_adapter(nn::CLIP& clip, const ClipAdapter& a, const std::string& path,
                                             const PromptTokens& tokens) {
   Tensor keys, labels;
-  if (a.method == "tip-adapter" || a.method == "tip-adapter-f") {
+  if (clip_method(a.method).needs_cache) {
     if (!a.tensors.count("tip.cache_keys") || !a.tensors.count("tip.cache_labels"))
       throw IOError(fmt::format("{}: a {} adapter needs tip.cache_keys [NK,E] and tip.cache_labels [NK]", path, a.method));
     keys = a.tensors.at("tip.cache_keys");

@@ -114,7 +114,7 @@ int run_clip_train(const ClipTrainArgs& a, const Common& common) {
     fmt::print("clip-train: image features from the feature cache (the image tower is frozen for {})\n", a.method);
   FeatureSet ftrain = images_in ? load_images(clip, *train) : cache.get(clip, *train);
   Tensor keys, key_labels;
-  if (a.method == "tip-adapter" || a.method == "tip-adapter-f") {
+  if (clip_method(a.method).needs_cache) {
     EncodeOptions eo;
     eo.views = a.views;
     eo.seed = common.seed;

@@ -302,7 +302,7 @@ void add_train_commands(CLI::App& app, Common& common, Runner& run) {
       // (before the summary, whose JSON must stay the last stdout line).
       CostReport cost = measure_cost(vit, std::min<int64_t>(a.train.batch, 8), 2);
       cost.method = a.method;
-      if (a.method == "vpt-shallow" || a.method == "vpt-deep" || a.method == "cvpt") cost.prompts = a.method_opts.prompts;
+      if (vision_method(a.method).uses("prompts")) cost.prompts = a.method_opts.prompts;
       fmt::print("\n{}", format_cost_table({cost}));
       finish(a.method, r, vit, a, common, val != nullptr, src.describe());
       return 0;

@@ -115,8 +115,8 @@ void MetricsLog::write() const {
   std::string jsonl;
   for (auto& r : rows_) jsonl += r.dump() + "\n";
   write_text_atomic(jsonl_path(), jsonl);
-  // SPLIT-ONLY: csv/png enabled in the next commit
-  if (false) { write_text_atomic(csv_path(), metrics_csv(rows_)); save_curves(rows_, plot_path()); }
+  write_text_atomic(csv_path(), metrics_csv(rows_));
+  save_curves(rows_, plot_path());
 }
 
 }  // namespace peft

@@ -33,8 +33,12 @@ void Progress::update(int64_t epoch, int64_t epochs, int64_t step, int64_t steps
 }
 
 void Progress::line(const std::string& text) {
-  fmt::print(stderr, "{}{}\n", drawn_ ? "\r\033[K" : "", text);
-  std::fflush(stderr);
+  if (drawn_) {
+    fmt::print(stderr, "\r\033[K");
+    std::fflush(stderr);
+  }
+  fmt::print("{}\n", text);
+  std::fflush(stdout);
   drawn_ = false;
 }
 

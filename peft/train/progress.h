@@ -1,6 +1,7 @@
-// What a person watching a run sees on stderr: a status line redrawn in place while an epoch
-// runs (only on a terminal), with the ETA of the whole run, and one permanent line per epoch
-// (always, also when stderr is a file or a pipe), like timm's train.py.
+// What a person watching a run sees: a status line on stderr redrawn in place while an epoch
+// runs (only on a terminal), with the ETA of the whole run, and one permanent line per epoch on
+// stdout (always, also into a file or a pipe), like timm's train.py log. stdout, not stderr:
+// cli.md keeps stderr for the one-line error, and the lines belong in a captured run log.
 #pragma once
 #include <chrono>
 #include <cstdint>

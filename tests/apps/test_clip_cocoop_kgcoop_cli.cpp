@@ -53,7 +53,9 @@ void expect_reference(const std::string& out, const std::string& expected) {
   EXPECT_EQ(have, want);  // exactly the trainable tensors; nothing of the frozen CLIP
   for (const std::string n : {"logits", "loss"}) EXPECT_LE(max_diff(got.at(n), exp.at(n)), 1e-4 + 1e-3 * max_abs(exp.at(n))) << n;
   for (const std::string& n : want) {
-    if (got.count(n)) EXPECT_LE(max_diff(got.at(n), exp.at(n)), 1e-4 + 1e-3 * max_abs(exp.at(n))) << n;
+    if (got.count(n)) {
+      EXPECT_LE(max_diff(got.at(n), exp.at(n)), 1e-4 + 1e-3 * max_abs(exp.at(n))) << n;
+    }
   }
 }
 

@@ -20,7 +20,7 @@ const char* kConfig = R"({"image_size": 16, "patch_size": 4, "dim": 16, "depth":
 
 std::vector<std::string> train_args(const std::string& cfg, const std::string& out) {
   return {peft_binary(), "pretrain", "--config", cfg, "--data", "procedural:shapes", "--train-size", "256",
-          "--epochs", "3", "--batch", "8", "--augment", "flip,shift:2", "--out", out, "--save-every", "5",
+          "--epochs", "3", "--batch", "8", "--augment", "flip,shift:2", "--out", out, "--checkpoint-steps", "5",
           "--no-progress", "--threads", "1", "--seed", "3"};
 }
 

@@ -135,7 +135,9 @@ TEST(LntuneMethod, StartsAtThePretrainedValues) {
   Generator g(2);
   apply_method(vit, "lntune", MethodOptions{}, 4, g);
   for (auto& [n, t] : base.named_parameters())
-    if (n.rfind("head.", 0) != 0) EXPECT_EQ(max_abs_diff(vit.parameter(n), t), 0.0) << n;
+    if (n.rfind("head.", 0) != 0) {
+      EXPECT_EQ(max_abs_diff(vit.parameter(n), t), 0.0) << n;
+    }
 }
 
 // ---------------------------------------------------------------- gradients
@@ -224,7 +226,9 @@ TEST(LntuneMethod, CheckAndMergeCommands) {
   auto expect_matches = [&](const std::string& result, bool grads) {
     auto got = nn::read_tensors(result);
     auto want = nn::read_tensors(kDir + "lntune/expected.safetensors");
-    if (grads) EXPECT_EQ(got.size(), want.size());
+    if (grads) {
+      EXPECT_EQ(got.size(), want.size());
+    }
     for (auto& [n, t] : want) {
       if (!grads && n.rfind("grad.", 0) == 0) continue;
       auto it = got.find(n);
