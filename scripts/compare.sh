@@ -94,7 +94,7 @@ else
   : "${phases:=train infer}"
   if [[ $config == tiny ]]; then M=10; : "${warmup:=3}" "${steps:=10}"; else M=50; : "${warmup:=1}" "${steps:=5}"; fi
   jobs=()
-  for m in ${methods:-full linear vpt-deep ssf lora cvpt bitfit adaptformer}; do
+  for m in ${methods:-full linear vpt-deep ssf lora cvpt bitfit adaptformer dora adapter ia3 prefix fact lntune}; do
     for ph in $phases; do
       for p in $precisions; do
         case "$m" in vpt-deep|vpt-shallow|cvpt|vpt) jobs+=("$m:$M:$ph:$p") ;; *) jobs+=("$m:0:$ph:$p") ;; esac
@@ -110,7 +110,8 @@ mkdir -p "$(dirname "$out")"
 raw="$out.jsonl"
 : > "$raw"
 
-# torch_vit_bench.py's mode name for a method; empty when it has none (bitfit, adaptformer, vpt-shallow).
+# torch_vit_bench.py's mode name for a method; empty when it has none (bitfit, adaptformer, vpt-shallow,
+# dora, adapter, ia3, prefix, fact, lntune: ours alone, no PyTorch row).
 torch_mode() {
   case "$1" in
     full|linear|ssf|lora|cvpt) echo "$1" ;;
