@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "apps/peft/commands.h"
+#include "data/plot.h"
 #include "autograd/ops.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -109,63 +110,24 @@ class LinearProbeHead : public ClipHead {
   Tensor weight, bias;
 };
 
-// ---- the plot: axes, one polyline with markers per method, zero-shot as a dashed line.
-struct Rgb {
-  float r, g, b;
-};
-void put(data::Image& im, int64_t x, int64_t y, Rgb c) {
-  if (x < 0 || y < 0 || x >= im.W || y >= im.H) return;
-  im.at(y, x, 0) = c.r;
-  im.at(y, x, 1) = c.g;
-  im.at(y, x, 2) = c.b;
-}
-void line(data::Image& im, double x0, double y0, double x1, double y1, Rgb c, int width = 2, int dash = 0) {
-  const int64_t steps = static_cast<int64_t>(std::max(std::abs(x1 - x0), std::abs(y1 - y0))) + 1;
-  for (int64_t s = 0; s <= steps; ++s) {
-    if (dash > 0 && (s / dash) % 2 == 1) continue;
-    const double t = static_cast<double>(s) / static_cast<double>(steps);
-    const int64_t x = std::lround(x0 + t * (x1 - x0)), y = std::lround(y0 + t * (y1 - y0));
-    for (int dx = 0; dx < width; ++dx)
-      for (int dy = 0; dy < width; ++dy) put(im, x + dx - width / 2, y + dy - width / 2, c);
-  }
-}
-void box(data::Image& im, int64_t cx, int64_t cy, int64_t r, Rgb c) {
-  for (int64_t y = cy - r; y <= cy + r; ++y)
-    for (int64_t x = cx - r; x <= cx + r; ++x) put(im, x, y, c);
-}
-
-const std::vector<Rgb>& palette() {
-  static const std::vector<Rgb> p = {{0.45f, 0.45f, 0.45f}, {0.12f, 0.47f, 0.71f}, {1.0f, 0.5f, 0.05f},
-                                     {0.17f, 0.63f, 0.17f}, {0.84f, 0.15f, 0.16f}, {0.58f, 0.4f, 0.74f},
-                                     {0.55f, 0.34f, 0.29f}, {0.89f, 0.47f, 0.76f}, {0.74f, 0.74f, 0.13f},
-                                     {0.09f, 0.75f, 0.81f}, {0.0f, 0.0f, 0.5f}};
-  return p;
-}
-
-// rows[m][s]: accuracy of method m at shots[s]; row 0 is zero-shot (drawn dashed, flat).
-void save_plot(const std::vector<std::vector<double>>& rows, const std::vector<int64_t>& shots, const std::string& path) {
-  const int64_t W = 640, H = 420, L = 60, R = 20, T = 20, Bm = 50;
-  data::Image im(H, W, 3);
-  std::fill(im.pixels.begin(), im.pixels.end(), 1.0f);
-  const Rgb black{0, 0, 0}, grid{0.88f, 0.88f, 0.88f};
-  // x: log2(shots) spread evenly; y: 0..100 %.
-  auto X = [&](size_t s) { return L + (W - L - R) * (shots.size() > 1 ? double(s) / double(shots.size() - 1) : 0.5); };
-  auto Y = [&](double acc) { return T + (H - T - Bm) * (1.0 - acc / 100.0); };
-  for (int g = 0; g <= 10; ++g) line(im, L, Y(g * 10.0), W - R, Y(g * 10.0), grid, 1);
-  for (size_t s = 0; s < shots.size(); ++s) line(im, X(s), T, X(s), H - Bm, grid, 1);
-  line(im, L, T, L, H - Bm, black, 2);
-  line(im, L, H - Bm, W - R, H - Bm, black, 2);
-  for (int g = 0; g <= 10; ++g) line(im, L - 6, Y(g * 10.0), L, Y(g * 10.0), black, 1);                 // y ticks every 10%
-  for (size_t s = 0; s < shots.size(); ++s) line(im, X(s), H - Bm, X(s), H - Bm + 6, black, 1);          // x ticks at the shots
+// The plot (data/plot.h, the charts every report uses): top-1 against shots per class, one series
+// per method in table order, zero-shot flat.
+void save_plot(const std::vector<std::string>& methods, const std::vector<std::vector<double>>& rows,
+               const std::vector<int64_t>& shots, const std::string& path) {
+  data::LinePlot p;
+  p.title = "top-1 vs shots per class";
+  p.xlabel = "log2(shots)";
+  p.ylabel = "top-1 %";
   for (size_t m = 0; m < rows.size(); ++m) {
-    const Rgb c = palette()[m % palette().size()];
+    data::PlotSeries sr;
+    sr.name = methods[m];
     for (size_t s = 0; s < shots.size(); ++s) {
-      if (s + 1 < shots.size()) line(im, X(s), Y(rows[m][s]), X(s + 1), Y(rows[m][s + 1]), c, 2, m == 0 ? 6 : 0);
-      if (m > 0) box(im, std::lround(X(s)), std::lround(Y(rows[m][s])), 3, c);
+      sr.x.push_back(std::log2(static_cast<double>(shots[s])));
+      sr.y.push_back(rows[m][s]);
     }
-    box(im, L + 20 + 30 * static_cast<int64_t>(m), H - 15, 5, c);  // legend swatches below the axis, in table order
+    p.series.push_back(std::move(sr));
   }
-  data::save_png(im, path);
+  data::save_line_plot(p, path);
 }
 
 }  // namespace
@@ -358,16 +320,10 @@ void add_clip_demo_command(CLI::App& app, Common& common, Runner& run) {
         csv += fmt::format(",{:.2f}\n", time_s[m]);
         js.push_back({{"method", methods[m]}, {"trainable_params", trainable[m]}, {"top1", accj}, {"time_s", time_s[m]}});
       }
-      save_plot(acc, shots, (fs::path(o.out) / "accuracy_vs_shots.png").string());
+      save_plot(methods, acc, shots, (fs::path(o.out) / "accuracy_vs_shots.png").string());
       write_text_atomic((fs::path(o.out) / "clip_demo.json").string(), js.dump(2) + "\n");
       write_text_atomic((fs::path(o.out) / "clip_demo.csv").string(), csv);
-      std::string legend;
-      for (size_t m = 0; m < methods.size(); ++m) {
-        const Rgb c = palette()[m % palette().size()];
-        legend += fmt::format("{}{} #{:02x}{:02x}{:02x}", m ? ", " : "", methods[m], int(c.r * 255), int(c.g * 255), int(c.b * 255));
-      }
-      fmt::print("plot: {}/accuracy_vs_shots.png (x: shots, y: top1 0-100%; legend swatches below the x axis, left to right: {})\n",
-                 o.out, legend);
+      fmt::print("plot: {}/accuracy_vs_shots.png (x: log2 shots per class, y: top-1 %, one series per method)\n", o.out);
       fmt::print("time: pretraining {:.0f}s, few-shot {:.0f}s, total {:.0f}s\n", pre_time, few_time, seconds_since(t_all));
       if (common.json) {
         nlohmann::json summary = {{"zeroshot_top1", zs_acc}, {"pretrain_time_s", pre_time}, {"fewshot_time_s", few_time},
