@@ -21,6 +21,7 @@
 #include "peft/methods/adapted.h"
 #include "peft/methods/vision_check.h"
 #include "tests/peft/method_testing.h"
+#include "tests/peft/parity_testing.h"
 #include "tests/testing.h"
 
 namespace peft {
@@ -29,39 +30,12 @@ namespace {
 using testing::randn64;
 using testing::randomize_trainable;
 using testing::trainable_set;
+using testing::expect_matches_reference;
+using testing::fixture_request;
 
 const std::string kDir = std::string(PEFT_SOURCE_DIR) + "/tests/fixtures/peft/";
 
-// ---------------------------------------------------------------- helpers (as test_peft_parity.cpp)
 
-VisionCheckRequest fixture_request(const std::string& name) {
-  SafetensorsFile f = SafetensorsFile::open(kDir + name + "/adapter.safetensors");
-  VisionCheckRequest r;
-  r.method = method_from_metadata(f.metadata(), r.options);
-  r.config = kDir + f.metadata().at("config");
-  r.weights = kDir + "base.safetensors";
-  r.adapter = kDir + name + "/adapter.safetensors";
-  r.inputs = kDir + "batch.safetensors";
-  return r;
-}
-
-// Every expected tensor matches (1e-4 abs + 1e-3 rel, methods.md "What must match") and the result has exactly
-// the expected grad. entries: the method's trainable set under the interop names.
-void expect_matches_reference(const std::string& name) {
-  SCOPED_TRACE(name);
-  nn::NamedTensors got = run_vision_check(fixture_request(name));
-  auto want = nn::read_tensors(kDir + name + "/expected.safetensors");
-  std::set<std::string> got_names, want_names;
-  for (auto& [n, _] : got) got_names.insert(n);
-  for (auto& [n, _] : want) want_names.insert(n);
-  EXPECT_EQ(got_names, want_names);
-  for (auto& [n, t] : got) {
-    auto it = want.find(n);
-    if (it == want.end()) continue;
-    ASSERT_EQ(t.sizes(), it->second.sizes()) << n;
-    EXPECT_TRUE(allclose(t, it->second, 1e-3, 1e-4)) << n << ": max abs diff " << max_abs_diff(t, it->second);
-  }
-}
 
 nn::ViTConfig tiny(int64_t depth = 2) {
   nn::ViTConfig c;
