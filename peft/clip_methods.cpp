@@ -84,6 +84,19 @@ Tensor frozen_text_features(nn::CLIP& clip, const Tensor& tokens) {
   return clip.encode_text(tokens);
 }
 
+Tensor context_prompt_tokens(const std::string& method, const Tensor& tokens0, int64_t M) {
+  std::vector<int64_t> eot = nn::eot_positions(tokens0);
+  int64_t Tm = 0;
+  for (size_t k = 0; k < eot.size(); ++k) {
+    if (eot[k] <= M)
+      throw ValueError(fmt::format("{}: prompt line {} has its EOT at position {} <= M = {}: it has only {} tokens to "
+                                   "replace. Hint: lower --prompts or use longer lines (e.g. 'a photo of a {{class}}.')",
+                                   method, k + 1, eot[k], M, eot[k] - 1));
+    Tm = std::max(Tm, eot[k] + 1);
+  }
+  return contiguous(narrow(tokens0, 1, 0, Tm));
+}
+
 Tensor zero_shot_classifier(nn::CLIP& clip, const PromptTokens& p) {
   return ensemble_classifier(encode_text_rows(clip, p.ensemble), p.per_class);
 }

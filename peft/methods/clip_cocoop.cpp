@@ -51,24 +51,13 @@ class CoCoOpHead : public ClipHead {
       throw ValueError(fmt::format("cocoop: embed_dim {} < 16: the meta-net's hidden size E/16 would be 0 (it needs a "
                                    "CLIP with embed_dim >= 16)",
                                    E));
-    std::vector<int64_t> eot = nn::eot_positions(tokens0);
-    int64_t Tm = 0;
-    for (size_t k = 0; k < eot.size(); ++k) {
-      if (eot[k] <= M)
-        throw ValueError(fmt::format("cocoop: prompt line {} has its EOT at position {} <= M = {}: it has only {} "
-                                     "tokens to replace. Hint: lower --prompts or use longer lines "
-                                     "(e.g. 'a photo of a {{class}}.')",
-                                     k + 1, eot[k], M, eot[k] - 1));
-      Tm = std::max(Tm, eot[k] + 1);
-    }
-    // Positions after the last EOT cannot change any feature (causal mask): drop them once here.
-    tokens = contiguous(narrow(tokens0, 1, 0, Tm));
+    tokens = context_prompt_tokens("cocoop", tokens0, M);  // [K, Tm]: lines up to the last EOT
     num_classes = tokens.size(0);
     {
       NoGradGuard ng;
       Tensor e = embedding(clip.token_embedding->weight, tokens);  // [K, Tm, W], frozen
       prefix = contiguous(narrow(e, 1, 0, 1));                    // [K, 1, W]: SOT
-      suffix = contiguous(narrow(e, 1, 1 + M, Tm - 1 - M));       // [K, Tm-1-M, W]: the rest of the line
+      suffix = contiguous(narrow(e, 1, 1 + M, tokens.size(1) - 1 - M));  // [K, Tm-1-M, W]: the rest of the line
     }
     auto holder = std::make_shared<Module>();
     ctx = holder->register_parameter("ctx", photo_context_init(clip, M, gen));  // [M, W]

@@ -16,18 +16,7 @@ namespace {
 class CoOpHead : public ClipHead {
  public:
   CoOpHead(nn::CLIP& clip, const Tensor& tokens0, int64_t M, Generator& gen) : ClipHead(clip, "coop"), M(M) {
-    std::vector<int64_t> eot = nn::eot_positions(tokens0);
-    int64_t Tm = 0;
-    for (size_t k = 0; k < eot.size(); ++k) {
-      if (eot[k] <= M)
-        throw ValueError(fmt::format("coop: prompt line {} has its EOT at position {} <= M = {}: it has only {} "
-                                     "tokens to replace. Hint: lower --prompts or use longer lines "
-                                     "(e.g. 'X X X X {{class}}.')",
-                                     k + 1, eot[k], M, eot[k] - 1));
-      Tm = std::max(Tm, eot[k] + 1);
-    }
-    // Positions after the last EOT cannot change any feature (causal mask): drop them once here.
-    tokens = contiguous(narrow(tokens0, 1, 0, Tm));
+    tokens = context_prompt_tokens("coop", tokens0, M);  // [K, Tm]: lines up to the last EOT
     num_classes = tokens.size(0);
     {
       NoGradGuard ng;

@@ -36,18 +36,7 @@ class KgCoOpHead : public ClipHead {
  public:
   KgCoOpHead(nn::CLIP& clip, const Tensor& tokens0, const Tensor& kg_tokens, int64_t M, double w, Generator& gen)
       : ClipHead(clip, "kgcoop"), M(M), weight(w) {
-    std::vector<int64_t> eot = nn::eot_positions(tokens0);
-    int64_t Tm = 0;
-    for (size_t k = 0; k < eot.size(); ++k) {
-      if (eot[k] <= M)
-        throw ValueError(fmt::format("kgcoop: prompt line {} has its EOT at position {} <= M = {}: it has only {} "
-                                     "tokens to replace. Hint: lower --prompts or use longer lines "
-                                     "(e.g. 'a photo of a {{class}}.')",
-                                     k + 1, eot[k], M, eot[k] - 1));
-      Tm = std::max(Tm, eot[k] + 1);
-    }
-    // Positions after the last EOT cannot change any feature (causal mask): drop them once here.
-    tokens = contiguous(narrow(tokens0, 1, 0, Tm));
+    tokens = context_prompt_tokens("kgcoop", tokens0, M);  // [K, Tm]: lines up to the last EOT
     num_classes = tokens.size(0);
     if (!kg_tokens.defined() || kg_tokens.dim() != 2 || kg_tokens.size(0) != num_classes)
       throw ValueError(fmt::format("kgcoop: {} hand-crafted prompts (--kg-texts) for {} classes (expected one per class)",

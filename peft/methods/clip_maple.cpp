@@ -91,18 +91,7 @@ class MapleHead : public ClipHead {
  public:
   MapleHead(nn::CLIP& clip, const Tensor& tokens0, const ClipMethodOptions& o, Generator& gen) : ClipHead(clip, "maple") {
     const int64_t M = o.prompts, J = o.depth, Wt = clip.cfg.text.width, Wv = clip.cfg.vision.dim;
-    std::vector<int64_t> eot = nn::eot_positions(tokens0);
-    int64_t Tm = 0;
-    for (size_t k = 0; k < eot.size(); ++k) {
-      if (eot[k] <= M)
-        throw ValueError(fmt::format("maple: prompt line {} has its EOT at position {} <= M = {}: it has only {} tokens "
-                                     "to replace. Hint: lower --prompts or use longer lines (e.g. 'a photo of a "
-                                     "{{class}}.')",
-                                     k + 1, eot[k], M, eot[k] - 1));
-      Tm = std::max(Tm, eot[k] + 1);
-    }
-    // Positions after the last EOT cannot change any feature (causal mask): drop them once here.
-    tokens = contiguous(narrow(tokens0, 1, 0, Tm));
+    tokens = context_prompt_tokens("maple", tokens0, M);  // [K, Tm]: lines up to the last EOT
     num_classes = tokens.size(0);
     {
       NoGradGuard ng;

@@ -25,6 +25,10 @@ Tensor photo_context_init(nn::CLIP& clip, int64_t M, Generator& gen);
 DType model_dtype(const nn::CLIP& clip);
 // The raw text features u [K, E] of the prompt rows, without autograd (the text tower is frozen).
 Tensor frozen_text_features(nn::CLIP& clip, const Tensor& tokens);
+// The prompt lines for M learned context rows at positions 1..M (CoOp and its successors): ValueError
+// naming the method when a line's EOT sits at or before M; trimmed after the last EOT, since later
+// positions cannot change any feature (causal mask). tokens0 [K, T] -> [K, Tm].
+Tensor context_prompt_tokens(const std::string& method, const Tensor& tokens0, int64_t M);
 // The zero-shot classifier of methods.md "CLIP logits": norm(mean_t norm(u)) over each class's prompts.
 Tensor zero_shot_classifier(nn::CLIP& clip, const PromptTokens& p);
 
