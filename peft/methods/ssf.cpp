@@ -108,8 +108,8 @@ class SsfPatchEmbed : public nn::PatchEmbed, public Adapted {
 void wrap_layer_norm(nn::VisionTransformer& vit, nn::LayerNorm& ln, Generator& gen) {
   const std::string name = module_name(vit, &ln);
   auto w = std::make_shared<SsfLayerNorm>(ln);
-  replace_at(vit, name, w);  // the parent's typed pointer follows (on_child_replaced)
-  w->ss.init(*w, *w, name, ln.dim, ln.weight.dtype(), gen);
+  replace_at(vit, name, w);  // the parent's typed pointer follows (on_child_replaced); ln is gone now
+  w->ss.init(*w, *w, name, w->dim, w->weight.dtype(), gen);
 }
 
 void wrap_linear(nn::VisionTransformer& vit, const LinearSite& site, Generator& gen) {
