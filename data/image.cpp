@@ -97,10 +97,12 @@ static bool jpeg_huffman_tables_ok(const uint8_t* p, size_t n) {
 }
 
 // stb_image 2.27 reads a PNM header's width, height and maxval into an int with no overflow check
-// (signed overflow: undefined behaviour, found by CI's fuzz run). A binary PNM (P5/P6) whose first
-// three header numbers do not each fit in 9 digits is refused before stb sees it.
-static bool pnm_header_ok(const uint8_t* b, size_t n) {
-  if (n < 2 || b[0] != 'P' || (b[1] != '5' && b[1] != '6')) return true;  // not a PNM stb decodes
+// (signed overflow: undefined behaviour, found by CI's fuzz run), and its 16-bit path (maxval >
+// 255) overreads the pixel buffer of a short file (heap-buffer-overflow in stbi__convert_16_to_8,
+// found by the fuzz run of session 7). A binary PNM (P5/P6) is refused before stb sees it when a
+// header number has more than 9 digits or maxval exceeds 255. Returns the problem, or nullptr.
+static const char* pnm_header_problem(const uint8_t* b, size_t n) {
+  if (n < 2 || b[0] != 'P' || (b[1] != '5' && b[1] != '6')) return nullptr;  // not a PNM stb decodes
   size_t i = 2;
   for (int number = 0; number < 3; ++number) {
     while (i < n) {  // whitespace and # comments, as stb skips them
@@ -113,11 +115,16 @@ static bool pnm_header_ok(const uint8_t* b, size_t n) {
       }
     }
     size_t digits = 0;
-    while (i < n && b[i] >= '0' && b[i] <= '9') ++i, ++digits;
-    if (digits > 9) return false;
-    if (digits == 0) return true;  // malformed: stb rejects it itself
+    int64_t value = 0;
+    while (i < n && b[i] >= '0' && b[i] <= '9') {
+      if (digits < 18) value = value * 10 + (b[i] - '0');
+      ++i, ++digits;
+    }
+    if (digits > 9) return "corrupt PNM: a header number has more than 9 digits";
+    if (digits == 0) return nullptr;  // malformed: stb rejects it itself
+    if (number == 2 && value > 255) return "16-bit PNM (maxval above 255) is not supported; convert it to 8 bits";
   }
-  return true;
+  return nullptr;
 }
 
 Image decode_image(const uint8_t* bytes, size_t size, const std::string& name, int64_t channels) {
@@ -129,9 +136,9 @@ Image decode_image(const uint8_t* bytes, size_t size, const std::string& name, i
     throw IOError("load_image: cannot decode '" + name + "' (corrupt JPEG: a Huffman table has more than 256 codes, or a "
                   "scan uses a table no DHT defined). "
                   "Hint: the file is corrupt; remove or replace it");
-  if (!pnm_header_ok(bytes, size))
-    throw IOError("load_image: cannot decode '" + name + "' (corrupt PNM: a header number has more than 9 digits). "
-                  "Hint: the file is corrupt; remove or replace it");
+  if (const char* problem = pnm_header_problem(bytes, size))
+    throw IOError("load_image: cannot decode '" + name + "' (" + problem + "). Hint: the file is corrupt or unsupported; "
+                  "remove, convert or replace it");
   // A few header bytes can claim a gigapixel image: stb would allocate it and decode for minutes
   // (a 244-byte TGA took > 25 s in tests/fuzz/fuzz_image). 2^26 pixels is 8192 x 8192.
   constexpr int64_t kMaxPixels = int64_t{1} << 26;
@@ -197,7 +204,7 @@ Image load_image_reduced(const std::string& path, int64_t channels, int64_t min_
 }
 
 bool probe_image_memory(const uint8_t* bytes, size_t size, int64_t* H, int64_t* W, int64_t* C) {
-  if (size > static_cast<size_t>(INT32_MAX) || !jpeg_huffman_tables_ok(bytes, size) || !pnm_header_ok(bytes, size))
+  if (size > static_cast<size_t>(INT32_MAX) || !jpeg_huffman_tables_ok(bytes, size) || pnm_header_problem(bytes, size))
     return false;
   int w = 0, h = 0, c = 0;
   if (!stbi_info_from_memory(bytes, static_cast<int>(size), &w, &h, &c) || w <= 0 || h <= 0) return false;
@@ -221,7 +228,7 @@ bool probe_image(const std::string& path, int64_t* H, int64_t* W, int64_t* C) {
       std::vector<uint8_t> head(4096);
       f.read(reinterpret_cast<char*>(head.data()), static_cast<std::streamsize>(head.size()));
       head.resize(static_cast<size_t>(f.gcount()));
-      if (!pnm_header_ok(head.data(), head.size())) return false;
+      if (pnm_header_problem(head.data(), head.size())) return false;
     }
   }
   if (!stbi_info(path.c_str(), &w, &h, &c)) return false;

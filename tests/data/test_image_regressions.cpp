@@ -165,5 +165,15 @@ TEST(ImageRegressions, JpegScanWithUndefinedHuffmanTableIsRejected) {
   EXPECT_THROW(decode_image(bytes.data(), bytes.size(), "mutated.jpg"), IOError);
 }
 
+
+// A 60-byte binary PPM whose maxval (3333) selects stb_image's 16-bit path: with too few pixel
+// bytes stb 2.27 overreads in stbi__convert_16_to_8 (heap-buffer-overflow, fuzz run of session 7).
+// 16-bit PNM is refused before stb sees it.
+TEST(ImageRegressions, SixteenBitPnmIsRefusedBeforeStbOverreads) {
+  auto bytes = from_hex("5036360b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b33330b33333333690000000000000036363636363636363037ffffffffffffffff");
+  ASSERT_EQ(bytes.size(), 60u);
+  EXPECT_THROW_MSG(decode_image(bytes.data(), bytes.size(), "deep.ppm", 3), IOError, "deep.ppm", "16-bit PNM");
+}
+
 }  // namespace
 }  // namespace peft::data
