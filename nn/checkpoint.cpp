@@ -6,7 +6,7 @@
 #include "autograd/anomaly.h"
 #include "core/error.h"
 #include "nn/pretrained.h"
-#include "nn/safetensors.h"
+#include "core/io/safetensors.h"
 
 namespace peft::nn {
 

@@ -7,7 +7,7 @@
 
 #include "core/error.h"
 #include "nn/checkpoint.h"
-#include "nn/safetensors.h"
+#include "core/io/safetensors.h"
 
 namespace peft {
 

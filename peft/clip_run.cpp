@@ -10,7 +10,7 @@
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
 #include "core/error.h"
-#include "nn/safetensors.h"
+#include "core/io/safetensors.h"
 
 namespace peft {
 

@@ -11,7 +11,7 @@
 #include "core/error.h"
 #include "core/random.h"
 #include "data/transforms.h"
-#include "nn/safetensors.h"
+#include "core/io/safetensors.h"
 
 namespace peft {
 

@@ -4,7 +4,7 @@
 
 #include "apps/peft/commands.h"
 #include "core/error.h"
-#include "nn/safetensors.h"
+#include "core/io/safetensors.h"
 #include "peft/method.h"
 #include "peft/methods/vision_check.h"
 

@@ -6,7 +6,7 @@
 #include "apps/peft/commands.h"
 #include "core/error.h"
 #include "nn/clip.h"
-#include "nn/safetensors.h"
+#include "core/io/safetensors.h"
 #include "peft/clip_methods.h"
 
 namespace peft::app {

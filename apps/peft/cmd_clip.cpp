@@ -20,7 +20,7 @@
 #include "nn/clip.h"
 #include "nn/pretrained.h"
 #include "nn/config.h"
-#include "nn/safetensors.h"
+#include "core/io/safetensors.h"
 #include "peft/clip_methods.h"
 #include "peft/clip_run.h"
 #include "peft/feature_cache.h"

@@ -16,7 +16,7 @@
 #include "nn/config.h"
 #include "nn/pretrained.h"
 #include "nn/clip.h"
-#include "nn/safetensors.h"
+#include "core/io/safetensors.h"
 #include "peft/adapter.h"
 #include "peft/clip_methods.h"
 #include "peft/merge.h"

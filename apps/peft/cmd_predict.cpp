@@ -7,7 +7,7 @@
 #include "apps/peft/model_options.h"
 #include "core/error.h"
 #include "nn/pretrained.h"
-#include "nn/safetensors.h"
+#include "core/io/safetensors.h"
 #include "peft/adapter.h"
 #include "autograd/grad_mode.h"
 #include "peft/clip_methods.h"

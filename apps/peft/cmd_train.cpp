@@ -19,7 +19,7 @@
 #include "data/loader.h"
 #include "nn/checkpoint.h"
 #include "nn/config.h"
-#include "nn/safetensors.h"
+#include "core/io/safetensors.h"
 #include "peft/memory_guard.h"
 #include "peft/clip_methods.h"
 #include "peft/cost.h"

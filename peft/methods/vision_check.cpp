@@ -10,7 +10,7 @@
 #include "nn/checkpoint.h"
 #include "nn/config.h"
 #include "nn/pretrained.h"
-#include "nn/safetensors.h"
+#include "core/io/safetensors.h"
 
 namespace peft {
 

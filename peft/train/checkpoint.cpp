@@ -11,7 +11,7 @@
 #include "autograd/ops.h"
 #include "core/error.h"
 #include "nn/checkpoint.h"
-#include "nn/safetensors.h"
+#include "core/io/safetensors.h"
 
 namespace peft {
 

@@ -11,7 +11,7 @@
 #include <string>
 
 #include "nn/checkpoint.h"
-#include "nn/safetensors.h"
+#include "core/io/safetensors.h"
 
 namespace peft {
 namespace {

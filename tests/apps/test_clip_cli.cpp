@@ -14,7 +14,7 @@
 #include "data/clip_tokenizer.h"
 #include "nn/checkpoint.h"
 #include "nn/clip.h"
-#include "nn/safetensors.h"
+#include "core/io/safetensors.h"
 
 namespace peft {
 namespace {

@@ -11,7 +11,7 @@
 #include "core/tensor.h"
 #include "nn/checkpoint.h"
 #include "nn/clip.h"
-#include "nn/safetensors.h"
+#include "core/io/safetensors.h"
 #include "tests/apps/cli_util.h"
 
 namespace peft {

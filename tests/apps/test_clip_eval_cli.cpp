@@ -13,7 +13,7 @@
 
 #include "data/image.h"
 #include "data/procedural.h"
-#include "nn/safetensors.h"
+#include "core/io/safetensors.h"
 #include "tests/apps/cli_util.h"
 
 namespace peft {

@@ -8,7 +8,7 @@
 #include <string>
 
 #include "nn/checkpoint.h"
-#include "nn/safetensors.h"
+#include "core/io/safetensors.h"
 #include "tests/apps/cli_util.h"
 
 namespace peft {

@@ -25,7 +25,7 @@
 #include "nn/checkpoint.h"
 #include "nn/clip.h"
 #include "nn/config.h"
-#include "nn/safetensors.h"
+#include "core/io/safetensors.h"
 #include "nn/vit.h"
 
 namespace peft {

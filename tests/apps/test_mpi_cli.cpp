@@ -9,7 +9,7 @@
 #include <cmath>
 #include <fstream>
 
-#include "nn/safetensors.h"
+#include "core/io/safetensors.h"
 #include "tests/apps/cli_util.h"
 
 namespace {

@@ -20,7 +20,7 @@
 #include "autograd/ops.h"
 #include "nn/checkpoint.h"
 #include "nn/config.h"
-#include "nn/safetensors.h"
+#include "core/io/safetensors.h"
 #include "peft/method.h"
 #include "tests/apps/cli_util.h"
 

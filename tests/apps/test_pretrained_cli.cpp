@@ -12,7 +12,7 @@
 #include "data/image.h"
 #include "autograd/ops.h"
 #include "nn/checkpoint.h"
-#include "nn/safetensors.h"
+#include "core/io/safetensors.h"
 #include "tests/apps/cli_util.h"
 
 using namespace peft;

@@ -8,7 +8,7 @@
 #include <string>
 
 #include "core/error.h"
-#include "nn/safetensors.h"
+#include "core/io/safetensors.h"
 
 namespace {
 

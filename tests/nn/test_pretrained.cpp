@@ -12,7 +12,7 @@
 #include "nn/checkpoint.h"
 #include "nn/clip.h"
 #include "nn/pretrained.h"
-#include "nn/safetensors.h"
+#include "core/io/safetensors.h"
 #include "nn/vit.h"
 #include "tests/testing.h"
 

@@ -8,7 +8,7 @@
 
 #include "nn/checkpoint.h"
 #include "nn/pos_embed.h"
-#include "nn/safetensors.h"
+#include "core/io/safetensors.h"
 #include "nn/vit.h"
 #include "tests/testing.h"
 

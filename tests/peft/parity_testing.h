@@ -8,7 +8,7 @@
 #include <string>
 
 #include "nn/checkpoint.h"
-#include "nn/safetensors.h"
+#include "core/io/safetensors.h"
 #include "peft/method.h"
 #include "peft/methods/vision_check.h"
 #include "tests/testing.h"

@@ -12,7 +12,7 @@
 #include "core/error.h"
 #include "nn/checkpoint.h"
 #include "nn/clip.h"
-#include "nn/safetensors.h"
+#include "core/io/safetensors.h"
 #include "nn/token_hook.h"
 #include "peft/clip_methods.h"
 #include "tests/testing.h"

@@ -12,7 +12,7 @@
 #include "data/procedural.h"
 #include "nn/checkpoint.h"
 #include "nn/clip.h"
-#include "nn/safetensors.h"
+#include "core/io/safetensors.h"
 #include "peft/clip_methods.h"
 #include "peft/feature_cache.h"
 #include "tests/testing.h"

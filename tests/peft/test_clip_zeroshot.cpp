@@ -14,7 +14,7 @@
 #include "core/error.h"
 #include "nn/checkpoint.h"
 #include "nn/clip.h"
-#include "nn/safetensors.h"
+#include "core/io/safetensors.h"
 #include "peft/clip_methods.h"
 #include "peft/zeroshot.h"
 #include "tests/testing.h"

@@ -14,7 +14,7 @@
 #include "nn/checkpoint.h"
 #include "nn/config.h"
 #include "nn/optim/optimizer.h"
-#include "nn/safetensors.h"
+#include "core/io/safetensors.h"
 #include "peft/merge.h"
 #include "peft/method.h"
 #include "peft/methods/vision_check.h"

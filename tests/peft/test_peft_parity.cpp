@@ -8,7 +8,7 @@
 #include "autograd/grad_mode.h"
 #include "nn/checkpoint.h"
 #include "nn/config.h"
-#include "nn/safetensors.h"
+#include "core/io/safetensors.h"
 #include "peft/merge.h"
 #include "peft/method.h"
 #include "peft/methods/vision_check.h"

@@ -1,5 +1,5 @@
 // safetensors reader (pread + full header validation + dtype decoding) and atomic writer.
-#include "nn/safetensors.h"
+#include "core/io/safetensors.h"
 
 #include <fcntl.h>
 #include <fmt/format.h>

@@ -10,7 +10,7 @@
 
 #include "core/error.h"
 #include "core/tensor.h"
-#include "nn/safetensors.h"
+#include "core/io/safetensors.h"
 
 using namespace peft;
 namespace fs = std::filesystem;

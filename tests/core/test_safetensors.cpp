@@ -17,7 +17,7 @@
 #include "core/atomic_file.h"
 #include "core/random.h"
 #include "core/tensor.h"
-#include "nn/safetensors.h"
+#include "core/io/safetensors.h"
 #include "tests/testing.h"
 
 using namespace peft;
