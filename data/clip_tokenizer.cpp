@@ -4,9 +4,11 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <limits>
 #include <mutex>
+#include <queue>
 #include <string_view>
 #include <unordered_map>
 
@@ -321,9 +323,13 @@ struct ClipTokenizer::Cache {
   std::mutex mutex;
   std::unordered_map<std::string, std::vector<int64_t>> pieces;  // piece (UTF-8) -> ids
   static constexpr size_t kMaxEntries = 1 << 16;                 // bounded: cleared when full
+  static constexpr size_t kMaxPieceBytes = 256;                  // longer pieces are not memoised
+  std::atomic<int64_t> bpe_steps{0};                             // heap entries taken (bpe_steps())
 };
 
 namespace {
+
+constexpr size_t kMaxVocabBytes = size_t{64} << 20;
 
 std::string read_gzip(const std::string& path) {
   const std::string op = "ClipTokenizer::load";
@@ -336,7 +342,17 @@ std::string read_gzip(const std::string& path) {
   std::string data;
   char buf[1 << 16];
   int got = 0;
-  while ((got = gzread(f, buf, sizeof buf)) > 0) data.append(buf, static_cast<size_t>(got));
+  // The vocabulary inflates to 1.3 MiB; a gzip bomb (8.7 MB inflating to 2 GB took 9.8 GB of
+  // memory, issue 20) is refused once it passes the cap.
+  while ((got = gzread(f, buf, sizeof buf)) > 0) {
+    data.append(buf, static_cast<size_t>(got));
+    if (data.size() > kMaxVocabBytes) {
+      gzclose(f);
+      throw IOError(op + ": '" + path + "' inflates to more than " + std::to_string(kMaxVocabBytes >> 20) +
+                    " MiB (bpe_simple_vocab_16e6.txt is 1.3 MiB): not a CLIP vocabulary. Hint: pass "
+                    "bpe_simple_vocab_16e6.txt.gz from openai/CLIP");
+    }
+  }
   int err = Z_OK;
   const char* msg = gzerror(f, &err);
   std::string zmsg = msg ? msg : "";
@@ -443,50 +459,79 @@ std::vector<int64_t> ClipTokenizer::bpe(const std::string& piece) const {
   }
   const Vocab& v = *vocab_;
   if (piece.empty()) return {};  // pre-tokenisation never yields one; keeps word.back() valid
-  // word: the byte symbols of the piece, with '</w>' glued to the last one.
-  std::vector<std::string> word;
-  word.reserve(piece.size());
-  for (char b : piece) word.push_back(v.byte_symbol[static_cast<unsigned char>(b)]);
-  word.back() += "</w>";
+  // word: the byte symbols of the piece, with '</w>' glued to the last one, as a linked list.
+  const size_t n = piece.size();
+  std::vector<std::string> sym(n);
+  for (size_t k = 0; k < n; ++k) sym[k] = v.byte_symbol[static_cast<unsigned char>(piece[k])];
+  sym.back() += "</w>";
+  std::vector<size_t> next(n), prev(n);
+  constexpr size_t kNone = std::numeric_limits<size_t>::max();
+  for (size_t k = 0; k < n; ++k) next[k] = k + 1 < n ? k + 1 : kNone, prev[k] = k > 0 ? k - 1 : kNone;
 
-  while (word.size() > 1) {
-    // The adjacent pair of lowest rank (ranks are unique, so there are no ties).
-    int64_t best = std::numeric_limits<int64_t>::max();
-    size_t best_at = 0;
-    for (size_t k = 0; k + 1 < word.size(); ++k) {
-      const auto it = v.ranks.find(word[k] + " " + word[k + 1]);
-      if (it != v.ranks.end() && it->second < best) best = it->second, best_at = k;
-    }
-    if (best == std::numeric_limits<int64_t>::max()) break;
-    // Merge every non-overlapping occurrence of that pair, scanning left to right.
-    const std::string first = word[best_at], second = word[best_at + 1];
-    std::vector<std::string> merged;
-    merged.reserve(word.size());
-    for (size_t k = 0; k < word.size();) {
-      if (k + 1 < word.size() && word[k] == first && word[k + 1] == second) {
-        merged.push_back(first + second);
-        k += 2;
-      } else {
-        merged.push_back(std::move(word[k]));
-        k += 1;
+  // The reference merges, round after round, every non-overlapping occurrence of the adjacent
+  // pair of lowest rank, left to right. Rescanning the word each round is quadratic (a 400 KB
+  // word took 131 s, issue 20); a heap of (rank, left node) gives the same rounds in
+  // O(n log n): all entries of the lowest rank are taken out first and merged in position order
+  // (a merged node is longer than either half, so no pair created in a round has its rank, and
+  // lower-ranked new pairs wait for the next round, as in the reference).
+  using Entry = std::pair<int64_t, size_t>;  // rank, left node (nodes keep their first byte's index)
+  std::priority_queue<Entry, std::vector<Entry>, std::greater<Entry>> heap;
+  int64_t steps = 0;
+  auto push_pair = [&](size_t left) {
+    if (left == kNone || next[left] == kNone) return;
+    const auto it = v.ranks.find(sym[left] + " " + sym[next[left]]);
+    if (it != v.ranks.end()) heap.emplace(it->second, left);
+  };
+  for (size_t k = 0; k + 1 < n; ++k) push_pair(k);
+  std::vector<size_t> round;
+  while (!heap.empty()) {
+    const int64_t rank = heap.top().first;
+    round.clear();
+    while (!heap.empty() && heap.top().first == rank) round.push_back(heap.top().second), heap.pop();
+    steps += static_cast<int64_t>(round.size());
+    std::string first, second;  // the pair of this rank, from its first still-valid entry
+    for (size_t left : round) {
+      const size_t right = next[left];
+      if (sym[left].empty() || right == kNone) continue;  // merged into its left neighbour, or now last
+      if (first.empty()) {
+        const auto it = v.ranks.find(sym[left] + " " + sym[right]);
+        if (it == v.ranks.end() || it->second != rank) continue;
+        first = sym[left], second = sym[right];
+      } else if (sym[left] != first || sym[right] != second) {
+        continue;  // stale: a neighbour changed since the entry was pushed
       }
+      sym[left] += sym[right];
+      sym[right].clear();
+      next[left] = next[right];
+      if (next[right] != kNone) prev[next[right]] = left;
+      push_pair(prev[left]);
+      push_pair(left);
     }
-    word = std::move(merged);
   }
+  cache_->bpe_steps.fetch_add(steps, std::memory_order_relaxed);
+  std::vector<std::string> word;
+  for (size_t k = 0; k != kNone; k = next[k]) word.push_back(std::move(sym[k]));
 
   std::vector<int64_t> ids;
   ids.reserve(word.size());
   for (const std::string& sym : word) ids.push_back(v.ids.at(sym));  // merges are all in the vocab
+  if (piece.size() > Cache::kMaxPieceBytes) return ids;  // a long word would pin its bytes in the memo
   std::lock_guard<std::mutex> lock(cache_->mutex);
   if (cache_->pieces.size() >= Cache::kMaxEntries) cache_->pieces.clear();
   cache_->pieces.emplace(piece, ids);
   return ids;
 }
 
-std::vector<int64_t> ClipTokenizer::encode(const std::string& text) const {
+int64_t ClipTokenizer::bpe_steps() const { return cache_->bpe_steps.load(std::memory_order_relaxed); }
+
+std::vector<int64_t> ClipTokenizer::encode(const std::string& text) const { return encode(text, -1); }
+
+std::vector<int64_t> ClipTokenizer::encode(const std::string& text, int64_t max_ids) const {
   const std::u32string clean = clean_u32(text);
   std::vector<int64_t> ids;
   for (const auto& [b, e] : pre_tokenize_u32(clean)) {
+    // Pieces are encoded independently, so stopping once max_ids are there changes none of them.
+    if (max_ids >= 0 && static_cast<int64_t>(ids.size()) >= max_ids) break;
     const std::string piece = utf8_encode(clean, b, e);
     if (piece == "<|startoftext|>") {
       ids.push_back(sot);
@@ -505,7 +550,7 @@ std::vector<int64_t> ClipTokenizer::tokenize_row(const std::string& text, int64_
     throw ValueError("ClipTokenizer::tokenize: context_length must be positive (got " +
                      std::to_string(context_length) + ", expected >= 1). Hint: CLIP uses 77");
   std::vector<int64_t> row{sot};
-  const std::vector<int64_t> ids = encode(text);
+  const std::vector<int64_t> ids = encode(text, context_length - 1);  // only these can be kept
   row.insert(row.end(), ids.begin(), ids.end());
   row.push_back(eot);
   if (static_cast<int64_t>(row.size()) > context_length) {  // truncate=True

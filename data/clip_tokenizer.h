@@ -19,7 +19,7 @@ namespace peft {
 class ClipTokenizer {
  public:
   // Reads the gzipped merges file (bpe_simple_vocab_16e6.txt.gz). Throws IOError naming the file
-  // when it is missing, not a valid gzip stream, not UTF-8 text with enough merge lines
+  // when it is missing, inflates to more than 64 MiB, not a valid gzip stream, not UTF-8 text with enough merge lines
   // (header + 48894), or a merge line is not two symbols.
   static ClipTokenizer load(const std::string& vocab_gz_path);
 
@@ -34,6 +34,11 @@ class ClipTokenizer {
   // Throws ValueError for an id outside [0, 49408).
   std::string decode(const std::vector<int64_t>& ids) const;
 
+  // Work done by BPE so far (merge candidates taken from its heap, over all calls of this
+  // tokenizer and its copies): at most three times the bytes of the pieces encoded, so tests can
+  // check that BPE stays linear on long words without timing it (issue 20).
+  int64_t bpe_steps() const;
+
   int64_t vocab_size() const { return 49408; }
   static constexpr int64_t sot = 49406, eot = 49407;
   static constexpr int64_t num_merges = 48894;
@@ -43,6 +48,8 @@ class ClipTokenizer {
 
  private:
   ClipTokenizer() = default;
+  // encode, stopping after the piece that brings the ids to max_ids or more (-1: all).
+  std::vector<int64_t> encode(const std::string& text, int64_t max_ids) const;
   std::vector<int64_t> bpe(const std::string& piece) const;
 
   std::shared_ptr<const Vocab> vocab_;

@@ -4,6 +4,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -220,6 +221,36 @@ TEST(ClipTokenizer, DuplicateMergeNamesIt) {
   TempFile f("dup.txt.gz");
   f.write_gzip(text);
   EXPECT_THROW_MSG(ClipTokenizer::load(f.name()), IOError, f.name().c_str(), "duplicate");
+}
+
+
+// Issue 20: BPE rescanned the whole word for every merge (a 400 KB word took 131 s). Its work is
+// now counted: at most three heap entries per byte, however long the word.
+TEST(ClipTokenizer, LongWordBpeIsLinear) {
+  const ClipTokenizer tok = ClipTokenizer::load(kVocab);  // own counter
+  std::string word;
+  uint64_t x = 88172645463325252ull;  // xorshift: letters without structure, so many merge rounds
+  for (int i = 0; i < 300000; ++i) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    word.push_back(static_cast<char>('a' + x % 26));
+  }
+  const int64_t before = tok.bpe_steps();
+  const std::vector<int64_t> ids = tok.encode(word);
+  const int64_t steps = tok.bpe_steps() - before;
+  EXPECT_GT(steps, static_cast<int64_t>(word.size()) / 2);  // the counter counts
+  EXPECT_LE(steps, 3 * static_cast<int64_t>(word.size()));
+  // The row is the first ids of the whole encoding, and tokenize_row encodes no further word.
+  const std::vector<int64_t> row = tok.tokenize_row(word + " " + word, 77);
+  ASSERT_EQ(row.size(), 77u);
+  EXPECT_TRUE(std::equal(row.begin() + 1, row.end() - 1, ids.begin()));
+  EXPECT_LE(tok.bpe_steps() - before, 2 * steps);  // the second word was never encoded
+}
+
+// Issue 20: an 8.7 MB gzip inflating to 2 GB took 9.8 GB of memory; the inflated size is capped.
+TEST(ClipTokenizer, GzipBombIsRefused) {
+  TempFile f("bomb.txt.gz");
+  f.write_gzip(std::string((size_t{64} << 20) + 1, 'a'));
+  EXPECT_THROW_MSG(ClipTokenizer::load(f.name()), IOError, f.name().c_str(), "inflates to more than 64 MiB");
 }
 
 }  // namespace
