@@ -15,6 +15,7 @@
 #include "autograd/ops/normalize.h"
 #include "autograd/ops/reduce.h"
 #include "autograd/ops/scale_shift.h"
+#include "autograd/ops/soft_target_cross_entropy.h"
 #include "autograd/ops/softmax.h"
 #include "autograd/ops/tip_cache.h"
 #include "autograd/ops/unary.h"
