@@ -115,7 +115,7 @@ void SGD::update_param(size_t i) {
     }
     d = nesterov ? add(d, mul(state_[i][0], momentum)) : state_[i][0];
   }
-  p.copy_(sub(p, mul(d, lr_)));
+  p.copy_(sub(p, mul(d, lr_ * params_[i].lr_scale)));
 }
 
 // ---------------------------------------------------------------- AdamW
@@ -171,7 +171,7 @@ void AdamW::begin_step() {
   ++steps_;
   const double bc1 = 1.0 - std::pow(beta1, static_cast<double>(steps_));
   const double bc2 = 1.0 - std::pow(beta2, static_cast<double>(steps_));
-  step_size_ = lr_ / bc1;
+  bc1_ = bc1;
   bc2_sqrt_ = std::sqrt(bc2);
 }
 
@@ -180,7 +180,7 @@ void AdamW::update_param(size_t i) {
   if (state_[i].empty()) state_[i] = {zeros_like(p), zeros_like(p)};
   Tensor& m = state_[i][0];
   Tensor& v = state_[i][1];
-  const double wd = params_[i].weight_decay;
+  const double wd = params_[i].weight_decay, lr = lr_ * params_[i].lr_scale;
   Tensor gc = g.is_contiguous() ? g : g.clone();
   dispatch_float(p.dtype(), "adamw", [&](auto tag) {
     using T = decltype(tag);
@@ -190,7 +190,8 @@ void AdamW::update_param(size_t i) {
     const T* pg = gc.data<T>();
     const int64_t n = p.numel();
     const T b1 = static_cast<T>(beta1), b2 = static_cast<T>(beta2);
-    const T decay = wd != 0 ? static_cast<T>(1.0 - lr_ * wd) : T(1), ss = static_cast<T>(step_size_),
+    // step size lr / bc1 with this tensor's lr, as torch computes it per parameter group
+    const T decay = wd != 0 ? static_cast<T>(1.0 - lr * wd) : T(1), ss = static_cast<T>(lr / bc1_),
             bs = static_cast<T>(bc2_sqrt_), ep = static_cast<T>(eps);
     adamw_update<T>(pp, pm, pv, pg, n, decay, b1, b2, ss, bs, ep);
   });

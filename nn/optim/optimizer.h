@@ -13,6 +13,7 @@ struct ParamSpec {
   std::string name;
   Tensor param;
   double weight_decay = 0.0;
+  double lr_scale = 1.0;  // this tensor's learning rate is lr() * lr_scale (layer decay, nn/optim/layer_decay.h)
 };
 
 std::vector<std::string> default_no_decay();
@@ -78,7 +79,7 @@ class AdamW : public Optimizer {
  protected:
   void begin_step() override;  // also the bias corrections of this step
   void update_param(size_t i) override;
-  double step_size_ = 0, bc2_sqrt_ = 1;
+  double bc1_ = 1, bc2_sqrt_ = 1;
 };
 
 // Scales gradients so their global L2 norm is at most max_norm; returns the norm before clipping.
