@@ -6,6 +6,7 @@
 
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
+#include "autograd/ops/ia3.h"
 #include "core/error.h"
 #include "peft/methods/adapted.h"
 #include "peft/methods/methods.h"
@@ -25,9 +26,11 @@ class Ia3Qkv : public nn::Linear, public Adapted {
     const int64_t D = ia3_k.size(0);
     return cat({ones({D}, ia3_k.dtype()), ia3_k, ia3_v}, 0);
   }
-  // x [..., D] -> [..., 3D]. The bias is scaled with its rows (HF: result * ia3_scaling).
-  Tensor forward(const Tensor& x) const override { return mul(nn::Linear::forward(x), row_scales()); }
-  Tensor forward_after_gelu(Tensor h) const override { return mul(nn::Linear::forward_after_gelu(std::move(h)), row_scales()); }
+  // x [..., D] -> [..., 3D]. The bias is scaled with its rows (HF: result * ia3_scaling). One op
+  // (autograd/ops/ia3.cpp): the scales are applied right after the GEMM, and backward sums dl
+  // in the same sweep that scales g; the frozen W gets no weight-gradient GEMM.
+  Tensor forward(const Tensor& x) const override { return ia3_qkv_linear(x, weight, bias, ia3_k, ia3_v); }
+  Tensor forward_after_gelu(Tensor h) const override { return forward(gelu(h)); }
   void merge(nn::VisionTransformer&) override {  // W'[c,:] = sc_c W[c,:], b'_c = sc_c b_c
     NoGradGuard ng;
     Tensor sc = row_scales();
@@ -46,8 +49,9 @@ class Ia3Fc2 : public nn::Linear, public Adapted {
   std::string method() const override { return "ia3"; }
   bool mergeable() const override { return true; }
   Tensor forward(const Tensor& g) const override { return nn::Linear::forward(mul(g, ia3_l)); }
-  // nn::Mlp hands over the pre-activation h with GELU fused: the scale sits between the two.
-  Tensor forward_after_gelu(Tensor h) const override { return forward(gelu(h)); }
+  // nn::Mlp hands over the pre-activation h with GELU fused: the scale sits between the two, in
+  // one op that keeps gelu_linear's fusion (saves h, not gelu(h); autograd/ops/ia3.cpp).
+  Tensor forward_after_gelu(Tensor h) const override { return gelu_scale_linear(std::move(h), ia3_l, weight, bias); }
   void merge(nn::VisionTransformer&) override {  // W'[:,j] = l_j W[:,j]; bias unchanged
     NoGradGuard ng;
     weight.copy_(mul(weight, ia3_l));  // [out, F] * [F]: over the input columns
