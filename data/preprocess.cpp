@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "data/resample.h"
+#include "data/train_augment.h"
 
 namespace peft::data {
 
@@ -100,10 +101,12 @@ Transform make_transform(const Augment& a, const Preprocess& p) {
   p.validate();
   Augment rest = a;
   rest.rrc = false;  // done here, on the original; flip and shift follow as in apply_augment
+  // then RandAugment or jitter, normalisation and erasing (data/train_augment.h)
+  const TrainAugment later(a, p.norm, p.interpolation);
   if (!a.rrc)
-    return [rest, norm = p.norm](const Image& img, Generator& gen) { return to_tensor(apply_augment(img, rest, gen), norm); };
-  return [rest, p](const Image& original, Generator& gen) {
-    return to_tensor(apply_augment(random_resized_crop_original(original, p, gen), rest, gen), p.norm);
+    return [rest, later](const Image& img, Generator& gen) { return later(apply_augment(img, rest, gen), gen); };
+  return [rest, p, later](const Image& original, Generator& gen) {
+    return later(apply_augment(random_resized_crop_original(original, p, gen), rest, gen), gen);
   };
 }
 

@@ -50,7 +50,8 @@ Image random_resized_crop_original(const Image& original, const Preprocess& p, G
 // The DataLoader transform of a training or eval pipeline, normalised with p.norm. With a.rrc it
 // takes the ORIGINAL image (Dataset::load_original; set LoaderOptions::original_images, or use
 // set_pipeline in data/loader.h) and crops it with random_resized_crop_original; otherwise it
-// takes the eval image (Dataset::load, already S x S). Flip, then shift, follow as in apply_augment.
+// takes the eval image (Dataset::load, already S x S). Flip, then shift, follow as in apply_augment,
+// then the later stages of data/train_augment.h (RandAugment or jitter, normalisation, erasing).
 Transform make_transform(const Augment& a, const Preprocess& p);
 
 }  // namespace peft::data

@@ -1,11 +1,14 @@
 // Image transforms: the geometry of torchvision / F.interpolate re-done on HWC float images.
 #include "data/transforms.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
 #include <sstream>
 
 #include "core/error.h"
+#include "data/train_augment.h"
 
 namespace peft::data {
 
@@ -232,8 +235,13 @@ std::string augment_str(const Augment& a) {
   if (a.rrc) add("rrc");
   if (a.flip) add("flip");
   if (a.shift > 0) add("shift:" + std::to_string(a.shift));
+  if (!a.aa.empty()) add("aa:" + a.aa);
+  if (a.aa.empty() && a.color_jitter > 0) add(fmt::format("jitter:{:g}", a.color_jitter));
+  if (a.reprob > 0) add(fmt::format("reprob:{:g}:{}:{}", a.reprob, a.remode, a.recount));
   return s.empty() ? "none" : s;
 }
+
+bool augments(const Augment& a) { return augment_str(a) != "none"; }
 
 Image apply_augment(const Image& img, const Augment& a, Generator& gen) {
   Image out = img;
@@ -245,7 +253,8 @@ Image apply_augment(const Image& img, const Augment& a, Generator& gen) {
 }
 
 Transform make_transform(const Augment& a, const Normalization& norm) {
-  return [a, norm](const Image& img, Generator& gen) { return to_tensor(apply_augment(img, a, gen), norm); };
+  const TrainAugment later(a, norm, "bicubic");
+  return [a, later](const Image& img, Generator& gen) { return later(apply_augment(img, a, gen), gen); };
 }
 
 }  // namespace peft::data

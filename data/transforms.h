@@ -63,16 +63,29 @@ struct Augment {
   bool flip = false;   // horizontal flip with probability 1/2
   int64_t shift = 0;   // pad-and-random-crop by this many pixels (0 = off)
   bool rrc = false;    // random resized crop back to the image size
+  // timm's later stages (data/train_augment.h), from --aa, --color-jitter, --reprob/--remode/--recount:
+  std::string aa;              // RandAugment config such as rand-m9-mstd0.5 ("" = off)
+  double color_jitter = 0;     // brightness = contrast = saturation strength (0 = off; unused with aa, as timm)
+  double reprob = 0;           // random erasing probability (0 = off)
+  std::string remode = "pixel";  // const | rand | pixel
+  int64_t recount = 1;         // at most this many erased boxes
 };
 // Throws ValueError naming the bad item, e.g. "shift:x" or "rotate".
 Augment parse_augment(const std::string& list);
-std::string augment_str(const Augment& a);  // "none" or e.g. "rrc,flip,shift:4"
+// "none" or e.g. "rrc,flip,shift:4"; the later stages follow, e.g. ",aa:rand-m9-mstd0.5,reprob:0.25:pixel:1"
+// (jitter:F only when it applies, i.e. without aa). A description for run headers, not a list
+// that parse_augment reads back.
+std::string augment_str(const Augment& a);
+// true when the augmentation changes the images from epoch to epoch.
+bool augments(const Augment& a);
 
-// Applies the augmentations in a fixed order: rrc, then flip, then shift. All randomness comes
-// from `gen`, so a seeded generator per sample makes the result reproducible.
+// Applies the geometric augmentations in a fixed order: rrc, then flip, then shift (the later
+// stages are data/train_augment.h's). All randomness comes from `gen`, so a seeded generator
+// per sample makes the result reproducible.
 Image apply_augment(const Image& img, const Augment& a, Generator& gen);
 
-// A per-sample transform for the DataLoader: image (already at the dataset's size) -> [C, S, S].
+// A per-sample transform for the DataLoader: image (already at the dataset's size) -> [C, S, S]:
+// apply_augment, then TrainAugment (RandAugment or jitter, normalisation, erasing; bicubic ops).
 // This form's rrc crops the S x S image; make_transform(Augment, Preprocess) in data/preprocess.h
 // crops the original image instead, as torchvision does (what training uses).
 using Transform = std::function<Tensor(const Image&, Generator&)>;
