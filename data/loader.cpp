@@ -2,6 +2,7 @@
 #include "data/loader.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 #include "core/error.h"
@@ -54,6 +55,8 @@ DataLoader::DataLoader(DatasetPtr dataset, LoaderOptions options) : dataset_(std
                      std::to_string(dataset_->image_size()) + " x " + std::to_string(dataset_->image_size()) +
                      ". Hint: set_pipeline(options, augment, preprocess)");
   shard_rows(0, opt_.shard, opt_.shards);  // refuses a bad shard now, not at the first batch
+  if (opt_.workers < 1)
+    throw ValueError("data_loader: workers must be >= 1 (got " + std::to_string(opt_.workers) + "). Hint: --workers 2");
 }
 
 void set_pipeline(LoaderOptions& o, const Augment& a, const Preprocess& p) {
@@ -80,40 +83,57 @@ std::vector<int64_t> DataLoader::epoch_order(int64_t epoch) const {
   return random_permutation(dataset_->size(), g);
 }
 
+void DataLoader::build_row(int64_t i, int64_t epoch, float* dst) const {
+  const int64_t C = dataset_->channels(), S = dataset_->image_size(), per = C * S * S;
+  Image img = opt_.original_images ? dataset_->load_original(i) : dataset_->load(i);
+  if (img.C != C || (!opt_.original_images && (img.H != S || img.W != S)))
+    throw ShapeError("data_loader: example " + std::to_string(i) + " has shape [" + std::to_string(img.H) + ", " +
+                     std::to_string(img.W) + ", " + std::to_string(img.C) + "] (expected [" + std::to_string(S) +
+                     ", " + std::to_string(S) + ", " + std::to_string(C) + "])");
+  if (!opt_.transform) return to_chw(img, no_normalization(), dst);
+  Generator g(stream_seed(opt_.seed ^ kAugmentTag, static_cast<uint64_t>(epoch), static_cast<uint64_t>(i)));
+  Tensor t = opt_.transform(img, g);
+  if (t.dtype() != DType::f32 || t.numel() != per)
+    throw ShapeError("data_loader: transform returned " + shape_str(t.sizes()) + " " + dtype_name(t.dtype()) +
+                     " (expected [" + std::to_string(C) + ", " + std::to_string(S) + ", " + std::to_string(S) +
+                     "] float32). Hint: the transform must keep the image size");
+  Tensor c = t.is_contiguous() ? t : t.clone();
+  std::memcpy(dst, c.data<float>(), static_cast<size_t>(per) * sizeof(float));
+}
+
 Batch DataLoader::build(const std::vector<int64_t>& order, int64_t epoch, int64_t b) const {
   const int64_t n = dataset_->size(), B = opt_.batch_size;
   const auto [first, last] = shard_rows(std::min(n, b * B + B) - b * B, opt_.shard, opt_.shards);
   const int64_t begin = b * B + first, end = b * B + last, rows = end - begin;
-  const int64_t C = dataset_->channels(), S = dataset_->image_size();
+  const int64_t C = dataset_->channels(), S = dataset_->image_size(), per = C * S * S;
   Batch out;
   out.epoch = epoch;
   out.index = b;
   out.images = empty({rows, C, S, S}, DType::f32);
-  std::vector<int64_t> labels(static_cast<size_t>(rows));
   out.indices.assign(order.begin() + begin, order.begin() + end);
+  std::vector<int64_t> labels(static_cast<size_t>(rows));
   float* dst = out.images.data<float>();
-  const int64_t per = C * S * S;
-  for (int64_t r = 0; r < rows; ++r) {
-    const int64_t i = out.indices[static_cast<size_t>(r)];
-    Image img = opt_.original_images ? dataset_->load_original(i) : dataset_->load(i);
-    if (img.C != C || (!opt_.original_images && (img.H != S || img.W != S)))
-      throw ShapeError("data_loader: example " + std::to_string(i) + " has shape [" + std::to_string(img.H) + ", " +
-                       std::to_string(img.W) + ", " + std::to_string(img.C) + "] (expected [" + std::to_string(S) +
-                       ", " + std::to_string(S) + ", " + std::to_string(C) + "])");
-    if (opt_.transform) {
-      Generator g(stream_seed(opt_.seed ^ kAugmentTag, static_cast<uint64_t>(epoch), static_cast<uint64_t>(i)));
-      Tensor t = opt_.transform(img, g);
-      if (t.dtype() != DType::f32 || t.numel() != per)
-        throw ShapeError("data_loader: transform returned " + shape_str(t.sizes()) + " " + dtype_name(t.dtype()) +
-                         " (expected [" + std::to_string(C) + ", " + std::to_string(S) + ", " + std::to_string(S) +
-                         "] float32). Hint: the transform must keep the image size");
-      Tensor c = t.is_contiguous() ? t : t.clone();
-      std::memcpy(dst + r * per, c.data<float>(), static_cast<size_t>(per) * sizeof(float));
-    } else {
-      to_chw(img, no_normalization(), dst + r * per);
+  // Workers take the next row until none is left; a row's result does not depend on which
+  // thread built it. The first failing row's error (lowest row, whatever the timing) is raised.
+  std::atomic<int64_t> next{0};
+  std::vector<std::exception_ptr> errors(static_cast<size_t>(rows));
+  auto work = [&] {
+    for (int64_t r; (r = next.fetch_add(1)) < rows;) {
+      const int64_t i = out.indices[static_cast<size_t>(r)];
+      try {
+        build_row(i, epoch, dst + r * per);
+        labels[static_cast<size_t>(r)] = dataset_->label(i);
+      } catch (...) {
+        errors[static_cast<size_t>(r)] = std::current_exception();
+      }
     }
-    labels[static_cast<size_t>(r)] = dataset_->label(i);
-  }
+  };
+  std::vector<std::thread> helpers;
+  for (int64_t w = 1; w < std::min(opt_.workers, rows); ++w) helpers.emplace_back(work);
+  work();  // this thread is worker 0
+  for (auto& t : helpers) t.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
   out.labels = from_vector_i64(labels, {rows});
   return out;
 }

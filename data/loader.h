@@ -19,6 +19,7 @@ struct Batch {
   Tensor images;                 // [B, C, S, S] float32
   Tensor labels;                 // [B] int64
   std::vector<int64_t> indices;  // the dataset index of each row
+  Tensor targets;                // [B, K] float32 soft targets when the batch is mixed (data/mixup.h), else undefined
   int64_t epoch = 0, index = 0;  // which batch of which epoch this is
 };
 
@@ -28,6 +29,11 @@ struct LoaderOptions {
   bool drop_last = false;  // drop the last, smaller batch
   uint64_t seed = 0;
   bool prefetch = true;    // build batch b+1 on a background thread while the caller uses batch b
+  // Threads that load, decode and transform the rows of a batch (--workers): each takes the next
+  // row until none is left, and each row's randomness is its own (seed, epoch, example) stream,
+  // so a batch is bit-identical for any number of workers. With prefetch the workers build batch
+  // b+1 while the caller trains on batch b, and batches come out in order.
+  int64_t workers = 1;
   // image (already S x S) + a generator seeded per (seed, epoch, example) -> [C, S, S].
   // Empty: to_tensor() without augmentation or normalisation.
   Transform transform;
@@ -80,6 +86,8 @@ class DataLoader {
 
  private:
   Batch build(const std::vector<int64_t>& order, int64_t epoch, int64_t b) const;
+  // Row r of a batch: example i loaded, transformed and written to dst (C * S * S floats).
+  void build_row(int64_t i, int64_t epoch, float* dst) const;
   void join_worker();  // waits for the prefetch thread; keeps its result or exception
 
   DatasetPtr dataset_;
