@@ -7,6 +7,7 @@
 #include "autograd/ops/dropout.h"
 #include "autograd/ops/elementwise.h"
 #include "autograd/ops/gelu_linear.h"
+#include "autograd/ops/ia3.h"
 #include "autograd/ops/index.h"
 #include "autograd/ops/layer_norm.h"
 #include "autograd/ops/loss.h"
