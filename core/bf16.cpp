@@ -3,6 +3,10 @@
 // results are the same bits; they only run where CPUID says the ISA is usable.
 #include "core/bf16.h"
 
+#include <omp.h>
+
+#include <algorithm>
+
 #include <immintrin.h>
 
 #include "core/cpu_peak.h"
@@ -90,5 +94,12 @@ void to_bf16(Path p, const float* src, int64_t n, uint16_t* dst) {
 }
 
 void to_bf16(const float* src, int64_t n, uint16_t* dst) { to_bf16(best_path(), src, n, dst); }
+
+void to_bf16_parallel(const float* src, int64_t n, uint16_t* dst) {
+  const int64_t chunk = int64_t{1} << 14;
+  const bool par = n >= (int64_t{1} << 16) && !omp_in_parallel();
+#pragma omp parallel for if (par) schedule(static)
+  for (int64_t i = 0; i < n; i += chunk) to_bf16(src + i, std::min(chunk, n - i), dst + i);
+}
 
 }  // namespace peft::bf16

@@ -28,6 +28,9 @@ inline float to_float(uint16_t b) {
 
 void to_bf16_reference(const float* src, int64_t n, uint16_t* dst);
 void to_bf16(const float* src, int64_t n, uint16_t* dst);  // same bits as the reference
+// to_bf16 split into chunks across the OpenMP team when n is large (>= 64 Ki) and the caller is
+// not already inside a parallel region: rounding a whole weight or a batch of attention heads.
+void to_bf16_parallel(const float* src, int64_t n, uint16_t* dst);
 
 // The vector paths by name (tests run each one the CPU has against the reference).
 enum class Path { scalar, avx2, avx512 };

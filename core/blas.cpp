@@ -138,7 +138,7 @@ void to_bf16(const float* src, int64_t rows, int64_t cols, int64_t ld, std::vect
 constexpr int64_t kBf16MinWork = int64_t{1} << 20;
 
 void onednn_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-                  const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+                  const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const uint16_t* b_bf16) {
   if (K == 0) {  // oneDNN rejects an empty reduction; C = beta * C
     for (int64_t i = 0; i < M; ++i)
       for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
@@ -150,12 +150,15 @@ void onednn_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha
   if (g_precision.load(std::memory_order_relaxed) == Precision::bf16 && M * N * K >= kBf16MinWork) {
     // Round A and B to bfloat16 into per-thread buffers, packed in their stored orientation (a
     // transposed operand stays transposed, so no transpose is done here).
+    // A B already rounded once (a cached weight, b_bf16) is read in place with its own ldb.
     thread_local std::vector<uint16_t> pa, pb;
     const int64_t a_rows = ta ? K : M, a_cols = ta ? M : K, b_rows = tb ? N : K, b_cols = tb ? K : N;
     to_bf16(A, a_rows, a_cols, lda, pa);
-    to_bf16(B, b_rows, b_cols, ldb, pb);
-    const Matmul& m = matmul_for(MatmulKey{ta, tb, true, M, N, K, a_cols, b_cols, ldc, alpha, beta});
-    dnnl::memory a(m.a, engine(), pa.data()), b(m.b, engine(), pb.data()), c(m.c, engine(), C);
+    if (!b_bf16) to_bf16(B, b_rows, b_cols, ldb, pb);
+    const uint16_t* bp = b_bf16 ? b_bf16 : pb.data();
+    const int64_t bld = b_bf16 ? ldb : b_cols;
+    const Matmul& m = matmul_for(MatmulKey{ta, tb, true, M, N, K, a_cols, bld, ldc, alpha, beta});
+    dnnl::memory a(m.a, engine(), pa.data()), b(m.b, engine(), const_cast<uint16_t*>(bp)), c(m.c, engine(), C);
     m.prim.execute(stream, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}});
     stream.wait();
     return;
@@ -164,6 +167,47 @@ void onednn_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha
   dnnl::memory a(m.a, engine(), const_cast<float*>(A)), b(m.b, engine(), const_cast<float*>(B)), c(m.c, engine(), C);
   m.prim.execute(stream, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}});
   stream.wait();
+}
+
+// Batched bf16 matmul: 3-d descriptors {batch, rows, cols} whose strides carry the batch step
+// and the transposes, so the operands are read where they lie. Keyed like MatmulKey (all int64,
+// no padding, so the bytes compare), one cache per thread.
+struct BatchKey {
+  int64_t batch, ta, tb, M, N, K, lda, sa, ldb, sb, ldc, sc;
+  float alpha, beta;
+  bool operator==(const BatchKey& o) const { return std::memcmp(this, &o, sizeof(BatchKey)) == 0; }
+};
+struct BatchKeyHash {
+  size_t operator()(const BatchKey& k) const {
+    size_t h = 1469598103934665603ULL;
+    const auto* b = reinterpret_cast<const unsigned char*>(&k);
+    for (size_t i = 0; i < sizeof(BatchKey); ++i) h = (h ^ b[i]) * 1099511628211ULL;
+    return h;
+  }
+};
+
+const Matmul& batched_for(const BatchKey& k) {
+  thread_local std::unordered_map<BatchKey, Matmul, BatchKeyHash> cache;
+  auto it = cache.find(k);
+  if (it != cache.end()) return it->second;
+  using dt = dnnl::memory::data_type;
+  using dims = dnnl::memory::dims;
+  Matmul m;
+  m.a = dnnl::memory::desc(dims{k.batch, k.M, k.K}, dt::bf16, k.ta ? dims{k.sa, 1, k.lda} : dims{k.sa, k.lda, 1});
+  m.b = dnnl::memory::desc(dims{k.batch, k.K, k.N}, dt::bf16, k.tb ? dims{k.sb, 1, k.ldb} : dims{k.sb, k.ldb, 1});
+  m.c = dnnl::memory::desc(dims{k.batch, k.M, k.N}, dt::f32, dims{k.sc, k.ldc, 1});
+  dnnl::primitive_attr attr;
+  if (k.alpha != 1.0f) attr.set_output_scales(0, {k.alpha});
+  if (k.beta != 0.0f) {
+    dnnl::post_ops po;
+    po.append_sum(k.beta);
+    attr.set_post_ops(po);
+  }
+  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(m.a, m.b, m.c), attr, engine());
+  m.impl = pd.impl_info_str();
+  m.prim = dnnl::matmul(pd);
+  if (cache.size() >= 1024) cache.clear();
+  return cache.emplace(k, std::move(m)).first->second;
 }
 
 #endif
@@ -222,8 +266,16 @@ Precision precision() { return g_precision.load(); }
 
 const char* precision_name(Precision p) { return p == Precision::bf16 ? "bf16" : "f32"; }
 
+int64_t bf16_min_work() {
+#if defined(PEFT_BLAS_ONEDNN)
+  return kBf16MinWork;
+#else
+  return 0;
+#endif
+}
+
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-          const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+          const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const uint16_t* b_bf16) {
 #if defined(PEFT_BLAS_ONEDNN)
   // oneDNN splits the work over the process's OpenMP team itself (inside a parallel region,
   // e.g. attention's per-head loop, it runs on the calling thread).
@@ -231,9 +283,54 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const 
   c.gemm_calls += 1;
   c.gemm_flops += 2 * M * N * K;
   if (M == 0 || N == 0) return;
-  onednn_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  onednn_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, b_bf16);
 #else
+  (void)b_bf16;  // no bf16 path in this build: B itself is multiplied
   gemm_impl(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#endif
+}
+
+void gemm_batched_bf16_reference(int64_t batch, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                                 const uint16_t* A, int64_t lda, int64_t sa, const uint16_t* B, int64_t ldb,
+                                 int64_t sb, float beta, float* C, int64_t ldc, int64_t sc) {
+  for (int64_t p = 0; p < batch; ++p) {
+    const uint16_t *Ap = A + p * sa, *Bp = B + p * sb;
+    float* Cp = C + p * sc;
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) {
+        float acc = 0;
+        for (int64_t k = 0; k < K; ++k)
+          acc += bf16::to_float(ta ? Ap[k * lda + i] : Ap[i * lda + k]) *
+                 bf16::to_float(tb ? Bp[j * ldb + k] : Bp[k * ldb + j]);
+        Cp[i * ldc + j] = alpha * acc + (beta == 0.0f ? 0.0f : beta * Cp[i * ldc + j]);
+      }
+  }
+}
+
+void gemm_batched_bf16(int64_t batch, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                       const uint16_t* A, int64_t lda, int64_t sa, const uint16_t* B, int64_t ldb, int64_t sb,
+                       float beta, float* C, int64_t ldc, int64_t sc) {
+  auto& c = counters();
+  c.gemm_calls += 1;
+  c.gemm_flops += 2 * batch * M * N * K;
+  if (batch == 0 || M == 0 || N == 0) return;
+#if defined(PEFT_BLAS_ONEDNN)
+  if (K == 0) {  // oneDNN rejects an empty reduction; C = beta * C
+    gemm_batched_bf16_reference(batch, ta, tb, M, N, K, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc);
+    return;
+  }
+  thread_local dnnl::stream stream(engine());
+  const Matmul& m = batched_for(BatchKey{batch, ta, tb, M, N, K, lda, sa, ldb, sb, ldc, sc, alpha, beta});
+  dnnl::memory a(m.a, engine(), const_cast<uint16_t*>(A)), b(m.b, engine(), const_cast<uint16_t*>(B)),
+      cm(m.c, engine(), C);
+  m.prim.execute(stream, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, cm}});
+  stream.wait();
+#else
+  (void)A, (void)lda, (void)sa, (void)B, (void)ldb, (void)sb, (void)beta, (void)C, (void)ldc, (void)sc, (void)alpha,
+      (void)ta, (void)tb, (void)K;
+  throw ValueError(fmt::format("gemm_batched_bf16 (--precision bf16) needs the oneDNN GEMM backend; this build uses {} "
+                               "(configure with -DPEFT_BLAS=onednn)",
+                               backend_name()));
 #endif
 }
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t lda,

@@ -9,8 +9,13 @@ namespace peft::blas {
 // Row-major C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C, with op = transpose when the
 // flag is set (A is then stored [K,M], B [N,K]). Leading dimensions are row strides in elements.
 // Counts one call and 2*M*N*K FLOPs in counters(); splits large problems across the OpenMP team.
+// b_bf16, when given, is B already rounded to bfloat16 (core/bf16.h bits, same layout and ldb):
+// a weight rounded once (core/bf16_weights.h) instead of on every call. It is read only when the
+// bf16 path runs (precision() == bf16 and a product large enough), where the result is the same,
+// bit for bit, as rounding B here; otherwise B itself is multiplied.
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-          int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+          int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
+          const uint16_t* b_bf16 = nullptr);
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha, const double* A,
           int64_t lda, const double* B, int64_t ldb, double beta, double* C, int64_t ldc);
 
@@ -44,6 +49,24 @@ void set_precision(Precision p);  // ValueError when bf16 is asked of a backend 
 Precision precision();
 bool bf16_supported();            // this build's backend can run bf16 GEMMs
 const char* precision_name(Precision p);  // "f32" | "bf16"
+
+// Batched GEMM on bfloat16 operands (bits as core/bf16.h writes them) with float32 accumulation
+// and a float32 result, one oneDNN batched matmul for all `batch` problems (attention's QK^T and
+// PV over every head under --precision bf16, like PyTorch's bf16 bmm): for b < batch,
+//   C_b = alpha * op(A_b) op(B_b) + beta * C_b,  X_b = X + b * stride_x (elements).
+// Needs bf16_supported() (ValueError otherwise). Counts one call and 2*batch*M*N*K FLOPs.
+void gemm_batched_bf16(int64_t batch, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                       const uint16_t* A, int64_t lda, int64_t stride_a, const uint16_t* B, int64_t ldb,
+                       int64_t stride_b, float beta, float* C, int64_t ldc, int64_t stride_c);
+// Its plain loops (float32 products of the exact bf16 values, float32 accumulation): what the
+// tests compare the oneDNN path against.
+void gemm_batched_bf16_reference(int64_t batch, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                                 float alpha, const uint16_t* A, int64_t lda, int64_t stride_a,
+                                 const uint16_t* B, int64_t ldb, int64_t stride_b, float beta, float* C,
+                                 int64_t ldc, int64_t stride_c);
+
+// The size from which a float32 GEMM runs in bf16 under --precision bf16 (M*N*K multiply-adds).
+int64_t bf16_min_work();
 
 // Keeps the BLAS library single-threaded (the thread policy of core/threads.h).
 void set_blas_threads(int n);

@@ -6,12 +6,15 @@
 
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <vector>
 
 #include <omp.h>
 
 #include "autograd/node.h"
 #include "autograd/ops/reduce.h"
+#include "core/bf16.h"
+#include "core/blas.h"
 #include "core/error.h"
 #include "core/kernels/gemm_view.h"
 #include "core/kernels/softmax.h"
@@ -143,6 +146,140 @@ void head_probs(const Dims& d, const Tensor& q, const Tensor& k, const MaskView<
 // prompt keys) keep P and skip the recomputation.
 bool saves_probs(const Dims& d) { return 2 * d.Tq * d.Tk <= d.Tq * d.hd + d.Tk * (d.hd + d.dv); }
 
+// ---- --precision bf16: every head in one batched bfloat16 GEMM ----
+// Under bf16 the two products (and the backward's four) run as one oneDNN batched matmul over
+// all B*H heads with bfloat16 inputs and float32 accumulation (blas::gemm_batched_bf16), like
+// PyTorch's autocast bmm; the scores, the mask, the softmax and its backward stay float32 (as
+// autocast keeps softmax in float32). q, k, v are rounded once into packed [B*H, T, hd] copies
+// that backward reuses (they replace the float32 q, k, v in the saved state, so the qkv
+// projection's output need not be kept). The float32 per-head path above is the reference the
+// tests compare this one against.
+using Bf16Buf = std::shared_ptr<std::vector<uint16_t>>;
+
+bool runs_bf16(const Tensor& q) {
+  return q.dtype() == DType::f32 && blas::precision() == blas::Precision::bf16 && blas::bf16_supported();
+}
+
+// x [B, H, R, C] (float32, any strides) rounded into a packed [B*H, R, C] bfloat16 buffer.
+Bf16Buf pack_heads(const Tensor& x) {
+  const int64_t B = x.size(0), H = x.size(1), R = x.size(2), C = x.size(3);
+  auto out = std::make_shared<std::vector<uint16_t>>(static_cast<size_t>(B * H * R * C));
+  if (x.is_contiguous()) {
+    bf16::to_bf16_parallel(x.data<float>(), x.numel(), out->data());
+    return out;
+  }
+  const float* base = static_cast<const float*>(x.impl()->storage->data) + x.offset();
+  const Shape& st = x.strides();
+  const bool par = B * H * R * C >= (int64_t{1} << 16) && !omp_in_parallel();
+#pragma omp parallel for collapse(2) if (par) schedule(static)
+  for (int64_t bh = 0; bh < B * H; ++bh)
+    for (int64_t r = 0; r < R; ++r) {
+      const float* src = base + (bh / H) * st[0] + (bh % H) * st[1] + r * st[2];
+      uint16_t* dst = out->data() + (bh * R + r) * C;
+      if (st[3] == 1) {
+        bf16::to_bf16(src, C, dst);
+      } else {
+        for (int64_t c = 0; c < C; ++c) dst[c] = bf16::round_bits(src[c * st[3]]);
+      }
+    }
+  return out;
+}
+
+Bf16Buf round_flat(const float* p, int64_t n) {
+  auto out = std::make_shared<std::vector<uint16_t>>(static_cast<size_t>(n));
+  bf16::to_bf16_parallel(p, n, out->data());
+  return out;
+}
+
+// S [B*H, Tq, Tk] = softmax(q k^T * scale + mask), float32, from the packed bf16 q and k: one
+// batched GEMM, then the mask and the row softmax across the team. Forward and the backward's
+// recomputation both call this, so they see the same probabilities.
+void probs_bf16(const Dims& d, const uint16_t* qb, const uint16_t* kb, const MaskView<float>& mask, float* S) {
+  const int64_t BH = d.B * d.H, TT = d.Tq * d.Tk;
+  blas::gemm_batched_bf16(BH, false, true, d.Tq, d.Tk, d.hd, static_cast<float>(d.scale), qb, d.hd, d.Tq * d.hd, kb,
+                          d.hd, d.Tk * d.hd, 0.0f, S, d.Tk, TT);
+  const bool par = BH * TT > kParallelGrain && !omp_in_parallel();
+#pragma omp parallel for if (par) schedule(static)
+  for (int64_t row = 0; row < BH * d.Tq; ++row) {
+    const int64_t bh = row / d.Tq, i = row % d.Tq;
+    float* r = S + row * d.Tk;
+    if (mask.base) {
+      const Shape& ms = mask.strides;
+      const float* m = mask.base + (bh / d.H) * ms[0] + (bh % d.H) * ms[1] + i * ms[2];
+      for (int64_t j = 0; j < d.Tk; ++j) r[j] += m[j * ms[3]];
+    }
+    kernels::softmax_row_inplace(r, d.Tk);
+  }
+}
+
+Tensor sdpa_bf16(const Dims& d, const Tensor& q0, const Tensor& k0, const Tensor& v0, const Tensor& mask,
+                 autograd::Recorder& rec) {
+  const int64_t BH = d.B * d.H, TT = d.Tq * d.Tk;
+  const Bf16Buf qb = pack_heads(q0), kb = pack_heads(k0), vb = pack_heads(v0);
+  const bool keep_p = rec && saves_probs(d);
+  Tensor P = empty_uninitialized({d.B, d.H, d.Tq, d.Tk}, DType::f32);  // saved only while small
+  MaskView<float> m(mask, d);
+  probs_bf16(d, qb->data(), kb->data(), m, P.data<float>());
+  Tensor out = empty_uninitialized({d.B, d.H, d.Tq, d.dv}, DType::f32);
+  {
+    const Bf16Buf pb = round_flat(P.data<float>(), BH * TT);
+    blas::gemm_batched_bf16(BH, false, false, d.Tq, d.dv, d.Tk, 1.0f, pb->data(), d.Tk, TT, vb->data(), d.dv,
+                            d.Tk * d.dv, 0.0f, out.data<float>(), d.dv, d.Tq * d.dv);  // O = P V
+  }
+  if (!rec) return out;
+  const bool nq = rec.needs(0), nk = rec.needs(1), nv = rec.needs(2), nm = rec.needs(3);
+  const bool ns = nq || nk || nm;
+  const Tensor Ps = keep_p ? P : Tensor();
+  const Tensor ms = !keep_p && mask.defined() ? mask.detach() : Tensor();
+  rec.save({Ps, ms});
+  const Shape qshape = q0.sizes(), kshape = k0.sizes(), vshape = v0.sizes();
+  const Shape mshape = mask.defined() ? mask.sizes() : Shape{};
+  rec.finish(out, [=](const Tensor& g0) -> std::vector<Tensor> {
+    const Bf16Buf gb = pack_heads(g0);  // dO [B*H, Tq, dv]
+    Tensor p = Ps;
+    if (!p.defined()) {  // recomputed exactly as forward computed it
+      p = empty_uninitialized({d.B, d.H, d.Tq, d.Tk}, DType::f32);
+      MaskView<float> mv(ms, d);
+      probs_bf16(d, qb->data(), kb->data(), mv, p.data<float>());
+    }
+    float* P = p.data<float>();
+    Tensor dq, dk, dv, dm;
+    {
+      const Bf16Buf pb = round_flat(P, BH * TT);
+      if (nv) {  // dV [Tk, dv] = P^T dO
+        dv = empty_uninitialized(vshape, DType::f32);
+        blas::gemm_batched_bf16(BH, true, false, d.Tk, d.dv, d.Tq, 1.0f, pb->data(), d.Tk, TT, gb->data(), d.dv,
+                                d.Tq * d.dv, 0.0f, dv.data<float>(), d.dv, d.Tk * d.dv);
+      }
+    }
+    if (!ns) return {dq, dk, dv, dm};
+    Tensor dS = empty_uninitialized({d.B, d.H, d.Tq, d.Tk}, DType::f32);
+    float* ds = dS.data<float>();
+    // dP [Tq, Tk] = dO V^T, then per row dS = P * (dP - sum_j dP_j P_j), float32
+    blas::gemm_batched_bf16(BH, false, true, d.Tq, d.Tk, d.dv, 1.0f, gb->data(), d.dv, d.Tq * d.dv, vb->data(), d.dv,
+                            d.Tk * d.dv, 0.0f, ds, d.Tk, TT);
+    const bool par = BH * TT > kParallelGrain && !omp_in_parallel();
+#pragma omp parallel for if (par) schedule(static)
+    for (int64_t row = 0; row < BH * d.Tq; ++row)
+      kernels::softmax_row_backward_inplace(P + row * d.Tk, ds + row * d.Tk, d.Tk);
+    const Bf16Buf sb = round_flat(ds, BH * TT);
+    const float sc = static_cast<float>(d.scale);
+    if (nq) {  // dQ [Tq, hd] = dS K s
+      dq = empty_uninitialized(qshape, DType::f32);
+      blas::gemm_batched_bf16(BH, false, false, d.Tq, d.hd, d.Tk, sc, sb->data(), d.Tk, TT, kb->data(), d.hd,
+                              d.Tk * d.hd, 0.0f, dq.data<float>(), d.hd, d.Tq * d.hd);
+    }
+    if (nk) {  // dK [Tk, hd] = dS^T Q s
+      dk = empty_uninitialized(kshape, DType::f32);
+      blas::gemm_batched_bf16(BH, true, false, d.Tk, d.hd, d.Tq, sc, sb->data(), d.Tk, TT, qb->data(), d.hd,
+                              d.Tq * d.hd, 0.0f, dk.data<float>(), d.hd, d.Tk * d.hd);
+    }
+    if (nm) dm = sum_to(dS, mshape);  // the mask is additive: dS summed over its broadcast dims
+    return {dq, dk, dv, dm};
+  });
+  return out;
+}
+
 }  // namespace
 
 Tensor attention_probs(const Tensor& q0, const Tensor& k0, const Tensor& mask, double scale) {
@@ -165,6 +302,10 @@ Tensor scaled_dot_product_attention(const Tensor& q0, const Tensor& k0, const Te
                                     double scale) {
   const char* op = "scaled_dot_product_attention";
   Dims d = check_args(op, q0, k0, &v0, mask, scale);
+  if (runs_bf16(q0)) {  // --precision bf16: all heads in one batched bf16 GEMM
+    autograd::Recorder rec(op, {q0, k0, v0, mask});
+    return sdpa_bf16(d, q0, k0, v0, mask, rec);
+  }
   Tensor q = blas_ready(q0), k = blas_ready(k0), v = blas_ready(v0);
   autograd::Recorder rec(op, {q0, k0, v0, mask});
   const int64_t TT = d.Tq * d.Tk;

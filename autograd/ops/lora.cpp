@@ -64,6 +64,7 @@ Tensor lora_linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tens
   Tensor xs = (nw || nA) ? x2 : Tensor(), us = nB ? u : Tensor(), ws = nx ? wc : Tensor(), As = nx ? Ac : Tensor(),
          Bs = (nx || nA) ? Bc : Tensor();
   const Shape xshape = x.sizes();
+  const bool w_is_param = wc.impl() == w.impl();  // ws is w itself, not a per-call copy
   rec.finish(y, [=](const Tensor& g0) -> std::vector<Tensor> {
     Tensor g = contiguous_raw(g0);  // [R, out]
     Tensor gx, gw, gb, gA, gB;
@@ -90,7 +91,10 @@ Tensor lora_linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tens
       }
       if (nx) {  // dx [R, in] = g W + (s g B) A
         gx = empty_uninitialized(xshape, g.dtype());
-        kernels::gemm(G, rows_of<T>(ws, outf, in), gx.data<T>(), in);
+        bf16::WeightCopy keep;  // --precision bf16: W's copy, rounded once (core/bf16_weights.h)
+        kernels::MatView<T> W = rows_of<T>(ws, outf, in);
+        if (w_is_param) W = kernels::weight_view<T>(ws, keep);
+        kernels::gemm(G, W, gx.data<T>(), in);
         kernels::gemm(rows_of<T>(gu, R, r), rows_of<T>(As, r, in), gx.data<T>(), in, T(1), T(1));
       }
     });

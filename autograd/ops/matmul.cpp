@@ -148,8 +148,12 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
       beta = 1;
     }
     if (R == 0 || in == 0 || outf == 0) return;  // y is the bias (or zeros); no BLAS layout to describe
+    // Under --precision bf16 the weight's bfloat16 copy is rounded once (core/bf16_weights.h)
+    // and shared by every call until the weight changes; a strided weight's clone is not kept.
+    bf16::WeightCopy keep;
     kernels::MatView<T> X{x2.template data<T>(), R, in, false, in}, W{};
-    kernels::mat_view(wb, wb.offset(), W);
+    if (wb.impl() == w.impl()) W = kernels::weight_view<T>(wb, keep);
+    else kernels::mat_view(wb, wb.offset(), W);
     kernels::gemm(X, W.t(), py, outf, T(1), beta);
   });
   autograd::Recorder rec("linear", {x, w, b});
@@ -171,9 +175,9 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
         if (nx) gx = full ? empty_uninitialized(xshape, g.dtype()) : empty(xshape, g.dtype());
         if (nw) gw = full ? empty_uninitialized(wshape, g.dtype()) : empty(wshape, g.dtype());
         if (R == 0 || in == 0 || outf == 0) return;
-        if (nx) {  // dX [R, in] = dY [R, out] W [out, in]
-          kernels::MatView<T> W{};
-          kernels::mat_view(ws, ws.offset(), W);
+        if (nx) {  // dX [R, in] = dY [R, out] W [out, in], W's bf16 copy shared with forward
+          bf16::WeightCopy keep;
+          kernels::MatView<T> W = kernels::weight_view<T>(ws, keep);
           kernels::gemm(G, W, gx.template data<T>(), in);
         }
         if (nw) {  // dW [out, in] = dY^T [out, R] X [R, in]

@@ -1,21 +1,26 @@
 // A matrix seen through BLAS conventions: pointer, transpose flag and leading dimension.
 #pragma once
 #include <cstdint>
+#include <type_traits>
 
+#include "core/bf16_weights.h"
 #include "core/blas.h"
 #include "core/tensor.h"
 
 namespace peft::kernels {
 
 // X(i, j) = trans ? p[j*ld + i] : p[i*ld + j]. A transposed tensor view maps to trans = true
-// over the same memory, which is how GEMMs avoid copying transposes.
+// over the same memory, which is how GEMMs avoid copying transposes. bf16, when set, is the same
+// matrix rounded to bfloat16 once (a weight, core/bf16_weights.h), laid out like p: the GEMM
+// reads it as its B operand under --precision bf16 instead of rounding p again.
 template <class T>
 struct MatView {
   const T* p;
   int64_t rows, cols;
   bool trans;
   int64_t ld;
-  MatView t() const { return {p, cols, rows, !trans, ld}; }
+  const uint16_t* bf16 = nullptr;
+  MatView t() const { return {p, cols, rows, !trans, ld, bf16}; }
 };
 
 // Describes the last two dims of x (at element offset `off` from the storage start) as a MatView,
@@ -36,10 +41,28 @@ bool mat_view(const Tensor& x, int64_t off, MatView<T>& v) {
   return false;
 }
 
+// A weight w [rows, cols] as a MatView (w already passed mat_view's test), with its bfloat16 copy
+// attached under --precision bf16 (core/bf16_weights.h; `keep` holds it alive while the GEMM
+// runs). For float64 or precision f32 this is mat_view alone.
+template <class T>
+MatView<T> weight_view(const Tensor& w, bf16::WeightCopy& keep) {
+  MatView<T> v{};
+  mat_view(w, w.offset(), v);
+  if constexpr (std::is_same_v<T, float>) {
+    keep = bf16::weight_copy(w);
+    if (keep) v.bf16 = keep->data();
+  }
+  return v;
+}
+
 // C[M,N] (row stride ldc) = alpha * A * B + beta * C.
+// A bf16 copy of B (B.bf16) is handed on; one of A is not used (activations are rounded per call).
 template <class T>
 void gemm(const MatView<T>& A, const MatView<T>& B, T* C, int64_t ldc, T alpha = 1, T beta = 0) {
-  blas::gemm(A.trans, B.trans, A.rows, B.cols, A.cols, alpha, A.p, A.ld, B.p, B.ld, beta, C, ldc);
+  if constexpr (std::is_same_v<T, float>)
+    blas::gemm(A.trans, B.trans, A.rows, B.cols, A.cols, alpha, A.p, A.ld, B.p, B.ld, beta, C, ldc, B.bf16);
+  else
+    blas::gemm(A.trans, B.trans, A.rows, B.cols, A.cols, alpha, A.p, A.ld, B.p, B.ld, beta, C, ldc);
 }
 
 }  // namespace peft::kernels

@@ -8,7 +8,10 @@
 
 #include "autograd/node.h"
 #include "autograd/ops.h"
+#include "core/bf16.h"
+#include "core/blas.h"
 #include "core/counters.h"
+#include "core/random.h"
 #include "tests/autograd/ops_b_fixture.h"
 #include "tests/testing.h"
 
@@ -292,4 +295,103 @@ TEST(Attention, BadCallsNameOpAndShapes) {
   EXPECT_THROW_MSG(scaled_dot_product_attention(q, k.to(DType::f64), v), DTypeError, "scaled_dot_product_attention",
                    "float64");
   EXPECT_THROW_MSG(attention_probs(q, zeros({1, 3, 5, 4})), ShapeError, "attention_probs", "[1, 3, 5, 4]");
+}
+
+// ---- --precision bf16: every head in one batched bfloat16 GEMM (attention.cpp sdpa_bf16) ----
+
+namespace {
+
+struct Bf16Precision {
+  Bf16Precision() { blas::set_precision(blas::Precision::bf16); }
+  ~Bf16Precision() { blas::set_precision(blas::Precision::f32); }
+};
+
+// The values a bf16 GEMM multiplies: x rounded to bfloat16, as a float32 tensor.
+Tensor rounded_bf16(const Tensor& x) {
+  Tensor r = x.detach().clone();
+  float* p = r.data<float>();
+  for (int64_t i = 0; i < r.numel(); ++i) p[i] = bf16::to_float(bf16::round_bits(p[i]));
+  return r;
+}
+
+double rel_err(const Tensor& got, const Tensor& want) {
+  double mx = 0;
+  for (double v : want.to_vector<float>()) mx = std::max(mx, std::fabs(v));
+  return max_abs_diff(got, want) / std::max(mx, 1e-30);
+}
+
+struct AttnGrads {
+  Tensor out, dqkv, dmask;
+};
+
+// Attention on head views of one fused qkv [B, T, 3*H*hd] (the ViT's layout) with a trainable
+// [Tq, Tk] mask, under the current precision: the output and the gradients of qkv and the mask.
+AttnGrads attend(const Tensor& qkv0, const Tensor& mask0, const Tensor& gout, int64_t H, int64_t hd) {
+  const int64_t B = qkv0.size(0), T = qkv0.size(1);
+  Tensor qkv = qkv0.detach().clone().requires_grad_(), mask = mask0.detach().clone().requires_grad_();
+  Tensor x = permute(reshape(qkv, {B, T, 3, H, hd}), {2, 0, 3, 1, 4});
+  Tensor out = scaled_dot_product_attention(select(x, 0, 0), select(x, 0, 1), select(x, 0, 2), mask);
+  backward(sum(mul(out, gout)));
+  return {out.detach(), qkv.grad(), mask.grad()};
+}
+
+}  // namespace
+
+TEST(Attention, Bf16BatchedMatchesFloat32WithinBf16Tolerance) {
+  if (!blas::bf16_supported()) GTEST_SKIP() << "no bf16 GEMM in this build";
+  // Short (P saved) and long (P recomputed in backward: T > 1.5 hd) sequences.
+  for (int64_t T : {12, 40}) {
+    const int64_t B = 2, H = 3, hd = 8;
+    Generator g(static_cast<uint64_t>(T));
+    Tensor qkv = randn({B, T, 3 * H * hd}, g), mask = randn({T, T}, g), gout = randn({B, H, T, hd}, g);
+    AttnGrads f32 = attend(qkv, mask, gout, H, hd);  // the float32 per-head path
+    AttnGrads bf;
+    {
+      Bf16Precision scope;
+      reset_gemm_counters();
+      bf = attend(qkv, mask, gout, H, hd);
+      // one batched GEMM per product, not one per head: QK^T, PV; backward (recompute QK^T),
+      // dV, dP, dQ, dK
+      EXPECT_EQ(counters().gemm_calls.load(), T == 12 ? 2 + 4 : 2 + 5) << "T " << T;
+    }
+    // bf16 inputs (8 bits of mantissa): ~2^-8 relative per product, averaged over the sums.
+    EXPECT_LT(rel_err(bf.out, f32.out), 2e-2) << "T " << T;
+    EXPECT_LT(rel_err(bf.dqkv, f32.dqkv), 3e-2) << "T " << T;
+    EXPECT_LT(rel_err(bf.dmask, f32.dmask), 3e-2) << "T " << T;
+    EXPECT_GT(max_abs_diff(bf.out, f32.out), 0.0) << "bf16 really ran";
+  }
+}
+
+// The batched path computes softmax(round(q) round(k)^T s + mask) and round(P) round(v): the
+// float32 per-head path given those rounded operands agrees far more closely than 2^-8.
+TEST(Attention, Bf16BatchedEqualsThePerHeadPathOnRoundedOperands) {
+  if (!blas::bf16_supported()) GTEST_SKIP() << "no bf16 GEMM in this build";
+  const int64_t B = 2, H = 2, T = 10, hd = 16;
+  Generator g(21);
+  Tensor q = randn({B, H, T, hd}, g), k = randn({B, H, T, hd}, g), v = randn({B, H, T, hd}, g);
+  Tensor out;
+  {
+    Bf16Precision scope;
+    out = scaled_dot_product_attention(q, k, v);
+  }
+  Tensor P = attention_probs(rounded_bf16(q), rounded_bf16(k));  // float32, per head
+  Tensor ref = matmul(rounded_bf16(P), rounded_bf16(v));
+  EXPECT_LT(rel_err(out, ref), 2e-3);
+  EXPECT_GT(rel_err(out, scaled_dot_product_attention(q, k, v)), rel_err(out, ref));
+}
+
+TEST(Attention, Bf16FrozenKeysAndValuesGetNoGradient) {
+  if (!blas::bf16_supported()) GTEST_SKIP() << "no bf16 GEMM in this build";
+  Bf16Precision scope;
+  Generator g(22);
+  Tensor q = randn({1, 2, 6, 4}, g).requires_grad_(), k = randn({1, 2, 6, 4}, g), v = randn({1, 2, 6, 4}, g);
+  Tensor out = scaled_dot_product_attention(q, k, v);
+  reset_gemm_counters();
+  backward(sum(out));
+  EXPECT_EQ(counters().gemm_calls.load(), 2);  // dP and dQ, all heads at once
+  EXPECT_TRUE(q.grad().defined());
+  EXPECT_FALSE(k.grad().defined());
+  EXPECT_FALSE(v.grad().defined());
+  // nothing trainable: nothing recorded
+  EXPECT_EQ(scaled_dot_product_attention(q.detach(), k, v).grad_fn(), nullptr);
 }
