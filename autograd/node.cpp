@@ -13,9 +13,30 @@ uint64_t next_sequence_number() {
   return ++seq;
 }
 
+namespace {
+thread_local InputCapture* g_capture = nullptr;
+}
+
+InputCapture* set_input_capture(InputCapture* capture) {
+  InputCapture* prev = g_capture;
+  g_capture = capture;
+  return prev;
+}
+
+void note_unrecorded_inputs(const std::vector<Tensor>& inputs) {
+  if (!g_capture) return;
+  for (const Tensor& t : inputs) {
+    if (!t.defined() || !t.requires_grad()) continue;
+    bool seen = false;
+    for (const Tensor& c : g_capture->tensors) seen = seen || c.impl() == t.impl();
+    if (!seen) g_capture->tensors.push_back(t);
+  }
+}
+
 Recorder::Recorder(const char* op, const std::vector<Tensor>& inputs) {
   needs_.reserve(inputs.size());
   const bool on = grad_enabled();
+  if (!on && g_capture) note_unrecorded_inputs(inputs);
   for (const Tensor& t : inputs) {
     bool n = on && t.defined() && t.requires_grad();
     needs_.push_back(n);

@@ -78,4 +78,15 @@ class Recorder {
 
 uint64_t next_sequence_number();
 
+// Activation checkpointing (autograd/checkpoint.h) runs a block's forward without recording, yet
+// its node needs an edge to every tensor needing a gradient that the forward read (parameters,
+// a method's shared factors, tensors computed before the block). While a capture is installed on
+// this thread, ops running in no-grad mode report those inputs to it (Recorder and cat's node).
+struct InputCapture {
+  std::vector<Tensor> tensors;  // each TensorImpl once, in first-use order
+};
+InputCapture* set_input_capture(InputCapture* capture);  // installs one (nullptr: none), returns the previous
+// Called by ops that do not record because grad mode is off: notes the inputs that require grad.
+void note_unrecorded_inputs(const std::vector<Tensor>& inputs);
+
 }  // namespace peft::autograd

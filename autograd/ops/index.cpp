@@ -35,7 +35,10 @@ Tensor contiguous_copy(const Tensor& x) { return x.is_contiguous() ? x : x.clone
 // node is built here the same way: an edge per input that needs a gradient, nothing otherwise.
 void record_list(const char* op, const std::vector<Tensor>& xs, Tensor& out,
                  const std::function<autograd::BackwardFn(const std::vector<bool>&)>& make_backward) {
-  if (!grad_enabled()) return;
+  if (!grad_enabled()) {
+    autograd::note_unrecorded_inputs(xs);  // a checkpointed forward's edges (autograd/checkpoint.h)
+    return;
+  }
   std::vector<bool> needs;
   bool any = false;
   for (const Tensor& t : xs) {
