@@ -116,6 +116,12 @@ std::string backbone_blocker(const nn::VisionTransformer& model) {
 HeadCachePlan plan_head_cache(const nn::VisionTransformer& model, const data::DatasetPtr& train,
                               const data::DatasetPtr& val, const std::string& augment, bool wanted,
                               int64_t limit_bytes) {
+  return plan_head_cache(model, train, val, data::parse_augment(augment), wanted, limit_bytes);
+}
+
+HeadCachePlan plan_head_cache(const nn::VisionTransformer& model, const data::DatasetPtr& train,
+                              const data::DatasetPtr& val, const data::Augment& augment, bool wanted,
+                              int64_t limit_bytes) {
   HeadCachePlan p;
   if (!wanted) {
     p.why_not = "--no-feature-cache";
@@ -123,9 +129,8 @@ HeadCachePlan plan_head_cache(const nn::VisionTransformer& model, const data::Da
   }
   p.why_not = backbone_blocker(model);
   if (!p.why_not.empty()) return p;
-  const std::string aug = data::augment_str(data::parse_augment(augment));
-  if (aug != "none") {
-    p.why_not = fmt::format("--augment {} changes the images every epoch", aug);
+  if (data::augments(augment)) {
+    p.why_not = fmt::format("--augment {} changes the images every epoch", data::augment_str(augment));
     return p;
   }
   p.bytes = head_cache_bytes(train ? train->size() : 0, val ? val->size() : 0, model.cfg.feature_dim());

@@ -13,6 +13,7 @@
 
 #include "core/tensor.h"
 #include "data/dataset.h"
+#include "data/transforms.h"
 #include "nn/vit.h"
 
 namespace peft {
@@ -60,6 +61,10 @@ struct HeadCachePlan {
 // wanted = false (--no-feature-cache) turns it off; limit_bytes <= 0 means default_head_cache_limit().
 HeadCachePlan plan_head_cache(const nn::VisionTransformer& model, const data::DatasetPtr& train,
                               const data::DatasetPtr& val, const std::string& augment, bool wanted,
+                              int64_t limit_bytes = 0);
+// Same, with the whole augmentation (--augment and the later stages: --aa, --color-jitter, --reprob).
+HeadCachePlan plan_head_cache(const nn::VisionTransformer& model, const data::DatasetPtr& train,
+                              const data::DatasetPtr& val, const data::Augment& augment, bool wanted,
                               int64_t limit_bytes = 0);
 
 }  // namespace peft

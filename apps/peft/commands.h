@@ -39,6 +39,7 @@ void add_merge_command(CLI::App& app, Common& common, Runner& run);     // merge
 void add_clip_commands(CLI::App& app, Common& common, Runner& run);     // tokenize, clip-train (+ check's CLIP options)
 void add_clip_demo_command(CLI::App& app, Common& common, Runner& run); // clip-demo
 void add_bench_command(CLI::App& app, Common& common, Runner& run);     // bench
+void add_augment_command(CLI::App& app, Common& common, Runner& run);   // augment
 void add_compare_commands(CLI::App& app, Common& common, Runner& run); // compare, sweep, attention
 void add_clip_check_options(CLI::App* check);                          // --texts, --vocab and the CLIP-only method flags on `peft check`
 // The flags only CLIP methods read: --beta, --depth, --kg-weight, --kg-texts, --encoder.

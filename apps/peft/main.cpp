@@ -122,6 +122,7 @@ int main(int argc, char** argv) {
   app::add_clip_eval_command(app, common, run);
   app::add_clip_demo_command(app, common, run);
   app::add_bench_command(app, common, run);
+  app::add_augment_command(app, common, run);
   app::add_compare_commands(app, common, run);
   app::add_number_checks(&app);
   if (argc > 1 && argv[1][0] != '-') {
