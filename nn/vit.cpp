@@ -6,6 +6,8 @@
 
 #include <cmath>
 
+#include "autograd/checkpoint.h"
+#include "autograd/grad_mode.h"
 #include "autograd/ops.h"
 #include "core/error.h"
 
@@ -330,7 +332,12 @@ Tensor VisionTransformer::forward_features(const Tensor& images) {
   if (ln_pre) x = ln_pre->forward(x);
   for (size_t i = 0; i < block_list.size(); ++i) {
     if (token_hook) x = token_hook->before_block(static_cast<int64_t>(i), x);
-    x = block_list[i]->forward(x);
+    if (checkpoint_activations && grad_enabled()) {
+      std::shared_ptr<Block> b = block_list[i];  // the closure outlives this call (it runs in backward)
+      x = checkpoint([b](const Tensor& xi) { return b->forward(xi); }, x, {&drop_gen});
+    } else {
+      x = block_list[i]->forward(x);
+    }
   }
   const int64_t M = token_hook ? token_hook->tokens_after_prefix() : 0;
   if (openai(c)) {  // f = LN(x_cls; ln_post) @ proj

@@ -144,6 +144,11 @@ class VisionTransformer : public Module {
   void set_token_hook(const std::string& name, std::shared_ptr<TokenHook> hook);
 
   std::vector<std::shared_ptr<Block>> block_list;
+  // Activation checkpointing per block (--checkpoint-activations, timm's set_grad_checkpointing):
+  // in training, each block's forward keeps only its input and backward recomputes it
+  // (autograd/checkpoint.h), replaying drop_gen's draws. Same gradients, less memory, one more
+  // forward per step. Any block subclass a method installs is checkpointed the same way.
+  bool checkpoint_activations = false;
   // Replaces block i (a subclass sharing the block's modules keeps every tensor name).
   void replace_block(size_t i, std::shared_ptr<Block> b);
   // The module path of block i ("blocks.3" or "transformer.resblocks.3").
