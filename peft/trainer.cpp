@@ -12,6 +12,7 @@
 #include "autograd/anomaly.h"
 #include "autograd/ops.h"
 #include "core/error.h"
+#include "nn/optim/layer_decay.h"
 #include "nn/optim/lr_schedule.h"
 #include "nn/optim/optimizer.h"
 #include "peft/train/batch_source.h"
@@ -73,6 +74,13 @@ nn::LrSchedule make_schedule(const TrainConfig& cfg, int64_t batches_per_epoch) 
   return s;
 }
 
+// The trainable tensors with their weight decay, and with --layer-decay their lr scales.
+std::vector<nn::ParamSpec> train_param_groups(const nn::VisionTransformer& model, const TrainConfig& cfg) {
+  std::vector<nn::ParamSpec> groups = nn::param_groups(model.named_parameters(), cfg.weight_decay);
+  if (cfg.layer_decay > 0) nn::apply_layer_decay(groups, model.cfg.depth, cfg.layer_decay);
+  return groups;
+}
+
 std::vector<Tensor> clone_all(const std::vector<Tensor>& ts) {
   std::vector<Tensor> out;
   for (auto& t : ts) out.push_back(t.detach().clone());
@@ -88,7 +96,7 @@ class TrainLoop {
         cfg_(cfg),
         train_(train),
         has_val_(val != nullptr),
-        groups_(nn::param_groups(model.named_parameters(), cfg.weight_decay)),
+        groups_(train_param_groups(model, cfg)),
         opt_(make_optimizer(cfg, groups_)),
         src_(model, train, val, cfg),
         nb_(src_.batches_per_epoch()),
@@ -147,9 +155,11 @@ class TrainLoop {
       int64_t correct = 0, seen = b.labels.numel();
       if (seen > 0) {
         Tensor logits = src_.logits(model_, b);
-        loss = cross_entropy(logits, b.labels, cfg_.label_smoothing);
+        // mixed batches: soft targets, and no top-1 (the mixed images have no one true class)
+        loss = b.targets.defined() ? soft_target_cross_entropy(logits, b.targets)
+                                   : cross_entropy(logits, b.labels, cfg_.label_smoothing);
         lv = loss.item();
-        correct = count_correct(logits, b.labels);
+        correct = b.targets.defined() ? 0 : count_correct(logits, b.labels);
       }
       if (sync_) reduce_batch_stats(*cfg_.world, lv, correct, seen);
       if (!std::isfinite(lv))
@@ -163,7 +173,7 @@ class TrainLoop {
       ++step;
       if (cfg_.save_every > 0 && step % cfg_.save_every == 0 && step % n == 0 && step < nb_) save(epoch, step, sums_);
       const double el = seconds_since(t_epoch);
-      progress.update(epoch + 1, cfg_.epochs, step, nb_, sums_.loss(), sums_.top1(),
+      progress.update(epoch + 1, cfg_.epochs, step, nb_, sums_.loss(), mixing() ? NAN : sums_.top1(),
                       static_cast<double>(sums_.seen) / std::max(el, 1e-9), src_.note());
     }
     return step;
@@ -227,7 +237,7 @@ class TrainLoop {
                           {"step", (epoch + 1) * nb_},
                           {"lr", opt_->lr()},
                           {"train_loss", r.train.loss},
-                          {"train_top1", r.train.top1},
+                          {"train_top1", mixing() ? nlohmann::json(nullptr) : nlohmann::json(r.train.top1)},
                           {"val_loss", has_val_ ? nlohmann::json(r.last_val.loss) : nlohmann::json(nullptr)},
                           {"val_top1", has_val_ ? nlohmann::json(r.last_val.top1) : nlohmann::json(nullptr)},
                           {"images_per_s", r.train.images_per_s},
@@ -262,8 +272,8 @@ class TrainLoop {
   // The permanent line of an epoch, as timm prints it: what it trained, how it validated, where
   // the run stands.
   std::string epoch_line(int64_t epoch, const TrainResult& r, const EvalResult& kept_val, double seconds) const {
-    std::string line = fmt::format("epoch {}/{}  train loss {:.4f} top1 {:5.1f}%", epoch + 1, cfg_.epochs, r.train.loss,
-                                   r.train.top1);
+    std::string line = fmt::format("epoch {}/{}  train loss {:.4f}", epoch + 1, cfg_.epochs, r.train.loss);
+    if (!mixing()) line += fmt::format(" top1 {:5.1f}%", r.train.top1);
     if (has_val_) line += fmt::format("  val loss {:.4f} top1 {:5.1f}%", r.last_val.loss, r.last_val.top1);
     if (ema_ && has_val_) line += fmt::format("  ema top1 {:5.1f}%", kept_val.top1);
     line += fmt::format("  lr {:.3g}  {:.0f} img/s  {}", opt_->lr(), r.train.images_per_s, hms(seconds));
@@ -355,6 +365,9 @@ class TrainLoop {
                                      "were written. Hint: lower --lr (got {})",
                                      g.name, ckpt_.state(), cfg_.lr));
   }
+
+  // --mixup/--cutmix: the training top-1 is not measured (timm reports only the loss).
+  bool mixing() const { return cfg_.mixup.enabled(); }
 
   // Rank 0 of a data-parallel run, or a single process: the one that writes files and progress.
   bool writer() const { return !cfg_.world || cfg_.world->is_root(); }

@@ -6,6 +6,7 @@
 
 #include "core/distributed.h"
 #include "data/dataset.h"
+#include "data/mixup.h"
 #include "data/transforms.h"
 #include "nn/vit.h"
 #include "peft/train/evaluation.h"  // EvalResult, evaluate
@@ -32,14 +33,13 @@ struct TrainConfig {
   double model_ema_decay = 0.9998;
   std::string optimizer = "adamw";  // adamw | sgd (momentum 0.9)
   std::string augment = "none";     // cli.md --augment
-  // timm's later stages (data/train_augment.h), seeded per example like --augment: --aa (RandAugment
-  // config, "" = off), --color-jitter (0 = off; unused with --aa, as timm), --reprob/--remode/--recount.
-  std::string aa;
-  double color_jitter = 0;
-  double reprob = 0;
-  std::string remode = "pixel";
-  int64_t recount = 1;
-  double label_smoothing = 0.0;
+  double label_smoothing = 0.0;     // also smooths the mixup/cutmix targets (timm's --smoothing)
+  // Mixup / CutMix of every training batch (data/mixup.h; seeded by seed, epoch and batch) with
+  // soft-target cross-entropy. Training top-1 is not measured while mixing (timm reports only
+  // the loss): metrics.jsonl's train_top1 is null and the lines show the loss alone.
+  data::MixupOptions mixup;
+  int64_t workers = 1;       // image decoding threads of the training loader (--workers; same result for any N)
+  double layer_decay = 0;    // per-block lr scales (nn/optim/layer_decay.h, timm --layer-decay; 0 = off)
   double clip_grad = 0.0;           // global-norm clipping (0 = off)
   uint64_t seed = 0;
   std::string out_dir;        // metrics.jsonl and checkpoint.safetensors go here ("" = none)

@@ -17,7 +17,7 @@
 #include "core/process_stats.h"
 #include "data/dataset.h"
 #include "data/loader.h"
-#include "data/train_augment.h"
+#include "data/mixup.h"
 #include "nn/checkpoint.h"
 #include "nn/config.h"
 #include "core/io/safetensors.h"
@@ -30,7 +30,6 @@
 #include "peft/class_map.h"
 #include "peft/model_source.h"
 #include "peft/trainer.h"
-#include "peft/train/batch_source.h"
 
 namespace peft::app {
 
@@ -54,8 +53,22 @@ void add_data_options(CLI::App* cmd, Args& a, bool need_val) {
   cmd->add_option("--shots", a.shots, "sample K training images per class (seeded)");
 }
 
+// timm's --mixup/--cutmix family, --layer-decay and --workers (data/mixup.h, nn/optim/layer_decay.h,
+// data/loader.h).
+void add_mixup_decay_worker_options(CLI::App* cmd, TrainConfig& t) {
+  data::MixupOptions& m = t.mixup;
+  cmd->add_option("--mixup", m.mixup_alpha, "mixup alpha: Beta(A, A) mixing of each batch with its reverse (0 = off)")->capture_default_str();
+  cmd->add_option("--cutmix", m.cutmix_alpha, "cutmix alpha: a box of the reversed batch pasted in (0 = off)")->capture_default_str();
+  cmd->add_option("--mixup-prob", m.prob, "probability of mixing a batch (or pair, element)")->capture_default_str();
+  cmd->add_option("--mixup-switch-prob", m.switch_prob, "with both on: probability of cutmix instead of mixup")->capture_default_str();
+  cmd->add_option("--mixup-mode", m.mode, "batch | pair | elem: one lambda per batch, pair or element")->capture_default_str();
+  cmd->add_option("--layer-decay", t.layer_decay, "lr x D^(depth+1-layer) per block: head and norm x1, patch embedding least (0 = off)")->capture_default_str();
+  cmd->add_option("--workers", t.workers, "image decoding threads (any N gives the same result)")->capture_default_str();
+}
+
 void add_training_options(CLI::App* cmd, Args& a) {
   TrainConfig& t = a.train;
+  add_mixup_decay_worker_options(cmd, t);
   cmd->add_option("--epochs", t.epochs, "epochs")->required();
   cmd->add_option("--out", a.out, "output folder")->required();
   cmd->add_option("--batch", t.batch, "batch size")->capture_default_str();
@@ -74,12 +87,7 @@ void add_training_options(CLI::App* cmd, Args& a) {
   cmd->add_option("--model-ema-decay", t.model_ema_decay, "EMA decay per update")->capture_default_str();
   cmd->add_option("--optimizer", t.optimizer, "adamw | sgd")->capture_default_str();
   cmd->add_option("--augment", t.augment, "none | flip | shift:N | rrc (comma-separated)")->capture_default_str();
-  cmd->add_option("--aa", t.aa, "RandAugment as timm defines it, e.g. rand-m9-mstd0.5 (keys m n p mstd mmax inc)");
-  cmd->add_option("--color-jitter", t.color_jitter, "colour jitter strength (brightness, contrast, saturation); not used with --aa, as in timm")->capture_default_str();
-  cmd->add_option("--reprob", t.reprob, "random erasing probability (on the normalised image)")->capture_default_str();
-  cmd->add_option("--remode", t.remode, "random erasing fill: const | rand | pixel")->capture_default_str();
-  cmd->add_option("--recount", t.recount, "random erasing: up to N boxes per image")->capture_default_str();
-  cmd->add_option("--label-smoothing", t.label_smoothing, "label smoothing")->capture_default_str();
+  cmd->add_option("--label-smoothing,--smoothing", t.label_smoothing, "label smoothing (also of the mixup/cutmix targets)")->capture_default_str();
   cmd->add_option("--clip-grad", t.clip_grad, "clip the global gradient norm (0 = off)")->capture_default_str();
   cmd->add_flag("--no-progress", [&t](int64_t) { t.progress = false; }, "no progress bar");
   cmd->add_flag("--detect-anomaly", [](int64_t) { set_detect_anomaly(true); }, "stop at the first op whose output or gradient is NaN/Inf, naming it (slower)");
@@ -101,8 +109,9 @@ void check_training_values(const TrainConfig& t) {
   if (!std::isfinite(t.warmup_epochs) || t.warmup_epochs < 0) bad("--warmup-epochs", t.warmup_epochs, "finite and >= 0");
   if (!(t.label_smoothing >= 0 && t.label_smoothing < 1)) bad("--label-smoothing", t.label_smoothing, "in [0, 1)");
   if (!std::isfinite(t.clip_grad) || t.clip_grad < 0) bad("--clip-grad", t.clip_grad, "finite and >= 0");
-  // --aa, --color-jitter, --reprob, --remode, --recount: parsed and checked here, before any work
-  data::TrainAugment(train_augment(t), data::imagenet_normalization(), "bicubic");
+  data::check_mixup_options(t.mixup);
+  if (t.layer_decay != 0 && !(t.layer_decay > 0 && t.layer_decay <= 1)) bad("--layer-decay", t.layer_decay, "in (0, 1] (0 = off)");
+  if (t.workers < 1) bad("--workers", static_cast<double>(t.workers), ">= 1");
 }
 
 data::DatasetPtr open_train(const Args& a, const nn::ViTConfig& c, uint64_t seed) {
@@ -137,7 +146,6 @@ void finish(const std::string& method, const TrainResult& r, const nn::VisionTra
   fmt::print("{:<12} {:>12} {:>10} {:>8.2f}% {:>9.4f} {:>10.1f}s {:>9.0f}\n", method, vit.num_parameters(true),
              vit.num_parameters(false), r.val.top1, r.val.loss, r.train_time_s, r.images_per_s);
   s["world_size"] = dist::World::get().size();
-  s["augment"] = data::augment_str(train_augment(a.train));
   if (dist::World::get().is_root()) write_text_atomic((fs::path(a.out) / "summary.json").string(), s.dump(2) + "\n");
   if (common.json) fmt::print("{}\n", s.dump());
 }
@@ -172,6 +180,15 @@ void print_traffic(const nn::VisionTransformer& vit, const char* cmd) {
   const int64_t tensors = static_cast<int64_t>(trainable_names(vit).size());
   fmt::print("{}: {} all-reduced per update ({} trainable values in {} tensors)\n", cmd,
              format_bytes(4 * (vit.num_parameters(true) + tensors)), vit.num_parameters(true), tensors);
+}
+
+// --layer-decay D: the range of lr scales, and the rule (nn/optim/layer_decay.h).
+void print_layer_decay(const nn::VisionTransformer& vit, double decay) {
+  if (decay <= 0) return;
+  const int64_t L = vit.cfg.depth;
+  fmt::print("train: layer decay {}: lr x{}^({} - layer): head and final norm x1, block i x{}^({} - i), "
+             "patch/position embedding x{:.3g}\n",
+             decay, decay, L + 1, decay, L, std::pow(decay, static_cast<double>(L + 1)));
 }
 
 // Creates and locks --out (a second run into it fails in one line), refusing an --out that is or
@@ -224,8 +241,8 @@ void add_train_commands(CLI::App& app, Common& common, Runner& run) {
       make_out_dir(a);
       fmt::print("pretrain: {} on {} ({} parameters)\n", a.model.config, train->describe(), vit.num_parameters());
       fmt::print("pretrain: preprocessing {}\n", c.preprocess.describe());
-      fmt::print("pretrain: augmentation {}\n", data::augment_str(train_augment(a.train)));
       print_traffic(vit, "pretrain");
+      print_layer_decay(vit, a.train.layer_decay);
       a.train.seed = common.seed;
       a.train.out_dir = a.out;
       a.train.best_name = "weights.safetensors";
@@ -284,7 +301,6 @@ void add_train_commands(CLI::App& app, Common& common, Runner& run) {
       make_out_dir(a);
       fmt::print("train: model {}\n", src.describe());
       fmt::print("train: preprocessing {}\n", c.preprocess.describe());
-      fmt::print("train: augmentation {}\n", data::augment_str(train_augment(a.train)));
       if (!note.empty()) fmt::print("train: {}\n", note);
       fmt::print("train: {} on {}: {} of {} parameters trainable ({:.2f}%)\n", a.method, train->describe(),
                  vit.num_parameters(true), vit.num_parameters(), 100.0 * vit.num_parameters(true) / vit.num_parameters());
@@ -295,8 +311,9 @@ void add_train_commands(CLI::App& app, Common& common, Runner& run) {
       // (peft/head_cache.h), or why not. Methods that train the backbone never cache.
       auto names = trainable_names(vit);
       if (std::all_of(names.begin(), names.end(), [](const std::string& n) { return n.rfind("head.", 0) == 0; })) {
-        HeadCachePlan plan = plan_head_cache(vit, train, val, train_augment(a.train), a.train.feature_cache,
+        HeadCachePlan plan = plan_head_cache(vit, train, val, a.train.augment, a.train.feature_cache,
                                              a.train.feature_cache_limit);
+        if (a.train.mixup.enabled()) plan = {false, "--mixup/--cutmix change the images in every batch", 0};
         if (plan.on)
           fmt::print("train: frozen backbone: features computed once per image in epoch 1 and cached ({}); "
                      "later epochs train the head only\n",
@@ -304,6 +321,7 @@ void add_train_commands(CLI::App& app, Common& common, Runner& run) {
         else
           fmt::print("train: frozen backbone, but features are not cached: {}\n", plan.why_not);
       }
+      print_layer_decay(vit, a.train.layer_decay);
       const auto meta = adapter_metadata(a.method, a.method_opts, train->class_names());
       a.train.save_weights = [&vit, &meta](const std::string& path) {
         nn::save_weights(vit, path, meta, /*trainable_only=*/true);

@@ -7,8 +7,10 @@
 namespace peft {
 
 data::DataLoader make_loader(const data::DatasetPtr& ds, int64_t batch, bool shuffle, uint64_t seed,
-                             const data::Augment& aug, const data::Preprocess& pre, int64_t shard, int64_t shards) {
+                             const data::Augment& aug, const data::Preprocess& pre, int64_t shard, int64_t shards,
+                             int64_t workers) {
   data::LoaderOptions o;
+  o.workers = workers;
   o.batch_size = batch;
   o.shard = shard;
   o.shards = shards;
@@ -18,29 +20,26 @@ data::DataLoader make_loader(const data::DatasetPtr& ds, int64_t batch, bool shu
   return data::DataLoader(ds, o);
 }
 
-data::Augment train_augment(const TrainConfig& cfg) {
-  data::Augment a = data::parse_augment(cfg.augment);
-  a.aa = cfg.aa;
-  a.color_jitter = cfg.color_jitter;
-  a.reprob = cfg.reprob;
-  a.remode = cfg.remode;
-  a.recount = cfg.recount;
-  return a;
-}
-
 BatchSource::BatchSource(nn::VisionTransformer& model, data::DatasetPtr train, data::DatasetPtr val,
                          const TrainConfig& cfg)
     : train_(std::move(train)),
       val_(std::move(val)),
       batch_(cfg.batch),
       world_(cfg.world && cfg.world->distributed() ? cfg.world : nullptr),
-      loader_(make_loader(train_, cfg.batch, true, cfg.seed, train_augment(cfg),
-                          nn::effective_preprocess(model.cfg), world_ ? world_->rank() : 0, world_ ? world_->size() : 1)),
-      nb_(loader_.num_batches()) {
+      loader_(make_loader(train_, cfg.batch, true, cfg.seed, data::parse_augment(cfg.augment),
+                          nn::effective_preprocess(model.cfg), world_ ? world_->rank() : 0, world_ ? world_->size() : 1,
+                          cfg.workers)),
+      nb_(loader_.num_batches()),
+      mixup_(cfg.mixup),
+      mix_seed_(cfg.seed + 0x9e3779b97f4a7c15ULL * static_cast<uint64_t>(world_ ? world_->rank() : 0)),
+      num_classes_(model.head ? model.head->out_features : 0) {
+  mixup_.label_smoothing = cfg.label_smoothing;  // timm smooths the mixed targets with --smoothing
+  if (mixup_.enabled()) data::check_mixup_options(mixup_);
   // Data parallel: every rank would need every image's features (the shards move each epoch).
-  if (world_) return;
+  // Mixed batches: the images differ in every epoch.
+  if (world_ || mixup_.enabled()) return;
   // Head-only training on a deterministic pipeline: encode each image once (peft/head_cache.h).
-  const HeadCachePlan plan = plan_head_cache(model, train_, val_, train_augment(cfg), cfg.feature_cache, cfg.feature_cache_limit);
+  const HeadCachePlan plan = plan_head_cache(model, train_, val_, cfg.augment, cfg.feature_cache, cfg.feature_cache_limit);
   if (!plan.on) return;
   train_cache_ = std::make_unique<HeadFeatureCache>(train_->size(), model.cfg.feature_dim());
   train_labels_ = train_->labels();
@@ -67,7 +66,13 @@ void BatchSource::start_epoch(int64_t epoch, int64_t first) {
 }
 
 bool BatchSource::next(data::Batch& out) {
-  if (!from_cache_) return loader_.next(out);
+  if (!from_cache_) {
+    if (!loader_.next(out)) return false;
+    if (mixup_.enabled() && out.labels.numel() > 0)
+      out.targets = data::mix_batch(out.images, out.labels.to_vector<int64_t>(), num_classes_, mixup_, mix_seed_,
+                                    out.epoch, out.index);
+    return true;
+  }
   if (step_ >= nb_) return false;
   const int64_t begin = step_ * batch_, end = std::min(train_->size(), begin + batch_);
   out.indices.assign(order_.begin() + begin, order_.begin() + end);

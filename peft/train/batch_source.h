@@ -1,12 +1,13 @@
 // Where the training loop's batches and logits come from: the data loader (augmentation,
-// shuffling, prefetch), or, for a head trained on a frozen backbone, the feature caches
-// (peft/head_cache.h) once they are full. The loop sees one interface either way.
+// shuffling, parallel decoding, mixup/cutmix), or, for a head trained on a frozen backbone, the
+// feature caches (peft/head_cache.h) once they are full. The loop sees one interface either way.
 #pragma once
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "data/loader.h"
+#include "data/mixup.h"
 #include "nn/vit.h"
 #include "peft/train/evaluation.h"
 
@@ -14,16 +15,12 @@ namespace peft {
 
 struct TrainConfig;
 
-// The whole training augmentation of a config: its --augment list and the later stages (--aa,
-// --color-jitter, --reprob, --remode, --recount).
-data::Augment train_augment(const TrainConfig& cfg);
-
 // The model's own preprocessing (nn::effective_preprocess): its normalisation, and with rrc a
 // random resized crop of the original image resized with its interpolation. shard/shards: this
-// rank's part of every batch (data::LoaderOptions).
+// rank's part of every batch; workers: its decoding threads (data::LoaderOptions).
 data::DataLoader make_loader(const data::DatasetPtr& ds, int64_t batch, bool shuffle, uint64_t seed,
                              const data::Augment& aug, const data::Preprocess& pre, int64_t shard = 0,
-                             int64_t shards = 1);
+                             int64_t shards = 1, int64_t workers = 1);
 
 class BatchSource {
  public:
@@ -40,6 +37,9 @@ class BatchSource {
   // first epoch, and the epoch after a resume that began mid-epoch) the loader runs and the
   // cache fills from its batches.
   void start_epoch(int64_t epoch, int64_t first);
+  // With --mixup/--cutmix the batch's images are mixed and out.targets holds its soft targets
+  // (data/mixup.h, seeded by (seed, rank, epoch, batch); a data-parallel rank mixes its own
+  // shard, as each timm process mixes its local batch).
   bool next(data::Batch& out);
   // The training logits of a batch from next() (autograd on; the backbone skipped when cached).
   Tensor logits(nn::VisionTransformer& model, const data::Batch& b);
@@ -58,6 +58,9 @@ class BatchSource {
   std::vector<int64_t> train_labels_, val_labels_;
   bool from_cache_ = false;
   int64_t epoch_ = 0, step_ = 0;
+  data::MixupOptions mixup_;
+  uint64_t mix_seed_ = 0;
+  int64_t num_classes_ = 0;
   std::vector<int64_t> order_;
 };
 

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 
 namespace peft {
@@ -25,8 +26,10 @@ void Progress::update(int64_t epoch, int64_t epochs, int64_t step, int64_t steps
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
   const int64_t left = std::max<int64_t>(0, total_ - done_at_start_ - done_);
   const double eta = elapsed / static_cast<double>(done_) * static_cast<double>(left);
-  fmt::print(stderr, "\r\033[Kepoch {}/{} [{}{}] {}/{} ETA {} loss {:.4f} acc {:5.1f}% {:.0f} img/s {}", epoch, epochs,
-             std::string(filled, '#'), std::string(width - filled, '.'), step, steps, hms(eta), loss, acc,
+  // acc NaN: not measured (mixup/cutmix), so not shown
+  const std::string shown = std::isnan(acc) ? "" : fmt::format(" acc {:5.1f}%", acc);
+  fmt::print(stderr, "\r\033[Kepoch {}/{} [{}{}] {}/{} ETA {} loss {:.4f}{} {:.0f} img/s {}", epoch, epochs,
+             std::string(filled, '#'), std::string(width - filled, '.'), step, steps, hms(eta), loss, shown,
              images_per_s, note);
   std::fflush(stderr);
   drawn_ = true;

@@ -18,6 +18,7 @@ class Progress {
   // of the whole run; done_steps: how many of them earlier processes trained (--resume).
   Progress(bool bar, int64_t total_steps, int64_t done_steps);
   // After each batch. ETA: this process's time per batch so far x the batches left in the run.
+  // acc NaN: not measured (mixup/cutmix) and not shown.
   void update(int64_t epoch, int64_t epochs, int64_t step, int64_t steps, double loss, double acc, double images_per_s,
               const char* note = "");
   // One permanent line (the bar, if drawn, is cleared first and redrawn by the next update).
