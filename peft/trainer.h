@@ -33,6 +33,13 @@ struct TrainConfig {
   double model_ema_decay = 0.9998;
   std::string optimizer = "adamw";  // adamw | sgd (momentum 0.9)
   std::string augment = "none";     // cli.md --augment
+  // timm's later stages (data/train_augment.h), seeded per example like --augment: --aa (RandAugment
+  // config, "" = off), --color-jitter (0 = off; unused with --aa, as timm), --reprob/--remode/--recount.
+  std::string aa;
+  double color_jitter = 0;
+  double reprob = 0;
+  std::string remode = "pixel";
+  int64_t recount = 1;
   double label_smoothing = 0.0;     // also smooths the mixup/cutmix targets (timm's --smoothing)
   // Mixup / CutMix of every training batch (data/mixup.h; seeded by seed, epoch and batch) with
   // soft-target cross-entropy. Training top-1 is not measured while mixing (timm reports only

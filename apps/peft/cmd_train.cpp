@@ -18,6 +18,7 @@
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "data/mixup.h"
+#include "data/train_augment.h"
 #include "nn/checkpoint.h"
 #include "nn/config.h"
 #include "core/io/safetensors.h"
@@ -30,6 +31,7 @@
 #include "peft/class_map.h"
 #include "peft/model_source.h"
 #include "peft/trainer.h"
+#include "peft/train/batch_source.h"
 
 namespace peft::app {
 
@@ -87,6 +89,11 @@ void add_training_options(CLI::App* cmd, Args& a) {
   cmd->add_option("--model-ema-decay", t.model_ema_decay, "EMA decay per update")->capture_default_str();
   cmd->add_option("--optimizer", t.optimizer, "adamw | sgd")->capture_default_str();
   cmd->add_option("--augment", t.augment, "none | flip | shift:N | rrc (comma-separated)")->capture_default_str();
+  cmd->add_option("--aa", t.aa, "RandAugment as timm defines it, e.g. rand-m9-mstd0.5 (keys m n p mstd mmax inc)");
+  cmd->add_option("--color-jitter", t.color_jitter, "colour jitter strength (brightness, contrast, saturation); not used with --aa, as in timm")->capture_default_str();
+  cmd->add_option("--reprob", t.reprob, "random erasing probability (on the normalised image)")->capture_default_str();
+  cmd->add_option("--remode", t.remode, "random erasing fill: const | rand | pixel")->capture_default_str();
+  cmd->add_option("--recount", t.recount, "random erasing: up to N boxes per image")->capture_default_str();
   cmd->add_option("--label-smoothing,--smoothing", t.label_smoothing, "label smoothing (also of the mixup/cutmix targets)")->capture_default_str();
   cmd->add_option("--clip-grad", t.clip_grad, "clip the global gradient norm (0 = off)")->capture_default_str();
   cmd->add_flag("--no-progress", [&t](int64_t) { t.progress = false; }, "no progress bar");
@@ -112,6 +119,8 @@ void check_training_values(const TrainConfig& t) {
   data::check_mixup_options(t.mixup);
   if (t.layer_decay != 0 && !(t.layer_decay > 0 && t.layer_decay <= 1)) bad("--layer-decay", t.layer_decay, "in (0, 1] (0 = off)");
   if (t.workers < 1) bad("--workers", static_cast<double>(t.workers), ">= 1");
+  // --aa, --color-jitter, --reprob, --remode, --recount: parsed and checked here, before any work
+  data::TrainAugment(train_augment(t), data::imagenet_normalization(), "bicubic");
 }
 
 data::DatasetPtr open_train(const Args& a, const nn::ViTConfig& c, uint64_t seed) {
@@ -146,6 +155,7 @@ void finish(const std::string& method, const TrainResult& r, const nn::VisionTra
   fmt::print("{:<12} {:>12} {:>10} {:>8.2f}% {:>9.4f} {:>10.1f}s {:>9.0f}\n", method, vit.num_parameters(true),
              vit.num_parameters(false), r.val.top1, r.val.loss, r.train_time_s, r.images_per_s);
   s["world_size"] = dist::World::get().size();
+  s["augment"] = data::augment_str(train_augment(a.train));
   if (dist::World::get().is_root()) write_text_atomic((fs::path(a.out) / "summary.json").string(), s.dump(2) + "\n");
   if (common.json) fmt::print("{}\n", s.dump());
 }
@@ -241,6 +251,7 @@ void add_train_commands(CLI::App& app, Common& common, Runner& run) {
       make_out_dir(a);
       fmt::print("pretrain: {} on {} ({} parameters)\n", a.model.config, train->describe(), vit.num_parameters());
       fmt::print("pretrain: preprocessing {}\n", c.preprocess.describe());
+      fmt::print("pretrain: augmentation {}\n", data::augment_str(train_augment(a.train)));
       print_traffic(vit, "pretrain");
       print_layer_decay(vit, a.train.layer_decay);
       a.train.seed = common.seed;
@@ -301,6 +312,7 @@ void add_train_commands(CLI::App& app, Common& common, Runner& run) {
       make_out_dir(a);
       fmt::print("train: model {}\n", src.describe());
       fmt::print("train: preprocessing {}\n", c.preprocess.describe());
+      fmt::print("train: augmentation {}\n", data::augment_str(train_augment(a.train)));
       if (!note.empty()) fmt::print("train: {}\n", note);
       fmt::print("train: {} on {}: {} of {} parameters trainable ({:.2f}%)\n", a.method, train->describe(),
                  vit.num_parameters(true), vit.num_parameters(), 100.0 * vit.num_parameters(true) / vit.num_parameters());
@@ -311,7 +323,7 @@ void add_train_commands(CLI::App& app, Common& common, Runner& run) {
       // (peft/head_cache.h), or why not. Methods that train the backbone never cache.
       auto names = trainable_names(vit);
       if (std::all_of(names.begin(), names.end(), [](const std::string& n) { return n.rfind("head.", 0) == 0; })) {
-        HeadCachePlan plan = plan_head_cache(vit, train, val, a.train.augment, a.train.feature_cache,
+        HeadCachePlan plan = plan_head_cache(vit, train, val, train_augment(a.train), a.train.feature_cache,
                                              a.train.feature_cache_limit);
         if (a.train.mixup.enabled()) plan = {false, "--mixup/--cutmix change the images in every batch", 0};
         if (plan.on)

@@ -20,13 +20,23 @@ data::DataLoader make_loader(const data::DatasetPtr& ds, int64_t batch, bool shu
   return data::DataLoader(ds, o);
 }
 
+data::Augment train_augment(const TrainConfig& cfg) {
+  data::Augment a = data::parse_augment(cfg.augment);
+  a.aa = cfg.aa;
+  a.color_jitter = cfg.color_jitter;
+  a.reprob = cfg.reprob;
+  a.remode = cfg.remode;
+  a.recount = cfg.recount;
+  return a;
+}
+
 BatchSource::BatchSource(nn::VisionTransformer& model, data::DatasetPtr train, data::DatasetPtr val,
                          const TrainConfig& cfg)
     : train_(std::move(train)),
       val_(std::move(val)),
       batch_(cfg.batch),
       world_(cfg.world && cfg.world->distributed() ? cfg.world : nullptr),
-      loader_(make_loader(train_, cfg.batch, true, cfg.seed, data::parse_augment(cfg.augment),
+      loader_(make_loader(train_, cfg.batch, true, cfg.seed, train_augment(cfg),
                           nn::effective_preprocess(model.cfg), world_ ? world_->rank() : 0, world_ ? world_->size() : 1,
                           cfg.workers)),
       nb_(loader_.num_batches()),
@@ -39,7 +49,7 @@ BatchSource::BatchSource(nn::VisionTransformer& model, data::DatasetPtr train, d
   // Mixed batches: the images differ in every epoch.
   if (world_ || mixup_.enabled()) return;
   // Head-only training on a deterministic pipeline: encode each image once (peft/head_cache.h).
-  const HeadCachePlan plan = plan_head_cache(model, train_, val_, cfg.augment, cfg.feature_cache, cfg.feature_cache_limit);
+  const HeadCachePlan plan = plan_head_cache(model, train_, val_, train_augment(cfg), cfg.feature_cache, cfg.feature_cache_limit);
   if (!plan.on) return;
   train_cache_ = std::make_unique<HeadFeatureCache>(train_->size(), model.cfg.feature_dim());
   train_labels_ = train_->labels();

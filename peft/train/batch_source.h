@@ -15,6 +15,10 @@ namespace peft {
 
 struct TrainConfig;
 
+// The whole training augmentation of a config: its --augment list and the later stages (--aa,
+// --color-jitter, --reprob, --remode, --recount).
+data::Augment train_augment(const TrainConfig& cfg);
+
 // The model's own preprocessing (nn::effective_preprocess): its normalisation, and with rrc a
 // random resized crop of the original image resized with its interpolation. shard/shards: this
 // rank's part of every batch; workers: its decoding threads (data::LoaderOptions).
