@@ -38,12 +38,16 @@ kernels::MatView<T> rows_of(const Tensor& t, int64_t rows, int64_t cols) {
 // and blocks are split across the team, so no two threads share a sum.
 constexpr int64_t kCols = 256;
 
+// The loop bodies below are templates shared by the float and double kernels; always inlined, so
+// that each target_clones copy of a float kernel compiles them for its own vector width.
+#define PEFT_IA3_INLINE inline __attribute__((always_inline))
+
 // ---------------------------------------------------------------------------------------------
 // ia3_qkv_linear kernels. z is the GEMM output [R, 3D]; only its k/v block [R, 2D] is scaled.
 
 // One row's k/v block of n = 2D values: z_kv[i] = y[i] (when z_kv), y[i] *= s[i].
 template <class T>
-inline void kv_epilogue_body(T* y, const T* s, T* z_kv, int64_t n) {
+PEFT_IA3_INLINE void kv_epilogue_body(T* y, const T* s, T* z_kv, int64_t n) {
   if (z_kv) std::memcpy(z_kv, y, static_cast<size_t>(n) * sizeof(T));
   for (int64_t i = 0; i < n; ++i) y[i] *= s[i];
 }
@@ -55,7 +59,7 @@ void kv_epilogue(double* y, const double* s, double* z_kv, int64_t n) { kv_epilo
 
 // One row's segment of the k/v block: acc[i] += g[i] z[i] (when z), gs[i] = g[i] s[i] (when gs).
 template <class T>
-inline void kv_backward_body(const T* g, const T* z, const T* s, T* gs, int64_t n, double* acc) {
+PEFT_IA3_INLINE void kv_backward_body(const T* g, const T* z, const T* s, T* gs, int64_t n, double* acc) {
   if (z)
     for (int64_t i = 0; i < n; ++i) acc[i] += static_cast<double>(g[i]) * static_cast<double>(z[i]);
   if (gs)
@@ -100,19 +104,19 @@ constexpr float kInvSqrt2f = 0.70710678118654752440f, kInvSqrt2Pif = 0.398942280
 constexpr double kInvSqrt2 = 0.70710678118654752440, kInvSqrt2Pi = 0.39894228040143267794;
 
 // Phi(v) and exp(-v^2 / 2) (the GELU's cdf and its derivative's exp), one exp for both.
-inline void gelu_parts(float v, float& cdf, float& e) {
+PEFT_IA3_INLINE void gelu_parts(float v, float& cdf, float& e) {
   const float z = v * kInvSqrt2f;
   e = kernels::exp_fast(-z * z);
   cdf = 0.5f * (1.0f + kernels::erf_with_exp(z, e));
 }
-inline void gelu_parts(double v, double& cdf, double& e) {
+PEFT_IA3_INLINE void gelu_parts(double v, double& cdf, double& e) {
   cdf = 0.5 * (1.0 + std::erf(v * kInvSqrt2));
   e = std::exp(-0.5 * v * v);
 }
 
 // One row: a[i] = gelu(h[i]) * l[i].
 template <class T>
-inline void gelu_scale_body(const T* h, const T* l, T* a, int64_t n) {
+PEFT_IA3_INLINE void gelu_scale_body(const T* h, const T* l, T* a, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     T cdf, e;
     gelu_parts(h[i], cdf, e);
@@ -135,7 +139,7 @@ void gelu_scale_rows(const T* h, const T* l, T* a, int64_t R, int64_t F) {
 // One row segment of da = g W: acc[i] += da[i] gelu(h[i]) (dl, when acc), then
 // da[i] = da[i] l[i] gelu'(h[i]) (dh in place, when l). gelu' = Phi + v phi.
 template <class T, bool kSum, bool kDh>
-inline void gelu_scale_backward_body(T* da, const T* h, const T* l, int64_t n, double* acc) {
+PEFT_IA3_INLINE void gelu_scale_backward_body(T* da, const T* h, const T* l, int64_t n, double* acc) {
   const T inv_sqrt_2pi = std::is_same_v<T, float> ? T(kInvSqrt2Pif) : T(kInvSqrt2Pi);
   for (int64_t i = 0; i < n; ++i) {
     const T v = h[i];
@@ -146,7 +150,7 @@ inline void gelu_scale_backward_body(T* da, const T* h, const T* l, int64_t n, d
   }
 }
 template <class T>
-inline void gelu_scale_backward_any(T* da, const T* h, const T* l, int64_t n, double* acc) {
+PEFT_IA3_INLINE void gelu_scale_backward_any(T* da, const T* h, const T* l, int64_t n, double* acc) {
   if (acc && l)
     gelu_scale_backward_body<T, true, true>(da, h, l, n, acc);
   else if (acc)
