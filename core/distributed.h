@@ -9,6 +9,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -40,23 +41,46 @@ class World {
   void barrier(const char* what);
   // Every rank's string at the root, in rank order (the others get an empty vector).
   std::vector<std::string> gather(const std::string& mine, const char* what);
+  // The same with a deadline of `timeout_s` instead of timeout_s(): for a wait as long as other
+  // ranks' work (a grid's cells, rank 0's pretraining), not as long as a collective.
+  void barrier(const char* what, double timeout_s);
+  std::vector<std::string> gather(const std::string& mine, const char* what, double timeout_s);
   // Ends every rank: prints "peft: error: <where>: <message>" on stderr (one line) and exits with
   // `code` (MPI_Abort under MPI, _exit otherwise). For a failure the other ranks cannot see.
   [[noreturn]] void abort(const std::string& message, int code);
+  // Ends this rank after an error (message = the exception's text) so that an error every rank
+  // hits alike (a bad option value, a missing file, a loss that became NaN on the global batch)
+  // is printed once, by rank 0, as a single process prints it, while one rank's own error (its
+  // shard's unreadable image) is printed by that rank, naming it, and ends every rank at once.
+  // The ranks compare their messages at rank 0 (point-to-point on a private communicator, so a
+  // rank still waiting in a collective can answer that it did not fail). Returns `code` after
+  // MPI_Finalize when every rank failed alike (the caller exits with it); otherwise aborts.
+  // A single process prints the line and returns `code`.
+  int fail(const std::string& message, int code);
   // MPI_Finalize (when MPI was initialised); a no-op otherwise or when called again.
   void finalize();
 
  private:
   World();
   ~World();
-  [[noreturn]] void timed_out(const char* what) const;
+  [[noreturn]] void timed_out(const char* what, double seconds) const;
   void allreduce_raw(void* data, size_t n, bool is_double, const char* what);
+  std::vector<std::string> gather_raw(const std::string& mine, const char* what, double timeout_s);
+  void barrier_raw(const char* what, double timeout_s);
 
   int rank_ = 0, size_ = 1;
   bool mpi_ = false;  // MPI_Init was called by us
   bool finalized_ = false;
   double timeout_s_ = 300;
 };
+
+// A grid of independent cells (a sweep's points, the demo's methods) spread over the ranks:
+// cell i runs on rank i % size, each cell in one process, and the root gets every cell's result
+// (`run` serializes it) in cell order; the other ranks get an empty vector. With one rank it is
+// a plain loop. The gather waits as long as the slowest rank's cells take (`what` names it in
+// a timeout message): its deadline is the longer of timeout_s() and a day.
+std::vector<std::string> spread_cells(World& world, size_t cells, const std::function<std::string(size_t)>& run,
+                                      const char* what);
 
 // Whether this build can run under MPI (PEFT_HAVE_MPI), for messages and tests.
 bool built_with_mpi();

@@ -71,11 +71,30 @@ DemoRow adapt(const DemoConfig& c, const nn::ViTConfig& cfg, const MethodDescrip
 
 }  // namespace
 
+namespace {
+
+// A row as JSON, to travel from the rank that trained it to rank 0 (doubles round-trip exactly).
+std::string row_to_json(const DemoRow& r) {
+  return nlohmann::json({{"method", r.method}, {"backbone", r.backbone}, {"trainable", r.trainable}, {"total", r.total},
+                         {"top1", r.top1}, {"train_time_s", r.train_time_s}, {"peak_rss_mb", r.peak_rss_mb}})
+      .dump();
+}
+
+DemoRow row_from_json(const std::string& s) {
+  const nlohmann::json j = nlohmann::json::parse(s);
+  return {j.at("method").get<std::string>(), j.at("backbone").get<std::string>(), j.at("trainable").get<int64_t>(),
+          j.at("total").get<int64_t>(),      j.at("top1").get<double>(),           j.at("train_time_s").get<double>(),
+          j.at("peak_rss_mb").get<double>()};
+}
+
+}  // namespace
+
 DemoReport run_demo(const DemoConfig& c, const std::function<void(const std::string&)>& say_fn) {
   auto say = [&](const std::string& s) {
     if (say_fn) say_fn(s);
   };
-  fs::create_directories(c.out);
+  const bool spread = c.world && c.world->distributed(), root = !spread || c.world->is_root();
+  if (root) fs::create_directories(c.out);
   DemoReport rep;
   nn::ViTConfig cfg = nn::load_vit_config("vit-micro");
   const int64_t n_src = c.quick ? 128 : 6000, n_tgt = c.quick ? 64 : 1000, n_val = c.quick ? 32 : 500;
@@ -84,19 +103,34 @@ DemoReport run_demo(const DemoConfig& c, const std::function<void(const std::str
   auto src_val = std::make_shared<data::ProceduralDataset>(c.source, n_val, S, c.seed, data::Split::val);
   auto tgt_train = std::make_shared<data::ProceduralDataset>(c.target, n_tgt, S, c.seed, data::Split::train);
   auto tgt_val = std::make_shared<data::ProceduralDataset>(c.target, n_val, S, c.seed, data::Split::val);
-  const std::string weights = pretrain(c, cfg, src_train, src_val, rep, say);
+  // Rank 0 pretrains exactly as one process would (so the table is one process's); the others
+  // wait for its weights file, as long as that takes, and learn its source top-1.
+  std::string weights = (fs::path(c.out) / "pretrain" / "weights.safetensors").string();
+  if (root) weights = pretrain(c, cfg, src_train, src_val, rep, say);
+  if (spread) {
+    cfg.num_classes = src_train->num_classes();
+    c.world->barrier("the wait for rank 0's pretraining", std::max(c.world->timeout_s(), 86400.0));
+    c.world->broadcast(&rep.source_top1, sizeof rep.source_top1, 0, "the pretraining's top-1 broadcast");
+  }
   rep.config = cfg;
   rep.target_images = n_tgt;
   rep.epochs = c.quick ? 1 : 6;
   say(fmt::format("[2/2] adapting to procedural:{} ({} images, {} epochs per method)", c.target, n_tgt, rep.epochs));
   // A probe on a random backbone, then every method of the registry.
-  auto run_row = [&](const MethodDescriptor& d, const std::string& w) {
-    rep.rows.push_back(adapt(c, cfg, d, w, tgt_train, tgt_val, rep.epochs));
-    const DemoRow& row = rep.rows.back();
+  std::vector<std::pair<const MethodDescriptor*, std::string>> runs = {{&vision_method("linear"), ""}};
+  for (const MethodDescriptor& d : vision_method_registry()) runs.emplace_back(&d, weights);
+  auto run_row = [&](size_t i) {
+    const DemoRow row = adapt(c, cfg, *runs[i].first, runs[i].second, tgt_train, tgt_val, rep.epochs);
     say(fmt::format("      {:<12} {:<10} top1 {:5.1f}%  ({:.0f}s)", row.method, row.backbone, row.top1, row.train_time_s));
+    return row;
   };
-  run_row(vision_method("linear"), "");
-  for (const MethodDescriptor& d : vision_method_registry()) run_row(d, weights);
+  if (!spread) {
+    for (size_t i = 0; i < runs.size(); ++i) rep.rows.push_back(run_row(i));
+    return rep;
+  }
+  for (const std::string& row : dist::spread_cells(
+           *c.world, runs.size(), [&](size_t i) { return row_to_json(run_row(i)); }, "the demo's gather of its rows"))
+    rep.rows.push_back(row_from_json(row));
   return rep;
 }
 

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "core/distributed.h"
 #include "nn/config.h"
 
 namespace peft {
@@ -16,6 +17,10 @@ struct DemoConfig {
   std::string source = "shapes", target = "shapes-textured";
   bool quick = false;  // a reduced size for CI smoke tests
   uint64_t seed = 0;
+  // Under mpirun (issue 18): rank 0 pretrains (the others wait), then the adaptation runs are
+  // spread over the ranks, each in one process (dist::spread_cells), and rank 0 alone gets the
+  // rows. Null or one rank: everything in this process.
+  dist::World* world = nullptr;
 };
 
 struct DemoRow {
@@ -31,7 +36,8 @@ struct DemoReport {
   std::vector<DemoRow> rows;
 };
 
-// Runs the experiment; `say` gets one progress line at a time.
+// Runs the experiment; `say` gets one progress line at a time. With c.world of several ranks only
+// rank 0's report holds the rows (the same as one process's, but for times and memory).
 DemoReport run_demo(const DemoConfig& c, const std::function<void(const std::string&)>& say = {});
 
 // The table (header line + one line per row), demo.json (an array of rows) and demo.csv.

@@ -63,6 +63,38 @@ SweepData open_sweep_data(const nn::ViTConfig& c, const std::string& spec, int64
   return d;
 }
 
+namespace {
+
+// A point as JSON, to travel from the rank that measured it to rank 0 (doubles round-trip exactly).
+std::string row_to_json(const SweepRow& row) {
+  nlohmann::json j = cost_json(row.cost);
+  j["top1"] = std::isnan(row.top1) ? nlohmann::json(nullptr) : nlohmann::json(row.top1);
+  return j.dump();
+}
+
+SweepRow row_from_json(const std::string& s) {
+  const nlohmann::json j = nlohmann::json::parse(s);
+  SweepRow row;
+  CostReport& k = row.cost;
+  k.method = j.at("method").get<std::string>();
+  k.prompts = j.at("M").get<int64_t>();
+  k.batch = j.at("batch").get<int64_t>();
+  k.trainable = j.at("trainable").get<int64_t>();
+  k.backbone = j.at("backbone").get<int64_t>();
+  k.total = j.at("total").get<int64_t>();
+  k.trainable_pct = j.at("trainable_pct").get<double>();
+  k.flops_per_image = j.at("flops_per_image").get<int64_t>();
+  k.train_step_s = j.at("train_step_s").get<double>();
+  k.infer_batch_s = j.at("infer_batch_s").get<double>();
+  k.train_peak_bytes = j.at("train_peak_bytes").get<int64_t>();
+  k.infer_peak_bytes = j.at("infer_peak_bytes").get<int64_t>();
+  k.peak_rss_mb = j.at("peak_rss_mb").get<double>();
+  row.top1 = j.at("top1").is_null() ? NAN : j.at("top1").get<double>();
+  return row;
+}
+
+}  // namespace
+
 SweepResult run_sweep(const SweepRequest& req, const SweepData& d) {
   // One point: a fresh model; M = 0 is the baseline (the method is then "linear").
   auto measure = [&](const std::string& method, int64_t M) {
@@ -74,7 +106,7 @@ SweepResult run_sweep(const SweepRequest& req, const SweepData& d) {
     row.cost.method = method;
     row.cost.prompts = M;
     if (d.train) {
-      TrainConfig tc;
+      TrainConfig tc;  // one process per point (tc.world stays null)
       tc.epochs = req.epochs;
       tc.batch = req.batch;
       tc.lr = req.lr;
@@ -85,12 +117,24 @@ SweepResult run_sweep(const SweepRequest& req, const SweepData& d) {
     }
     return row;
   };
+  // The grid: the baseline, then each method by M.
+  std::vector<std::pair<std::string, int64_t>> points = {{"linear", 0}};
+  for (const auto& m : req.methods)
+    for (int64_t M : req.counts) points.emplace_back(m, M);
   SweepResult r;
   r.methods = req.methods;
   r.trained = d.train != nullptr;
-  r.base = measure("linear", 0);
-  for (const auto& m : req.methods)
-    for (int64_t M : req.counts) r.rows.push_back(measure(m, M));
+  if (!req.world || !req.world->distributed()) {
+    r.base = measure(points[0].first, 0);
+    for (size_t i = 1; i < points.size(); ++i) r.rows.push_back(measure(points[i].first, points[i].second));
+    return r;
+  }
+  const std::vector<std::string> rows = dist::spread_cells(
+      *req.world, points.size(), [&](size_t i) { return row_to_json(measure(points[i].first, points[i].second)); },
+      "the sweep's gather of its points");
+  if (rows.empty()) return r;  // not rank 0
+  r.base = row_from_json(rows[0]);
+  for (size_t i = 1; i < rows.size(); ++i) r.rows.push_back(row_from_json(rows[i]));
   return r;
 }
 

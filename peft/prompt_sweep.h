@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/distributed.h"
 #include "data/dataset.h"
 #include "peft/compare.h"
 
@@ -22,6 +23,9 @@ struct SweepRequest {
   int steps = 3;
   int64_t epochs = 1;  // per point, with a dataset
   double lr = 1e-3;
+  // Under mpirun (issue 18): the points are spread over the ranks, each point in one process
+  // (dist::spread_cells), and rank 0 alone gets the result. Null or one rank: a plain loop.
+  dist::World* world = nullptr;
 };
 
 // The datasets the points train and evaluate on (none: cost only), and the head size.
@@ -45,7 +49,9 @@ struct SweepResult {
   bool trained = false;
 };
 
-// Measures (and trains and evaluates, with data) every method at every M on a fresh model.
+// Measures (and trains and evaluates, with data) every method at every M on a fresh model. With
+// req.world of several ranks, only rank 0's result holds the rows (the same as one process's,
+// but for the measured times and memory, which the ranks' sharing of the machine changes).
 SweepResult run_sweep(const SweepRequest& req, const SweepData& d);
 
 // The table: header, the baseline, then each method by M (MFLOPs/img, step ms, MiB, top1).

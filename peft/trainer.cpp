@@ -149,7 +149,7 @@ class TrainLoop {
       const int64_t n = cfg_.accum_steps, update = step / n;
       opt_->set_lr(nn::scheduled_lr(sched_, epoch * sched_.updates_per_epoch + update, reductions_));
       // Data parallel: this rank's shard of the global batch (a short last batch may leave it
-      // none); the loss, correct count and size become the global batch's on every rank.
+      // none); its loss, correct count and size become the global batch's at the update.
       Tensor loss;
       double lv = 0;
       int64_t correct = 0, seen = b.labels.numel();
@@ -161,15 +161,18 @@ class TrainLoop {
         lv = loss.item();
         correct = b.targets.defined() ? 0 : count_correct(logits, b.labels);
       }
-      if (sync_) reduce_batch_stats(*cfg_.world, lv, correct, seen);
-      if (!std::isfinite(lv))
-        throw ValueError(fmt::format("train: the loss became {} at epoch {} step {}; {}. Hint: lower --lr (got {})", lv,
-                                     epoch + 1, step + 1, ckpt_.state(), cfg_.lr));
-      if (n == 1 && !sync_)
-        update_from(loss);
-      else  // with sync_, each rank's loss weighted by its shard's share of the global batch
-        accumulate(loss, b.labels.numel(), step, update);
-      sums_.add(lv, correct, seen);
+      epoch_ = epoch;
+      if (sync_) {  // the statistics travel with the update's gradients: checked and counted there
+        sync_->add_batch(lv, correct, seen);
+        accumulate(loss, seen, step, update);  // each rank's loss weighted by its shard's share
+      } else {
+        check_loss(lv, epoch, step);
+        if (n == 1)
+          update_from(loss);
+        else
+          accumulate(loss, seen, step, update);
+        sums_.add(lv, correct, seen);
+      }
       ++step;
       if (cfg_.save_every > 0 && step % cfg_.save_every == 0 && step % n == 0 && step < nb_) save(epoch, step, sums_);
       const double el = seconds_since(t_epoch);
@@ -200,12 +203,25 @@ class TrainLoop {
         std::min(train_->size(), (last + 1) * cfg_.batch) - first * cfg_.batch;  // only the epoch's last batch is short
     if (step == first) opt_->zero_grad();
     if (loss.defined()) backward(mul(loss, static_cast<double>(batch_size) / static_cast<double>(group_examples)));
+    first_of_update_ = first;
     if (step == last) finish_update();
+  }
+
+  void check_loss(double lv, int64_t epoch, int64_t step) const {
+    if (!std::isfinite(lv))
+      throw ValueError(fmt::format("train: the loss became {} at epoch {} step {}; {}. Hint: lower --lr (got {})", lv,
+                                   epoch + 1, step + 1, ckpt_.state(), cfg_.lr));
   }
 
   // The update once every gradient of it is there (clipping, the step, the EMA).
   void finish_update() {
-    if (sync_) sync_->allreduce(groups_);  // the sum over the ranks: the global batch's gradient
+    if (sync_) {  // the sum over the ranks: the global batch's gradient, and its batches' statistics
+      const std::vector<GlobalBatchStats> stats = sync_->allreduce(groups_);
+      for (size_t i = 0; i < stats.size(); ++i) {
+        check_loss(stats[i].mean_loss, epoch_, first_of_update_ + static_cast<int64_t>(i));  // before the step
+        sums_.add(stats[i].mean_loss, stats[i].correct, stats[i].n);
+      }
+    }
     if (cfg_.clip_grad > 0) nn::clip_grad_norm(opt_->params(), cfg_.clip_grad);
     opt_->step();
     opt_->zero_grad();  // free the gradient buffers now: the next forward does not need them
@@ -388,6 +404,7 @@ class TrainLoop {
   MetricsLog log_;
   std::unique_ptr<ModelEma> ema_;
   std::unique_ptr<GradSync> sync_;  // data parallel only
+  int64_t epoch_ = 0, first_of_update_ = 0;  // where the pending update stands (its loss check)
   TrainPosition start_;
   EpochSums sums_;
   std::vector<double> history_;  // val top-1 of the kept weights, per finished epoch

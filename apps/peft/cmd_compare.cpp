@@ -159,9 +159,11 @@ int run_sweep_command(const SweepArgs& a, const Common& common) {
     for (const auto& m : req.methods) as_usage([&] { validate_method_options(m, o); });
   }
   req.base = {config_of(a.config, a.weights), a.weights, common.seed};
+  req.world = &dist::World::get();  // under mpirun the points are spread over the ranks
   const SweepData d = open_sweep_data(req.base.config, a.data, a.train_size, a.val_size, common.seed);
-  if (!a.out.empty()) make_dir(a.out);
+  if (!a.out.empty() && req.world->is_root()) make_dir(a.out);
   const SweepResult r = as_usage([&] { return run_sweep(req, d); });
+  if (!req.world->is_root()) return 0;  // rank 0 has every point: it prints and writes
   fmt::print("sweep: {} on {} ({}), batch {}\n", a.methods, a.config, a.weights.empty() ? "random init" : a.weights, a.batch);
   fmt::print("{}", format_sweep_table(r));
   if (!a.out.empty()) {

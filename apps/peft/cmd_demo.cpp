@@ -23,7 +23,9 @@ void add_demo_command(CLI::App& app, Common& common, Runner& run) {
     run = [&common] {
       namespace fs = std::filesystem;
       o.seed = common.seed;
+      o.world = &dist::World::get();  // under mpirun the methods are spread over the ranks
       const DemoReport r = run_demo(o, [](const std::string& line) { fmt::print("{}\n", line); });
+      if (!o.world->is_root()) return 0;  // rank 0 has every row: it prints and writes
       fmt::print("\n{}", demo_table(o, r));
       write_text_atomic((fs::path(o.out) / "demo.json").string(), demo_json(r) + "\n");
       write_text_atomic((fs::path(o.out) / "demo.csv").string(), demo_csv(r));

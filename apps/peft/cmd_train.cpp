@@ -183,13 +183,13 @@ void join_world(Args& a, const char* cmd) {
              a.train.batch / w.size(), a.train.batch);
 }
 
-// Bytes each rank all-reduces per update: the trainable gradients and one flag per tensor
-// (peft/train/grad_sync.h).
+// Bytes each rank all-reduces per update: the trainable gradients, one flag per tensor and the
+// batch's 3 statistics (peft/train/grad_sync.h).
 void print_traffic(const nn::VisionTransformer& vit, const char* cmd) {
   if (!dist::World::get().distributed()) return;
   const int64_t tensors = static_cast<int64_t>(trainable_names(vit).size());
   fmt::print("{}: {} all-reduced per update ({} trainable values in {} tensors)\n", cmd,
-             format_bytes(4 * (vit.num_parameters(true) + tensors)), vit.num_parameters(true), tensors);
+             format_bytes(4 * (vit.num_parameters(true) + tensors + 3)), vit.num_parameters(true), tensors);
 }
 
 // --layer-decay D: the range of lr scales, and the rule (nn/optim/layer_decay.h).

@@ -39,22 +39,17 @@ std::string escape_controls(const std::string& msg) {
 
 void print_error(const std::string& msg) { std::fprintf(stderr, "peft: error: %s\n", escape_controls(msg).c_str()); }
 
-// Under mpirun (issue 18) the ranks run the same command. A usage error is the same on every
-// rank: rank 0 alone says it and all exit with 2. Any other error may be one rank's alone (its
-// shard of the data, its disk): that rank names itself and ends every rank (MPI_Abort), so none
-// is left waiting in a collective.
+// Under mpirun (issue 18) the ranks run the same command. An error every rank hits alike (a usage
+// error, a missing file) is printed once, by rank 0 (World::fail compares the ranks' messages);
+// one rank's own error (its shard of the data, its disk) is printed by that rank, naming itself,
+// and ends every rank (MPI_Abort), so none is left waiting in a collective.
 int fail(const std::string& msg, int code) {
   dist::World& w = dist::World::get();
   if (!w.distributed()) {
     print_error(msg);
     return code;
   }
-  if (code == 2) {
-    if (w.is_root()) print_error(msg);
-    w.finalize();
-    return code;
-  }
-  w.abort(escape_controls(msg), code);
+  return w.fail(escape_controls(msg), code);
 }
 
 // Numbers are taken exactly or refused: CLI11 read an empty string as 0 and clamped a number

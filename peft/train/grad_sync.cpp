@@ -1,9 +1,11 @@
-// One flat float buffer for every trainable gradient: one MPI call per update instead of one per
-// tensor (a LoRA model has ~100 small tensors, where per-call latency would dominate).
+// One flat float buffer for every trainable gradient and the batch statistics: one MPI call per
+// update instead of one per tensor (a LoRA model has ~100 small tensors, where per-call latency
+// would dominate) plus one for the statistics.
 #include "peft/train/grad_sync.h"
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <cstring>
 
 #include "core/error.h"
@@ -18,11 +20,18 @@ GradSync::GradSync(dist::World& world, const std::vector<nn::ParamSpec>& groups)
                                    dtype_name(g.param.dtype())));
     n += static_cast<size_t>(g.param.numel());
   }
-  buf_.assign(n + groups.size(), 0.0f);
+  grads_ = n + groups.size();
 }
 
-void GradSync::allreduce(const std::vector<nn::ParamSpec>& groups) {
-  const size_t flags = buf_.size() - groups.size();
+void GradSync::add_batch(double mean_loss, int64_t correct, int64_t n) {
+  stats_.push_back(n > 0 ? static_cast<float>(mean_loss * static_cast<double>(n)) : 0.0f);
+  stats_.push_back(static_cast<float>(correct));  // exact up to 2^24 examples per batch
+  stats_.push_back(static_cast<float>(n));
+}
+
+std::vector<GlobalBatchStats> GradSync::allreduce(const std::vector<nn::ParamSpec>& groups) {
+  buf_.resize(grads_ + stats_.size());
+  const size_t flags = grads_ - groups.size();
   size_t off = 0;
   for (size_t i = 0; i < groups.size(); ++i) {
     const Tensor& p = groups[i].param;
@@ -37,6 +46,7 @@ void GradSync::allreduce(const std::vector<nn::ParamSpec>& groups) {
     buf_[flags + i] = g.defined() ? 1.0f : 0.0f;
     off += k;
   }
+  std::copy(stats_.begin(), stats_.end(), buf_.begin() + static_cast<std::ptrdiff_t>(grads_));
   world_.allreduce_sum(buf_.data(), buf_.size(), "the gradient allreduce");
   off = 0;
   for (size_t i = 0; i < groups.size(); ++i) {
@@ -52,14 +62,16 @@ void GradSync::allreduce(const std::vector<nn::ParamSpec>& groups) {
     }
     off += k;
   }
-}
-
-void reduce_batch_stats(dist::World& world, double& mean_loss, int64_t& correct, int64_t& n) {
-  double v[3] = {n > 0 ? mean_loss * static_cast<double>(n) : 0.0, static_cast<double>(correct), static_cast<double>(n)};
-  world.allreduce_sum(v, 3, "the batch statistics' allreduce");
-  n = static_cast<int64_t>(v[2]);
-  correct = static_cast<int64_t>(v[1]);
-  mean_loss = v[0] / static_cast<double>(n);
+  std::vector<GlobalBatchStats> out;
+  for (size_t b = grads_; b < buf_.size(); b += 3) {
+    GlobalBatchStats s;
+    s.n = std::llround(buf_[b + 2]);
+    s.correct = std::llround(buf_[b + 1]);
+    s.mean_loss = static_cast<double>(buf_[b]) / static_cast<double>(s.n);
+    out.push_back(s);
+  }
+  stats_.clear();
+  return out;
 }
 
 }  // namespace peft

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <sstream>
 
 #include "core/io/safetensors.h"
 #include "tests/apps/cli_util.h"
@@ -196,6 +197,90 @@ TEST(MpiCli, RankThatFailsOnItsDataStopsEveryRankAndKeepsTheCheckpoint) {
   EXPECT_NE(r.err.find("peft: error: rank "), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("5.png"), std::string::npos) << r.err;
   EXPECT_EQ(read_file(out + "/checkpoint.safetensors"), ckpt);
+}
+
+// The table that starts at the line beginning with `header` (that line, then the following lines
+// with as many fields as the first of them), without the row fields at `drop` (measured times and
+// memory, which differ from run to run and with the ranks' sharing of the machine).
+std::string table_of(const std::string& out, const std::string& header, std::vector<size_t> drop) {
+  std::istringstream in(out);
+  std::string line, table;
+  bool in_table = false;
+  size_t fields = 0;
+  while (std::getline(in, line)) {
+    if (!in_table) {
+      in_table = line.rfind(header, 0) == 0;
+      if (in_table) table += line + "\n";
+      continue;
+    }
+    std::istringstream ls(line);
+    std::vector<std::string> f;
+    for (std::string w; ls >> w;) f.push_back(w);
+    if (fields == 0) fields = f.size();
+    if (f.size() != fields || fields == 0) break;
+    for (size_t i = 0; i < f.size(); ++i)
+      if (std::find(drop.begin(), drop.end(), i) == drop.end()) table += f[i] + " ";
+    table += "\n";
+  }
+  return table;
+}
+
+TEST(MpiCli, SweepOverTwoRanksPrintsTheTableOfOneProcess) {
+  REQUIRE_MPI();
+  TempDir tmp("peft_mpi");
+  // 4 points (linear, vpt-deep M = 1, 2, 4), trained and evaluated: each rank runs two.
+  const std::string args = "sweep --config " + kFix + "config.json --weights " + kFix +
+                           "base.safetensors --methods vpt-deep --prompts 1,2,4 --data procedural:shapes "
+                           "--train-size 24 --val-size 16 --epochs 2 --lr 0.01 --batch 4 --steps 1 --threads 1 --out ";
+  CliResult r1 = run_peft(args + (tmp / "one"), "sweep1");
+  ASSERT_EQ(r1.status, 0) << r1.err;
+  CliResult r2 = run_mpi(2, args + (tmp / "two"), "sweep2");
+  ASSERT_EQ(r2.status, 0) << r2.out << r2.err;
+  const std::string t1 = table_of(r1.out, "method ", {4}), t2 = table_of(r2.out, "method ", {4});
+  EXPECT_EQ(std::count(t1.begin(), t1.end(), '\n'), 5) << r1.out;  // header + 4 points
+  EXPECT_EQ(t1, t2) << r1.out << "---\n" << r2.out;
+  // Rank 0 alone prints the table and writes the files.
+  EXPECT_EQ(r2.out.find("sweep: "), r2.out.rfind("sweep: ")) << r2.out;
+  EXPECT_TRUE(fs::exists(tmp / "two/sweep.csv"));
+}
+
+TEST(MpiCli, DemoMethodLoopOverTwoRanksPrintsTheTableOfOneProcess) {
+  REQUIRE_MPI();
+  TempDir tmp("peft_mpi");
+  CliResult r1 = run_peft("demo --quick --threads 1 --out " + (tmp / "one"), "demo1");
+  ASSERT_EQ(r1.status, 0) << r1.err;
+  CliResult r2 = run_mpi(2, "demo --quick --threads 1 --out " + (tmp / "two"), "demo2");
+  ASSERT_EQ(r2.status, 0) << r2.out << r2.err;
+  // Every column but the train time and the peak memory.
+  const std::string t1 = table_of(r1.out, "method ", {5, 6}), t2 = table_of(r2.out, "method ", {5, 6});
+  EXPECT_GT(std::count(t1.begin(), t1.end(), '\n'), 10) << r1.out;
+  EXPECT_EQ(t1, t2) << r1.out << "---\n" << r2.out;
+  EXPECT_TRUE(fs::exists(tmp / "two/demo.json"));
+  EXPECT_EQ(r2.out.find("results: "), r2.out.rfind("results: ")) << r2.out;
+}
+
+// An error every rank hits alike is printed once, as one process prints it (no rank named): at
+// start (a missing weights file) and mid-run (the global batch's loss became NaN on every rank).
+TEST(MpiCli, ErrorCommonToAllRanksIsPrintedOnce) {
+  REQUIRE_MPI();
+  TempDir tmp("peft_mpi");
+  const std::string base = "train --config " + kFix + "config.json --method lora --data procedural:shapes "
+                           "--train-size 16 --batch 8 --epochs 2 --threads 1 --no-progress ";
+  const auto t0 = std::chrono::steady_clock::now();
+  CliResult r = run_mpi(2, base + "--weights " + (tmp / "missing.safetensors") + " --out " + (tmp / "a"), "missing");
+  EXPECT_NE(r.status, 0);
+  EXPECT_EQ(error_lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("missing.safetensors"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("rank "), std::string::npos) << r.err;
+  CliResult one = run_peft(base + "--weights " + kFix + "base.safetensors --optimizer sgd --lr 1e30 --out " + (tmp / "b1"), "nan1");
+  ASSERT_NE(one.status, 0);
+  r = run_mpi(2, base + "--weights " + kFix + "base.safetensors --optimizer sgd --lr 1e30 --out " + (tmp / "b2"), "nan2");
+  EXPECT_EQ(r.status, one.status);
+  EXPECT_EQ(error_lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("the loss became"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("rank "), std::string::npos) << r.err;
+  // Agreed at once, not after the 10 s a rank waits for the others' word.
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 15);
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "core/distributed.h"
 
@@ -35,6 +36,20 @@ int collectives(peft::dist::World& w) {
   if (w.is_root() && (all.size() != 2 || all[0] != "zero" || all[1] != std::string(300, 'x')))
     return fail(w, "gather");
   if (!w.is_root() && !all.empty()) return fail(w, "gather: a non-root rank got the strings");
+  // A grid of 5 cells: rank 0 runs 0, 2, 4 and rank 1 runs 1, 3; the root gets all in cell order.
+  std::vector<size_t> ran;
+  auto cells = peft::dist::spread_cells(
+      w, 5, [&](size_t i) { ran.push_back(i); return std::string(i, static_cast<char>('a' + i)) + ":" + std::to_string(i); },
+      "probe grid");
+  if (ran != (w.rank() == 0 ? std::vector<size_t>{0, 2, 4} : std::vector<size_t>{1, 3})) return fail(w, "grid: wrong cells");
+  if (w.is_root()) {
+    if (cells.size() != 5) return fail(w, "grid: expected 5 results");
+    for (size_t i = 0; i < 5; ++i)
+      if (cells[i] != std::string(i, static_cast<char>('a' + i)) + ":" + std::to_string(i)) return fail(w, "grid: cell " + std::to_string(i));
+  } else if (!cells.empty()) {
+    return fail(w, "grid: a non-root rank got the results");
+  }
+  w.barrier("probe barrier with its own deadline", 600);
   if (w.is_root()) std::printf("mpi_world_probe: collectives ok on %d ranks\n", w.size());
   return 0;
 }
