@@ -51,6 +51,13 @@ struct ClipMethodDescriptor {
   std::string default_targets;   // --targets when not given
   bool uses_prompts = false;     // reads --prompts (checked: 1..65536)
   bool needs_cache = false;      // tip-adapter(-f): the few-shot features as a cache
+  // How `peft clip-demo` (peft/clip_demo.h) trains it on clip-micro: the peak learning rate
+  // (AdamW), times the mean norm of the raw text features when demo_lr_per_text_norm (a method
+  // whose residual adds to them, so its step must follow their scale), and the options it
+  // changes for the micro model (nullptr: none).
+  double demo_lr = 1e-3;
+  bool demo_lr_per_text_norm = false;
+  void (*demo_options)(ClipMethodOptions& o, const nn::CLIPConfig& c) = nullptr;
   // True when the method changes the image tower for these options (its head then takes images,
   // not cached features; ClipHead::needs_images agrees). nullptr: never.
   bool (*needs_images)(const ClipMethodOptions& o) = nullptr;

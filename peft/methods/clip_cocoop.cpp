@@ -139,6 +139,7 @@ ClipMethodDescriptor clip_cocoop_method() {
   d.make = [](nn::CLIP& clip, const ClipMethodOptions& o, const ClipHeadInputs& in, Generator& gen) -> std::shared_ptr<ClipHead> {
     return std::make_shared<CoCoOpHead>(clip, in.prompts.single, o.prompts, gen);
   };
+  d.demo_lr = 2e-3;  // CoOp's
   return d;
 }
 

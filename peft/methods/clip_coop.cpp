@@ -54,6 +54,9 @@ ClipMethodDescriptor clip_coop_method() {
   d.make = [](nn::CLIP& clip, const ClipMethodOptions& o, const ClipHeadInputs& in, Generator& gen) -> std::shared_ptr<ClipHead> {
     return std::make_shared<CoOpHead>(clip, in.prompts.single, o.prompts, gen);
   };
+  d.demo_lr = 2e-3;  // CoOp's
+  // "a photo of a" -> 4 learned context vectors (the demo's prompts are that template)
+  d.demo_options = [](ClipMethodOptions& o, const nn::CLIPConfig&) { o.prompts = 4; };
   return d;
 }
 

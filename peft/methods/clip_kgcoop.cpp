@@ -115,6 +115,7 @@ ClipMethodDescriptor clip_kgcoop_method() {
   d.make = [](nn::CLIP& clip, const ClipMethodOptions& o, const ClipHeadInputs& in, Generator& gen) -> std::shared_ptr<ClipHead> {
     return std::make_shared<KgCoOpHead>(clip, in.prompts.single, in.kg_tokens, o.prompts, o.kg_weight, gen);
   };
+  d.demo_lr = 2e-3;  // CoOp's
   return d;
 }
 

@@ -174,6 +174,8 @@ ClipMethodDescriptor clip_maple_method() {
   d.make = [](nn::CLIP& clip, const ClipMethodOptions& o, const ClipHeadInputs& in, Generator& gen) -> std::shared_ptr<ClipHead> {
     return std::make_shared<MapleHead>(clip, in.prompts.single, o, gen);
   };
+  // The default depth 9 is deeper than a micro model's towers (clip-micro: 2 layers each).
+  d.demo_options = [](ClipMethodOptions& o, const nn::CLIPConfig& c) { o.depth = std::min(c.text.layers, c.vision.depth); };
   return d;
 }
 

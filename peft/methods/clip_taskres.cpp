@@ -41,6 +41,10 @@ ClipMethodDescriptor clip_taskres_method() {
   d.make = [](nn::CLIP& clip, const ClipMethodOptions& o, const ClipHeadInputs& in, Generator&) -> std::shared_ptr<ClipHead> {
     return std::make_shared<TaskResHead>(clip, in.prompts, o.alpha);
   };
+  // The base is the raw text feature: its scale sets how far a residual step moves the
+  // classifier, so the step follows the mean norm of u (official: lr 2e-3 on RN50's u).
+  d.demo_lr = 2e-3;
+  d.demo_lr_per_text_norm = true;
   return d;
 }
 
