@@ -190,6 +190,7 @@ BenchResult run_bench(const BenchRequest& req) {
   m.vit = build_model(c, prompts && r.M == 0 ? "linear" : r.method, opts, c.num_classes, req.seed);
   r.params = m.vit->num_parameters(false);
   r.trainable = m.vit->num_parameters(true);
+  m.vit->checkpoint_activations = req.checkpoint_activations;
 
   Generator data_gen(req.seed + 2);  // random images and labels, seeded
   Tensor x = randn({r.batch, c.in_chans, c.image_size, c.image_size}, data_gen);
@@ -237,7 +238,8 @@ nlohmann::ordered_json bench_json(const BenchResult& r) {
                               {"peak_tensor_mb", r.peak_tensor_mb},
                               {"peak_gflops_avx2", or_null(r.peak_avx2)},
                               {"peak_gflops_avx512", or_null(r.peak_avx512)},
-                              {"peak_share", or_null(r.peak_share())}};
+                              {"peak_share", or_null(r.peak_share())},
+                              {"checkpoint_activations", q.checkpoint_activations}};
   if (q.merged) {
     s["merged"] = true;
     s["merged_max_abs_diff"] = r.merged_max_abs_diff;
@@ -255,9 +257,10 @@ std::string format_bench(const BenchResult& r) {
   const BenchRequest& q = r.request;
   std::string out = fmt::format(
       "bench {} {} M={} threads={} {} batch {}: median {:.1f} ms, min {:.1f} ms, {:.2f} GFLOP/step, {:.1f} GFLOP/s, "
-      "{} / {} trainable, peak RSS {:.0f} MB (tensors {:.0f} MB)\n",
+      "{} / {} trainable, peak RSS {:.0f} MB (tensors {:.0f} MB){}\n",
       q.config, r.method, r.M, num_threads(), q.phase, r.batch, r.median_s * 1e3, r.min_s * 1e3, r.flops_per_step / 1e9,
-      r.gflops(), r.trainable, r.params, r.peak_rss_mb, r.peak_tensor_mb);
+      r.gflops(), r.trainable, r.params, r.peak_rss_mb, r.peak_tensor_mb,
+      q.checkpoint_activations ? ", activations checkpointed per block" : "");
   out += fmt::format(
       "FMA peak ({} threads, register-only f32 loops, measured now): AVX2 {}, AVX-512 {}; step at {:.0f}% of the {} peak\n",
       r.peak_threads, r.peak_avx2 > 0 ? fmt::format("{:.1f} GFLOP/s", r.peak_avx2) : std::string("n/a"),

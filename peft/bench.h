@@ -20,6 +20,9 @@ struct BenchRequest {
   int64_t warmup = 0, steps = 1;
   bool gemm_probe = true;
   bool merged = false;  // mergeable method, infer: fold the adapters and time the plain ViT that results
+  // train: activation checkpointing per block (nn::VisionTransformer::checkpoint_activations):
+  // less memory, one more block forward per step (the FLOP count stays the script's, without it)
+  bool checkpoint_activations = false;
   uint64_t seed = 0;
 };
 

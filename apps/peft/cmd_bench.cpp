@@ -62,6 +62,9 @@ void add_bench_command(CLI::App& app, Common& common, Runner& run) {
   cmd->add_flag("--merged", a.merged,
                 "ssf/lora with --phase infer: fold the adapters into the weights and time the plain ViT that results "
                 "(compare with --method full --phase infer, the plain ViT)");
+  cmd->add_flag("--checkpoint-activations,--grad-checkpointing", a.checkpoint_activations,
+                "train: keep only each block's input and recompute the block in backward (less memory, one more "
+                "forward per step; same gradients)");
   cmd->add_flag("--no-gemm-probe", [](int64_t) { a.gemm_probe = false; }, "skip the sgemm rate measurement");
   cmd->callback([&run, &common] {
     run = [&common] { return run_bench_command(a, common); };

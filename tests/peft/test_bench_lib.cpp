@@ -128,6 +128,23 @@ TEST(Bench, ProbeRowsCountThePromptTokens) {
   EXPECT_GT(r.gemm_gflops, 0.0);
 }
 
+TEST(Bench, CheckpointActivationsTradesAForwardForTensorMemory) {
+  // Full fine-tuning of the tiny config, one training step each way. Checkpointed: the GEMMs of
+  // one more block forward (recompute), and fewer tensor bytes alive at the peak (each block keeps
+  // its input only). Counters, not times: both are exact.
+  BenchRequest q = one_infer_step("full");
+  q.phase = "train";
+  const BenchResult plain = run_bench(q);
+  q.checkpoint_activations = true;
+  const BenchResult ckpt = run_bench(q);
+  EXPECT_FALSE(bench_json(plain)["checkpoint_activations"].get<bool>());
+  EXPECT_TRUE(bench_json(ckpt)["checkpoint_activations"].get<bool>());
+  EXPECT_EQ(ckpt.flops_per_step, plain.flops_per_step);  // the script's count: useful work only
+  EXPECT_GT(ckpt.gemm_flops_counted_per_step, 1.2 * plain.gemm_flops_counted_per_step);
+  EXPECT_LT(ckpt.gemm_flops_counted_per_step, 1.4 * plain.gemm_flops_counted_per_step);
+  EXPECT_LT(ckpt.peak_tensor_mb, 0.9 * plain.peak_tensor_mb);
+}
+
 TEST(Bench, BadRequestsThrow) {
   BenchRequest q = one_infer_step("nosuch");
   EXPECT_THROW(run_bench(q), MethodError);
