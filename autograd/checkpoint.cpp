@@ -147,11 +147,11 @@ Tensor checkpoint(const CheckpointFn& fn, const Tensor& x, const std::vector<Gen
   if (!rec) return out;  // nothing fn read needs a gradient
   const bool needs_x = rec.needs(0);
   const Tensor xs = x.detach();
-  {
-    // Version checks: x and every tensor read must be unchanged when backward recomputes.
-    rec.save({xs});
-    for (size_t i = 1; i < inputs.size(); ++i) rec.save({inputs[i]});
-  }
+  // Version checks: x and the outer-tape tensors read must be unchanged when backward recomputes.
+  // (Parameters are not listed: saved_bytes counts what backward keeps alive, and they live anyway.)
+  rec.save({xs});
+  for (size_t i = 1; i < inputs.size(); ++i)
+    if (!inputs[i].is_leaf()) rec.save({inputs[i]});
   // Outer-tape tensors (with history) get their gradient from the recompute; leaves get it
   // directly (the recompute's backward accumulates into their .grad, as the plain path would).
   std::vector<Tensor> leaves, history;

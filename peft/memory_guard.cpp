@@ -73,7 +73,10 @@ MemoryEstimate estimate_training_memory(const MemoryInputs& in) {
   // Kept per block for backward: the inputs of both LayerNorms, of qkv, proj, fc1 and fc2, q/k/v,
   // the activation's input ([B, T, M] twice: fc2 input and GELU input) and the softmax output.
   const int64_t saved = B * T * (8 * D + 2 * M) + B * H * T * T;
-  e.activations = kF32 * (working + (in.backbone_grad ? c.depth * saved : 0));
+  const int64_t kept = !in.backbone_grad            ? 0
+                       : in.checkpoint_activations ? c.depth * B * T * D + saved
+                                                   : c.depth * saved;
+  e.activations = kF32 * (working + kept);
   e.data = 2 * kF32 * B * c.in_chans * c.image_size * c.image_size;  // this batch and the next
   return e;
 }
@@ -86,6 +89,7 @@ MemoryInputs memory_inputs(const nn::VisionTransformer& vit, int64_t batch, cons
   in.trainable_params = vit.num_parameters(true);
   in.optimizer = optimizer;
   in.backbone_grad = false;
+  in.checkpoint_activations = vit.checkpoint_activations;
   for (const auto& [name, p] : vit.named_parameters())
     if (p.requires_grad() && name.rfind("head.", 0) != 0) in.backbone_grad = true;
   // Prompt tokens a hook adds lengthen the sequence: count them as tokens.

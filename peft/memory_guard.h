@@ -19,6 +19,9 @@ struct MemoryInputs {
   // True when something before the head trains (full, prompts, adapters): the forward pass then
   // keeps every block's activations for backward. A linear probe keeps none of them.
   bool backbone_grad = true;
+  // --checkpoint-activations: each block keeps only its input [B, T, D]; backward recomputes one
+  // block at a time, so one block's saved tensors are alive at once instead of depth of them.
+  bool checkpoint_activations = false;
   std::string optimizer = "adamw";  // adamw: 2 state tensors per parameter; sgd: 1 (momentum)
 };
 

@@ -106,6 +106,32 @@ TEST(MemoryGuard, SavedActivationsMatchTheTape) {
   EXPECT_LT(saved_estimate, 1.5 * measured) << "measured " << measured;
 }
 
+TEST(MemoryGuard, CheckpointedBlocksKeepTheirInputsOnly) {
+  // --checkpoint-activations: the tape keeps each block's input; the estimate follows the flag.
+  nn::ViTConfig c = small_config();
+  const int64_t B = 4;
+  Generator g(1);
+  Tensor x = randn({B, 3, 32, 32}, g);
+  Tensor y = from_vector_i64({0, 1, 2, 3}, {B});
+  nn::VisionTransformer plain(c, 0), ckpt(c, 0);
+  ckpt.checkpoint_activations = true;
+  const double saved_plain = static_cast<double>(saved_bytes_of_graph(cross_entropy(plain.forward(x), y)));
+  const double saved_ckpt = static_cast<double>(saved_bytes_of_graph(cross_entropy(ckpt.forward(x), y)));
+  EXPECT_LT(saved_ckpt, 0.3 * saved_plain) << saved_ckpt << " vs " << saved_plain;
+
+  MemoryInputs in_plain = memory_inputs(plain, B, "adamw"), in_ckpt = memory_inputs(ckpt, B, "adamw");
+  EXPECT_FALSE(in_plain.checkpoint_activations);
+  EXPECT_TRUE(in_ckpt.checkpoint_activations);
+  const int64_t a_plain = estimate_training_memory(in_plain).activations;
+  const int64_t a_ckpt = estimate_training_memory(in_ckpt).activations;
+  EXPECT_LT(a_ckpt, a_plain);
+  // What the flag saves in the estimate is close to what it saves on the tape (depth - 1 blocks'
+  // tensors minus the inputs kept).
+  const double cut = static_cast<double>(a_plain - a_ckpt);
+  EXPECT_GT(cut, 0.5 * (saved_plain - saved_ckpt));
+  EXPECT_LT(cut, 1.5 * (saved_plain - saved_ckpt));
+}
+
 TEST(MemoryGuard, LinearProbeNeedsNoBackboneActivations) {
   nn::VisionTransformer vit(small_config(), 0);
   Generator gen(2);
