@@ -15,7 +15,7 @@ namespace peft::app {
 
 namespace {
 
-// --shots "1,2,4,8,16" (split by CLI11): positive numbers.
+// --shots "1,2,4,8,16" (add_list_option): positive numbers.
 std::vector<int64_t> parse_shots(const std::vector<std::string>& items) {
   std::vector<int64_t> shots;
   for (const std::string& item : items) {
@@ -62,7 +62,7 @@ void add_clip_demo_command(CLI::App& app, Common& common, Runner& run) {
   auto* cmd = app.add_subcommand("clip-demo", "built-in CLIP experiment: contrastive pretraining, zero-shot, few-shot methods");
   cmd->add_option("--out", o.out, "output folder")->capture_default_str();
   cmd->add_option("--target", o.target, "procedural target task (peft tasks)")->capture_default_str();
-  cmd->add_option("--shots", shots, "comma-separated shots per class")->delimiter(',')->default_str("1,2,4,8,16");
+  add_list_option(cmd, "--shots", shots, "comma-separated shots per class");
   cmd->add_option("--pretrain-size", o.pretrain_size, "captioned images for contrastive pretraining")->capture_default_str();
   cmd->add_option("--pretrain-epochs", o.pretrain_epochs, "contrastive pretraining epochs")->capture_default_str();
   cmd->add_option("--weights", o.weights, "skip pretraining and load these clip-micro weights (OUT/clip.safetensors)");

@@ -4,6 +4,7 @@
 // experiments are library code (peft/compare.h, peft/prompt_sweep.h, peft/prompt_attention.h);
 // this file parses and checks the options, calls them and prints or writes what they return.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -40,22 +41,17 @@ std::string prompt_methods() {
   return names;
 }
 
-std::vector<std::string> split_list(const std::string& s) {
+// The items of a list option (add_list_option), empty ones skipped ("1,,2").
+std::vector<std::string> list_items(const std::vector<std::string>& v) {
   std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= s.size()) {
-    size_t end = s.find(',', start);
-    if (end == std::string::npos) end = s.size();
-    std::string item = s.substr(start, end - start);
+  for (const std::string& item : v)
     if (!item.empty()) out.push_back(item);
-    start = end + 1;
-  }
   return out;
 }
 
-std::vector<int64_t> parse_counts(const std::string& s, const char* option, bool allow_zero) {
+std::vector<int64_t> parse_counts(const std::vector<std::string>& s, const char* option, bool allow_zero) {
   std::vector<int64_t> out;
-  for (const std::string& item : split_list(s)) {
+  for (const std::string& item : list_items(s)) {
     size_t used = 0;
     int64_t v = -1;
     try {
@@ -72,13 +68,14 @@ std::vector<int64_t> parse_counts(const std::string& s, const char* option, bool
   return out;
 }
 
-std::vector<std::string> parse_methods(const std::string& s) {
+// Not given, "" or "all": every vision method.
+std::vector<std::string> parse_methods(const std::vector<std::string>& s) {
   std::vector<std::string> out;
-  if (s.empty() || s == "all") {
+  if (s.empty() || s == std::vector<std::string>{""} || s == std::vector<std::string>{"all"}) {
     for (auto& m : vision_methods()) out.push_back(m.name);
     return out;
   }
-  for (const std::string& m : split_list(s)) {
+  for (const std::string& m : list_items(s)) {
     if (!is_vision_method(m))
       throw UsageError(fmt::format("--methods: unknown method '{}' (available: {})", m, vision_method_list()));
     out.push_back(m);
@@ -113,7 +110,8 @@ void check_measure(int64_t batch, int steps) {
 // ------------------------------------------------------------------ compare
 
 struct CompareArgs {
-  std::string config, weights, methods, csv, json_out;
+  std::string config, weights, csv, json_out;
+  std::vector<std::string> methods;
   int64_t batch = 8;
   int steps = 3;
   MethodOptions opts;
@@ -139,7 +137,8 @@ int run_compare(const CompareArgs& a, const Common& common) {
 // ------------------------------------------------------------------ sweep
 
 struct SweepArgs {
-  std::string config, weights, methods = "vpt-deep,cvpt", prompts = "1,10,50,100,200", data, out;
+  std::string config, weights, data, out;
+  std::vector<std::string> methods = {"vpt-deep", "cvpt"}, prompts = {"1", "10", "50", "100", "200"};
   int64_t batch = 8, epochs = 1, train_size = 256, val_size = 256;
   int steps = 3;
   double lr = 1e-3;
@@ -164,7 +163,8 @@ int run_sweep_command(const SweepArgs& a, const Common& common) {
   if (!a.out.empty() && req.world->is_root()) make_dir(a.out);
   const SweepResult r = as_usage([&] { return run_sweep(req, d); });
   if (!req.world->is_root()) return 0;  // rank 0 has every point: it prints and writes
-  fmt::print("sweep: {} on {} ({}), batch {}\n", a.methods, a.config, a.weights.empty() ? "random init" : a.weights, a.batch);
+  fmt::print("sweep: {} on {} ({}), batch {}\n", fmt::join(a.methods, ","), a.config,
+             a.weights.empty() ? "random init" : a.weights, a.batch);
   fmt::print("{}", format_sweep_table(r));
   if (!a.out.empty()) {
     write_text_atomic(in_dir(a.out, "sweep.csv"), sweep_csv(r));
@@ -179,7 +179,8 @@ int run_sweep_command(const SweepArgs& a, const Common& common) {
 // ------------------------------------------------------------------ attention
 
 struct AttentionArgs {
-  std::string config, weights, prompts = "1,10,50", data, out;
+  std::string config, weights, data, out;
+  std::vector<std::string> prompts = {"1", "10", "50"};
   int64_t batch = 16, epochs = 0, train_size = 256;
   double lr = 1e-3;
 };
@@ -219,7 +220,7 @@ void add_compare_commands(CLI::App& app, Common& common, Runner& run) {
   auto* cmp = app.add_subcommand("compare", "cost of every method side by side: parameters, FLOPs, time, memory");
   cmp->add_option("--config", ca.config, "model config: preset name or JSON file (default: inferred from --weights)");
   cmp->add_option("--weights", ca.weights, "base weights (safetensors; default: seeded random init)");
-  cmp->add_option("--methods", ca.methods, "comma-separated methods (default: all ViT methods)");
+  add_list_option(cmp, "--methods", ca.methods, "comma-separated methods (default: all ViT methods)");
   cmp->add_option("--batch", ca.batch, "images per measured batch")->capture_default_str();
   cmp->add_option("--steps", ca.steps, "timed steps (median)")->capture_default_str();
   cmp->add_option("--csv", ca.csv, "also write the table as CSV");
@@ -232,8 +233,8 @@ void add_compare_commands(CLI::App& app, Common& common, Runner& run) {
   auto* sw = app.add_subcommand("sweep", "cost (and accuracy) against the number of prompts, with PNG plots");
   sw->add_option("--config", sa.config, "model config: preset name or JSON file (default: inferred from --weights)");
   sw->add_option("--weights", sa.weights, "base weights (safetensors; default: seeded random init)");
-  sw->add_option("--methods", sa.methods, "prompt methods to sweep")->capture_default_str();
-  sw->add_option("--prompts", sa.prompts, "prompt counts M")->capture_default_str();
+  add_list_option(sw, "--methods", sa.methods, "prompt methods to sweep");
+  add_list_option(sw, "--prompts", sa.prompts, "prompt counts M");
   sw->add_option("--data", sa.data, "also train and evaluate: FOLDER | cifar10:PATH | cifar100:PATH | procedural:TASK");
   sw->add_option("--epochs", sa.epochs, "training epochs per point (with --data)")->capture_default_str();
   sw->add_option("--train-size", sa.train_size, "procedural training images")->capture_default_str();
@@ -250,7 +251,7 @@ void add_compare_commands(CLI::App& app, Common& common, Runner& run) {
   auto* at = app.add_subcommand("attention", "share of the CLS token's attention on VPT-deep's prompts, per layer and M");
   at->add_option("--config", aa.config, "model config: preset name or JSON file (default: inferred from --weights)");
   at->add_option("--weights", aa.weights, "base weights (safetensors)")->required();
-  at->add_option("--prompts", aa.prompts, "prompt counts M (M = 0, the plain model, is always included)")->capture_default_str();
+  add_list_option(at, "--prompts", aa.prompts, "prompt counts M (M = 0, the plain model, is always included)");
   at->add_option("--data", aa.data, "probe (and training) images: FOLDER | cifar10:PATH | procedural:TASK (default: noise)");
   at->add_option("--epochs", aa.epochs, "train the prompts and head this many epochs first (needs --data)")->capture_default_str();
   at->add_option("--train-size", aa.train_size, "procedural training images")->capture_default_str();

@@ -63,8 +63,7 @@ std::vector<Prediction> predict_clip(const PredictArgs& a, const std::vector<std
         NoGradGuard ng;  // the adapted towers hold trainable tensors: no graph at inference
         return head->forward(head->needs_images() ? x : clip->encode_image(x));
       },
-      pp,
-                       clip->cfg.vision.in_chans, files, a.topk, a.batch);
+      pp, clip->cfg.vision.in_chans, files, a.topk, a.batch);
 }
 
 bool is_clip_adapter(const std::string& path) {
@@ -72,6 +71,68 @@ bool is_clip_adapter(const std::string& path) {
   SafetensorsFile f = SafetensorsFile::open(path);
   auto it = f.metadata().find("method");
   return it != f.metadata().end() && is_clip_method(it->second);
+}
+
+// Prints the CSV's path, the first five predictions by name and the --json line.
+void report_predictions(const PredictArgs& a, const std::vector<Prediction>& preds, const std::vector<std::string>& names,
+                        const std::string& method, const Common& common) {
+  fmt::print("predict: {} images -> {}\n", preds.size(), a.out);
+  for (size_t i = 0; i < preds.size() && i < 5; ++i) {
+    const auto& p = preds[i];
+    const int64_t c = p.classes[0];
+    fmt::print("  {}  {} ({:.1f}%)\n", p.file, c < static_cast<int64_t>(names.size()) ? names[c] : std::to_string(c),
+               100.0 * p.probabilities[0]);
+  }
+  if (preds.size() > 5) fmt::print("  ... and {} more\n", preds.size() - 5);
+  if (common.json) {
+    nlohmann::json j = {{"method", method}, {"images", preds.size()}, {"out", a.out}};
+    fmt::print("{}\n", j.dump());
+  }
+}
+
+// A ViT with its own head or a peft train adapter.
+int run_predict_vit(const PredictArgs& a, const Common& common) {
+  ModelSource src = open_model_or_usage(a.model);
+  nn::VisionTransformer vit(src.config, common.seed);
+  src.load_into(vit);
+  std::vector<std::string> names = src.config.class_names;
+  std::string method = "base";
+  if (!a.adapter.empty()) {
+    AdapterInfo info = read_adapter_info(a.adapter);
+    attach_adapter(vit, info, common.seed);
+    names = info.class_names;
+    method = info.method;
+  }
+  if (!vit.head) {
+    if (src.pretrained && src.pretrained->is_clip)
+      throw UsageError(fmt::format("predict: {} is a CLIP: give the classes (--classnames FILE [--templates imagenet] "
+                                   "or --texts FILE) for zero-shot, or a clip-train --adapter",
+                                   a.model.weights));
+    throw ValueError(fmt::format("predict: {} has no classifier head; give --adapter", a.model.weights));
+  }
+  const std::vector<std::string> files = image_files(a.data);
+  fmt::print("predict: model {}{}\n", src.describe(), a.adapter.empty() ? "" : fmt::format(" + {} ({})", a.adapter, method));
+  fmt::print("predict: preprocessing {}\n", src.config.preprocess.describe());
+  if (names.empty()) fmt::print("note: the model records no class names: the CSV gives class indices\n");
+  auto preds = predict_files(vit, files, a.topk, a.batch);
+  write_predictions_csv(a.out, preds, names);
+  report_predictions(a, preds, names, method, common);
+  return 0;
+}
+
+int run_predict(const PredictArgs& a, const Common& common) {
+  if (a.topk <= 0) throw UsageError(fmt::format("--topk must be positive (got {})", a.topk));
+  if (a.batch <= 0) throw UsageError(fmt::format("--batch must be positive (got {})", a.batch));
+  check_prompt_usage(a.prompts, /*required=*/false);
+  if (!is_clip_adapter(a.adapter) && !(a.adapter.empty() && a.prompts.given())) return run_predict_vit(a, common);
+  // A whole CLIP.
+  const std::vector<std::string> files = image_files(a.data);
+  std::vector<std::string> names;
+  auto preds = predict_clip(a, files, common.seed, names);
+  write_predictions_csv(a.out, preds, names);
+  fmt::print("predict: {} images -> {}\n", preds.size(), a.out);
+  if (common.json) fmt::print("{}\n", nlohmann::json({{"images", preds.size()}, {"out", a.out}}).dump());
+  return 0;
 }
 }  // namespace
 
@@ -91,57 +152,7 @@ void add_predict_command(CLI::App& app, Common& common, Runner& run) {
   cmd->add_option("--vocab", a.vocab, "CLIP: BPE merges file (default: the repository's assets/clip copy)");
   add_common_options(cmd, common);
   cmd->callback([&run, &common] {
-    run = [&common] {
-      if (a.topk <= 0) throw UsageError(fmt::format("--topk must be positive (got {})", a.topk));
-      if (a.batch <= 0) throw UsageError(fmt::format("--batch must be positive (got {})", a.batch));
-      check_prompt_usage(a.prompts, /*required=*/false);
-      if (is_clip_adapter(a.adapter) || (a.adapter.empty() && a.prompts.given())) {  // a whole CLIP
-        const std::vector<std::string> files = image_files(a.data);
-        std::vector<std::string> names;
-        auto preds = predict_clip(a, files, common.seed, names);
-        write_predictions_csv(a.out, preds, names);
-        fmt::print("predict: {} images -> {}\n", preds.size(), a.out);
-        if (common.json) fmt::print("{}\n", nlohmann::json({{"images", preds.size()}, {"out", a.out}}).dump());
-        return 0;
-      }
-      ModelSource src = open_model_or_usage(a.model);
-      nn::VisionTransformer vit(src.config, common.seed);
-      src.load_into(vit);
-      std::vector<std::string> names = src.config.class_names;
-      std::string method = "base";
-      if (!a.adapter.empty()) {
-        AdapterInfo info = read_adapter_info(a.adapter);
-        attach_adapter(vit, info, common.seed);
-        names = info.class_names;
-        method = info.method;
-      }
-      if (!vit.head) {
-        if (src.pretrained && src.pretrained->is_clip)
-          throw UsageError(fmt::format("predict: {} is a CLIP: give the classes (--classnames FILE [--templates imagenet] "
-                                       "or --texts FILE) for zero-shot, or a clip-train --adapter",
-                                       a.model.weights));
-        throw ValueError(fmt::format("predict: {} has no classifier head; give --adapter", a.model.weights));
-      }
-      const std::vector<std::string> files = image_files(a.data);
-      fmt::print("predict: model {}{}\n", src.describe(), a.adapter.empty() ? "" : fmt::format(" + {} ({})", a.adapter, method));
-      fmt::print("predict: preprocessing {}\n", src.config.preprocess.describe());
-      if (names.empty()) fmt::print("note: the model records no class names: the CSV gives class indices\n");
-      auto preds = predict_files(vit, files, a.topk, a.batch);
-      write_predictions_csv(a.out, preds, names);
-      fmt::print("predict: {} images -> {}\n", preds.size(), a.out);
-      for (size_t i = 0; i < preds.size() && i < 5; ++i) {
-        const auto& p = preds[i];
-        const int64_t c = p.classes[0];
-        fmt::print("  {}  {} ({:.1f}%)\n", p.file, c < static_cast<int64_t>(names.size()) ? names[c] : std::to_string(c),
-                   100.0 * p.probabilities[0]);
-      }
-      if (preds.size() > 5) fmt::print("  ... and {} more\n", preds.size() - 5);
-      if (common.json) {
-        nlohmann::json j = {{"method", method}, {"images", preds.size()}, {"out", a.out}};
-        fmt::print("{}\n", j.dump());
-      }
-      return 0;
-    };
+    run = [&common] { return run_predict(a, common); };
   });
 }
 

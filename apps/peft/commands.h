@@ -59,6 +59,9 @@ int run_clip_check(const std::string& config, const std::string& weights, const 
 
 // Adds --threads/--seed/--json to a sub-command.
 void add_common_options(CLI::App* cmd, Common& common);
+// A comma-separated list option ("1,10,50", split by CLI11); the initial items are its default.
+CLI::Option* add_list_option(CLI::App* cmd, const std::string& name, std::vector<std::string>& items,
+                             const std::string& help);
 // Adds the method flags (--prompts, --prompt-dropout, --rank, --alpha, --targets, --bottleneck).
 // with_prompts false: a command that gives --prompts another meaning (sweep: a list of counts).
 void add_method_options(CLI::App* cmd, MethodOptions& m, bool with_prompts = true);

@@ -1,6 +1,7 @@
 // The option groups shared by the commands: --threads/--seed/--json/--precision, and the method
 // flags of every command that attaches a PEFT method (cli.md "Method options").
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "apps/peft/commands.h"
 
@@ -14,6 +15,14 @@ void add_common_options(CLI::App* cmd, Common& common) {
                   "f32 | bf16: GEMM inputs in bfloat16 with float32 accumulation (oneDNN backend); norms, "
                   "softmax, loss and optimizer stay float32")
       ->capture_default_str();
+}
+
+CLI::Option* add_list_option(CLI::App* cmd, const std::string& name, std::vector<std::string>& items,
+                             const std::string& help) {
+  // One argument per occurrence (allow_extra_args false): `--prompts 1 10` stays an error.
+  CLI::Option* o = cmd->add_option(name, items, help)->delimiter(',')->allow_extra_args(false);
+  if (!items.empty()) o->default_str(fmt::format("{}", fmt::join(items, ",")));
+  return o;
 }
 
 void add_method_options(CLI::App* cmd, MethodOptions& m, bool with_prompts) {
