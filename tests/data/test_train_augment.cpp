@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "data/augment_grid.h"
 #include "data/color_jitter.h"
+#include "data/loader.h"
 #include "data/random_erasing.h"
 #include "data/train_augment.h"
 #include "tests/testing.h"
@@ -238,4 +239,41 @@ TEST(AugmentGrid, TilesTheLoadersViews) {
   const Tensor t = to_tensor(first, p.norm);
   const Image back = from_chw(t.data<float>(), 3, 16, 16, p.norm);
   for (size_t i = 0; i < back.pixels.size(); ++i) ASSERT_NEAR(back.pixels[i], first.pixels[i], 1e-6);
+}
+
+// View v of an image in the grid is the input training gets for it in epoch v + 1: the loader's
+// per-example stream depends on (seed, epoch, index), not on the shuffled position or batch.
+TEST(AugmentGrid, ViewsAreTheTrainingInputs) {
+  const Preprocess p = squash_preprocess(16);
+  auto ds = open_dataset("procedural:shapes", Split::train, p, 3, 10, 1);
+  Augment a = parse_augment("rrc,flip");
+  a.aa = "rand-m9-mstd0.5";
+  a.reprob = 0.5;
+  AugmentGridOptions o;
+  o.samples = 2;
+  o.per_row = 2;
+  o.seed = 5;
+  const Image grid = augment_grid(ds, a, p, o);  // one row: example 0
+  LoaderOptions lo;
+  lo.batch_size = 3;
+  lo.shuffle = true;
+  lo.seed = 5;
+  set_pipeline(lo, a, p);
+  DataLoader loader(ds, lo);
+  for (int64_t epoch = 0; epoch < 2; ++epoch) {
+    bool found = false;
+    for (int64_t b = 0; b < loader.num_batches() && !found; ++b) {
+      const Batch batch = loader.make_batch(epoch, b);
+      for (size_t r = 0; r < batch.indices.size(); ++r) {
+        if (batch.indices[r] != 0) continue;
+        found = true;
+        const Image view = from_chw(batch.images.data<float>() + r * 3 * 16 * 16, 3, 16, 16, p.norm);
+        const int64_t left = 2 + (epoch + 1) * 18;
+        for (int64_t y = 0; y < 16; ++y)
+          for (int64_t x = 0; x < 16; ++x)
+            for (int64_t c = 0; c < 3; ++c) ASSERT_EQ(grid.at(2 + y, left + x, c), view.at(y, x, c)) << "epoch " << epoch;
+      }
+    }
+    EXPECT_TRUE(found);
+  }
 }
