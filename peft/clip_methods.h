@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "core/distributed.h"
 #include "core/random.h"
 #include "nn/clip.h"
 #include "peft/method.h"
@@ -145,6 +146,9 @@ struct ClipTrainConfig {
   double weight_decay = 0.0;
   std::string optimizer = "adamw";  // adamw | sgd (momentum 0.9)
   uint64_t seed = 0;                // batch order
+  // Data parallel under mpirun (issue 18): each rank trains its share of every batch and the
+  // gradients are summed in one allreduce per step (peft/train/grad_sync.h). Null: one process.
+  dist::World* world = nullptr;
 };
 
 struct ClipTrainResult {

@@ -13,6 +13,7 @@
 #include "data/loader.h"
 #include "nn/optim/optimizer.h"
 #include "peft/clip_methods.h"
+#include "peft/train/grad_sync.h"
 
 namespace peft {
 
@@ -33,24 +34,41 @@ ClipTrainResult train_clip_head(ClipHead& head, const Tensor& features, const Te
   const int64_t per_epoch = (N + B - 1) / B, total = per_epoch * c.epochs;
   Tensor f_all = features.to(dt);
   Generator gen(c.seed ^ 0x7a11ULL);
+  // Data parallel: every rank draws the same order and takes rows [n r / R, n (r + 1) / R) of
+  // each batch of n; its mean loss (the knowledge term included) is weighted by its share n_r / n,
+  // so the summed gradient is the batch's, as one process computes it.
+  std::unique_ptr<GradSync> sync;
+  const int64_t ranks = c.world && c.world->distributed() ? c.world->size() : 1, me = ranks > 1 ? c.world->rank() : 0;
+  if (ranks > 1) sync = std::make_unique<GradSync>(*c.world, specs);
+  auto bad_loss = [&](double lv, int64_t e, int64_t b) {  // issue 20: --lr 1e10 exited 0 with an all-NaN adapter
+    return ValueError(fmt::format("{}: the loss became {} at epoch {} step {}; nothing written. Hint: lower --lr "
+                                  "(got {}) or check --alpha/--beta",
+                                  head.method, lv, e + 1, b + 1, c.lr));
+  };
   head.train();
   for (int64_t e = 0; e < c.epochs; ++e) {
     std::vector<int64_t> order = data::random_permutation(N, gen);
     double sum = 0;
     for (int64_t b = 0; b < per_epoch; ++b) {
-      const int64_t lo = b * B, n = std::min(B, N - lo);
-      Tensor idx = from_vector_i64(std::vector<int64_t>(order.begin() + lo, order.begin() + lo + n), {n});
+      const int64_t n = std::min(B, N - b * B), lo = b * B + n * me / ranks, k = b * B + n * (me + 1) / ranks - lo;
       opt->set_lr(nn::warmup_cosine_lr(res.steps, per_epoch, total, c.lr));
-      Tensor loss = cross_entropy(head.forward(index_select(f_all, 0, idx)), index_select(labels, 0, idx));
-      if (Tensor extra = head.extra_loss(); extra.defined()) loss = add(loss, extra);  // e.g. KgCoOp's knowledge term
       opt->zero_grad();
-      backward(loss);
+      double lv = 0;
+      if (k > 0) {
+        Tensor idx = from_vector_i64(std::vector<int64_t>(order.begin() + lo, order.begin() + lo + k), {k});
+        Tensor loss = cross_entropy(head.forward(index_select(f_all, 0, idx)), index_select(labels, 0, idx));
+        if (Tensor extra = head.extra_loss(); extra.defined()) loss = add(loss, extra);  // e.g. KgCoOp's knowledge term
+        lv = loss.item();
+        backward(sync ? mul(loss, static_cast<double>(k) / static_cast<double>(n)) : loss);
+      }
+      if (sync) {
+        sync->add_batch(lv, 0, k);
+        lv = sync->allreduce(specs)[0].mean_loss;  // one allreduce: the gradients and the loss
+        if (!std::isfinite(lv)) throw bad_loss(lv, e, b);
+      }
       opt->step();
-      if (!std::isfinite(loss.item()))  // issue 20: --lr 1e10 exited 0 with an all-NaN adapter
-        throw ValueError(fmt::format("{}: the loss became {} at epoch {} step {}; nothing written. Hint: lower --lr "
-                                     "(got {}) or check --alpha/--beta",
-                                     head.method, loss.item(), e + 1, b + 1, c.lr));
-      sum += loss.item() * static_cast<double>(n);
+      if (!std::isfinite(lv)) throw bad_loss(lv, e, b);
+      sum += lv * static_cast<double>(n);
       ++res.steps;
     }
     res.last_loss = sum / static_cast<double>(N);

@@ -106,6 +106,7 @@ class TrainLoop {
     if (cfg.model_ema) ema_ = std::make_unique<ModelEma>(groups_, cfg.model_ema_decay);
     if (cfg.world && cfg.world->distributed()) sync_ = std::make_unique<GradSync>(*cfg.world, groups_);
     if (cfg.resume) resume();
+    if (sync_) own_rank_stream(model_.drop_gen, cfg.world->rank());  // dropout masks per rank, as DDP
   }
 
   TrainResult run() {

@@ -100,7 +100,14 @@ int run_clip_train(const ClipTrainArgs& a, const Common& common) {
                                  train->num_classes()));
   const std::vector<std::string> data_classes = train->class_names();
   if (a.shots > 0) train = std::make_shared<data::Subset>(train, data::few_shot_indices(*train, a.shots, common.seed));
-  claim_out_dir(a.out, {{"--weights", a.weights}, {"--config", a.config}});  // created + locked (core/out_dir.h)
+  // Data parallel under mpirun (issue 18): rank 0 owns --out and fills the feature cache, then the
+  // others read it; each rank trains its share of every batch; rank 0 evaluates and writes.
+  dist::World& w = dist::World::get();
+  if (w.distributed() && a.train.batch % w.size() != 0)
+    throw UsageError(fmt::format("--batch: the global batch {} does not divide by the {} ranks; use a multiple of {}",
+                                 a.train.batch, w.size(), w.size()));
+  if (w.is_root()) claim_out_dir(a.out, {{"--weights", a.weights}, {"--config", a.config}});  // created + locked
+  if (!w.is_root()) w.barrier("the wait for rank 0's feature cache", std::max(w.timeout_s(), 86400.0));
   FeatureCache cache(a.cache_dir.empty() ? (fs::path(a.out) / "feature_cache").string() : a.cache_dir);
   // A method that changes the image tower (maple; clip-lora unless --encoder text) cannot use
   // cached image features: it trains and evaluates on the images. The text side is the head's.
@@ -122,11 +129,14 @@ int run_clip_train(const ClipTrainArgs& a, const Common& common) {
     keys = tip_cache_keys(views.features);
     key_labels = views.labels;
   }
+  if (w.is_root()) w.barrier("the wait for rank 0's feature cache", std::max(w.timeout_s(), 86400.0));
   Generator gen(common.seed);
   auto head = make_clip_head(clip, a.method, a.options, tokens, gen, keys, key_labels, kg_tokens);
   ClipTrainConfig tc = a.train;
   tc.seed = common.seed;
+  tc.world = &w;
   ClipTrainResult tr = train_clip_head(*head, ftrain.features, ftrain.labels, tc);
+  if (!w.is_root()) return 0;
   std::optional<ClipEvalResult> ev;
   if (val) ev = evaluate_clip_head(*head, cache, *val);  // the images when the head changed the image tower
   // The prompts and the data's class names go into the metadata: peft clip-eval rebuilds the

@@ -74,4 +74,12 @@ std::vector<GlobalBatchStats> GradSync::allreduce(const std::vector<nn::ParamSpe
   return out;
 }
 
+void own_rank_stream(Generator& drop_gen, int rank) {
+  if (rank == 0) return;
+  // A fresh xoshiro state seeded from the shared stream's next value and the rank (the golden
+  // ratio multiple spreads nearby ranks far apart).
+  Generator copy = drop_gen;
+  drop_gen = Generator(copy.next_u64() ^ (0x9E3779B97F4A7C15ULL * static_cast<uint64_t>(rank)));
+}
+
 }  // namespace peft

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/distributed.h"
+#include "core/random.h"
 #include "nn/optim/optimizer.h"
 
 namespace peft {
@@ -43,5 +44,13 @@ class GradSync {
   std::vector<float> buf_;    // the gradients, the flags, then 3 numbers per pending batch
   std::vector<float> stats_;  // the pending batches' loss sum, correct, n
 };
+
+// Gives each rank its own dropout / drop-path stream, as PyTorch DDP does (timm seeds each rank
+// with seed + rank): rank 0 keeps the stream a single process draws, rank r > 0 continues from a
+// state derived from it and r. Otherwise every rank would draw the same masks for its shard's
+// rows. So a data-parallel run of a model with dropout is not the single-process run (without
+// dropout it is, to the summation order); after --resume the other ranks derive their streams
+// from rank 0's saved one.
+void own_rank_stream(Generator& drop_gen, int rank);
 
 }  // namespace peft

@@ -75,9 +75,9 @@ double max_rel_diff(const std::string& pa, const std::string& pb) {
 // SGD, not AdamW: a gradient that is zero in exact arithmetic (the key bias of attention, which
 // softmax ignores) is rounding noise whose value depends on the summation order, and AdamW divides
 // it by its own RMS, turning it into a full-size step. SGD keeps the noise at its size.
-std::string train_args(const std::string& method, const std::string& out) {
+std::string train_args(const std::string& method, const std::string& out, const std::string& optimizer = "sgd") {
   // 40 images, global batch 8, 4 epochs: 20 updates.
-  return "train --optimizer sgd --config " + kFix + "config.json --weights " + kFix + "base.safetensors --method " + method +
+  return "train --optimizer " + optimizer + " --config " + kFix + "config.json --weights " + kFix + "base.safetensors --method " + method +
          " --data procedural:shapes --train-size 40 --val procedural:shapes --val-size 12 --batch 8 --epochs 4 "
          "--lr 0.01 --threads 1 --no-progress --out " + out;
 }
@@ -104,6 +104,53 @@ TEST(MpiCli, TwoRanksTrainTheSameWeightsAsOneProcess) {
   }
 }
 
+// AdamW on methods whose trainable tensors have no gradient that is zero in exact arithmetic
+// (see above): the head, LoRA's A and B, VPT-deep's prompts.
+TEST(MpiCli, TwoRanksTrainTheSameWeightsAsOneProcessWithAdamW) {
+  REQUIRE_MPI();
+  TempDir tmp("peft_mpi");
+  for (const char* m : {"linear", "lora", "vpt-deep"}) {
+    const std::string one = tmp / (std::string(m) + "_1"), two = tmp / (std::string(m) + "_2");
+    CliResult r1 = run_peft(train_args(m, one, "adamw"), "one");
+    ASSERT_EQ(r1.status, 0) << m << "\n" << r1.err;
+    CliResult r2 = run_mpi(2, train_args(m, two, "adamw"), "two");
+    ASSERT_EQ(r2.status, 0) << m << "\n" << r2.out << r2.err;
+    EXPECT_LT(max_rel_diff(one + "/adapter-last.safetensors", two + "/adapter-last.safetensors"), 1e-6) << m;
+  }
+}
+
+// clip-train data parallel: each rank its share of every batch, one allreduce per step (AdamW,
+// the command's default); 16 few-shot images, batch 8, 3 epochs: 6 steps.
+TEST(MpiCli, TwoRanksClipTrainTheSameAdapterAsOneProcess) {
+  REQUIRE_MPI();
+  TempDir tmp("peft_mpi");
+  const std::string texts = tmp / "texts.txt", fix = std::string(PEFT_SOURCE_DIR) + "/tests/fixtures/clip/";
+  {
+    std::ofstream t(texts);
+    for (const char* c : {"red", "green", "blue", "yellow", "magenta", "cyan", "white", "orange"})
+      t << "a photo of a " << c << " object\n";
+  }
+  for (const char* m : {"coop", "clip-adapter", "taskres"}) {
+    const std::string args = "clip-train --config " + fix + "config.json --weights " + fix + "weights.safetensors --method " +
+                             m + " --prompts 4 --data procedural:colors --train-size 48 --val-size 16 --shots 2 "
+                             "--epochs 3 --batch 8 --threads 1 --texts " + texts + " --out ";
+    const std::string one = tmp / (std::string(m) + "_1"), two = tmp / (std::string(m) + "_2");
+    CliResult r1 = run_peft(args + one, "one");
+    ASSERT_EQ(r1.status, 0) << m << "\n" << r1.err;
+    CliResult r2 = run_mpi(2, args + two, "two");
+    ASSERT_EQ(r2.status, 0) << m << "\n" << r2.out << r2.err;
+    EXPECT_LT(max_rel_diff(one + "/adapter.safetensors", two + "/adapter.safetensors"), 1e-6) << m;
+    EXPECT_TRUE(fs::exists(two + "/summary.json"));
+  }
+  // --batch must divide by the ranks here too, said once.
+  CliResult r = run_mpi(2, "clip-train --config " + fix + "config.json --weights " + fix +
+                               "weights.safetensors --method coop --prompts 4 --data procedural:colors --batch 7 "
+                               "--texts " + texts + " --out " + (tmp / "odd"), "odd");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_EQ(error_lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("--batch: the global batch 7 does not divide by the 2 ranks"), std::string::npos) << r.err;
+}
+
 TEST(MpiCli, ResumeWithAnotherNumberOfRanks) {
   REQUIRE_MPI();
   TempDir tmp("peft_mpi");
@@ -117,7 +164,7 @@ TEST(MpiCli, ResumeWithAnotherNumberOfRanks) {
   // Epoch 1 on two ranks, then --resume in one process.
   CliResult r = run_mpi(2, args(b, 1), "b1");
   ASSERT_EQ(r.status, 0) << r.err;
-  r = run_peft(args(b, 2) + " --resume", "b2");
+  r = run_peft(args(b, 2) + " --resume --extend", "b2");  // the constant schedule: as if run for 2 epochs
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_LT(max_rel_diff(a + "/adapter-last.safetensors", b + "/adapter-last.safetensors"), 1e-6);
 }
@@ -189,7 +236,7 @@ TEST(MpiCli, RankThatFailsOnItsDataStopsEveryRankAndKeepsTheCheckpoint) {
     std::ofstream(data + "/c1/5.png", std::ios::binary).write(reinterpret_cast<const char*>(png), sizeof png);
   }
   const auto t0 = std::chrono::steady_clock::now();
-  r = run_mpi(2, args(2) + " --resume", "fault");
+  r = run_mpi(2, args(2) + " --resume --extend", "fault");
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_NE(r.status, 0);
   EXPECT_LT(s, 20) << "the other rank waited for the collective timeout";
