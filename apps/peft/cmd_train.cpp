@@ -192,6 +192,22 @@ void print_traffic(const nn::VisionTransformer& vit, const char* cmd) {
              format_bytes(4 * (vit.num_parameters(true) + tensors + 3)), vit.num_parameters(true), tensors);
 }
 
+// A frozen backbone (linear): say whether its features are computed once and cached
+// (peft/head_cache.h), or why not. Methods that train the backbone never cache.
+void print_feature_cache_plan(const nn::VisionTransformer& vit, const data::DatasetPtr& train,
+                              const data::DatasetPtr& val, const TrainConfig& t) {
+  auto names = trainable_names(vit);
+  if (!std::all_of(names.begin(), names.end(), [](const std::string& n) { return n.rfind("head.", 0) == 0; })) return;
+  HeadCachePlan plan = plan_head_cache(vit, train, val, train_augment(t), t.feature_cache, t.feature_cache_limit);
+  if (t.mixup.enabled()) plan = {false, "--mixup/--cutmix change the images in every batch", 0};
+  if (plan.on)
+    fmt::print("train: frozen backbone: features computed once per image in epoch 1 and cached ({}); "
+               "later epochs train the head only\n",
+               format_bytes(plan.bytes));
+  else
+    fmt::print("train: frozen backbone, but features are not cached: {}\n", plan.why_not);
+}
+
 // --layer-decay D: the range of lr scales, and the rule (nn/optim/layer_decay.h).
 void print_layer_decay(const nn::VisionTransformer& vit, double decay) {
   if (decay <= 0) return;
@@ -319,20 +335,7 @@ void add_train_commands(CLI::App& app, Common& common, Runner& run) {
       print_traffic(vit, "train");
       a.train.seed = common.seed;
       a.train.out_dir = a.out;
-      // A frozen backbone (linear): say whether its features are computed once and cached
-      // (peft/head_cache.h), or why not. Methods that train the backbone never cache.
-      auto names = trainable_names(vit);
-      if (std::all_of(names.begin(), names.end(), [](const std::string& n) { return n.rfind("head.", 0) == 0; })) {
-        HeadCachePlan plan = plan_head_cache(vit, train, val, train_augment(a.train), a.train.feature_cache,
-                                             a.train.feature_cache_limit);
-        if (a.train.mixup.enabled()) plan = {false, "--mixup/--cutmix change the images in every batch", 0};
-        if (plan.on)
-          fmt::print("train: frozen backbone: features computed once per image in epoch 1 and cached ({}); "
-                     "later epochs train the head only\n",
-                     format_bytes(plan.bytes));
-        else
-          fmt::print("train: frozen backbone, but features are not cached: {}\n", plan.why_not);
-      }
+      print_feature_cache_plan(vit, train, val, a.train);
       print_layer_decay(vit, a.train.layer_decay);
       const auto meta = adapter_metadata(a.method, a.method_opts, train->class_names());
       a.train.save_weights = [&vit, &meta](const std::string& path) {
