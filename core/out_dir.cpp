@@ -7,6 +7,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -41,7 +42,46 @@ pid_t temp_file_pid(const std::string& name) {
   return static_cast<pid_t>(pid);
 }
 
+// `name` matches `pattern` (literal, or one '*' standing for any run of characters).
+bool matches(const std::string& name, const std::string& pattern) {
+  const size_t star = pattern.find('*');
+  if (star == std::string::npos) return name == pattern;
+  const std::string head = pattern.substr(0, star), tail = pattern.substr(star + 1);
+  return name.size() >= head.size() + tail.size() && name.compare(0, head.size(), head) == 0 &&
+         name.compare(name.size() - tail.size(), tail.size(), tail) == 0;
+}
+
 }  // namespace
+
+void clear_previous_run(const std::string& dir, const std::vector<std::string>& run_files, bool overwrite,
+                        const std::string& flag) {
+  std::error_code ec;
+  std::vector<std::pair<size_t, fs::path>> hits;  // (pattern index, file): named in the patterns' order
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    for (size_t i = 0; i < run_files.size(); ++i)
+      if (matches(name, run_files[i])) {
+        hits.emplace_back(i, e.path());
+        break;
+      }
+  }
+  if (hits.empty()) return;
+  std::sort(hits.begin(), hits.end());
+  std::vector<fs::path> found;
+  for (auto& h : hits) found.push_back(h.second);
+  if (!overwrite) {
+    std::string names;
+    for (size_t i = 0; i < found.size() && i < 3; ++i) names += (i ? ", " : "") + found[i].filename().string();
+    if (found.size() > 3) names += fmt::format(" and {} more", found.size() - 3);
+    throw ValueError(fmt::format("{} '{}' holds another run ({}). Hint: add --resume to continue it, --overwrite to "
+                                 "replace it (its files are removed first), or choose another {}",
+                                 flag, dir, names, flag));
+  }
+  for (const fs::path& p : found) {
+    fs::remove(p, ec);
+    if (ec) throw IOError(fmt::format("{} '{}': cannot remove the earlier run's {} ({})", flag, dir, p.filename().string(), ec.message()));
+  }
+}
 
 void claim_out_dir(const std::string& dir, const std::vector<std::pair<std::string, std::string>>& inputs,
                    const std::string& flag) {

@@ -20,4 +20,11 @@ namespace peft {
 void claim_out_dir(const std::string& dir, const std::vector<std::pair<std::string, std::string>>& inputs = {},
                    const std::string& flag = "--out");
 
+// A fresh run into `dir` (claimed first): the files of an earlier run there (names matching
+// `run_files`, each a name or a pattern with one '*') would mix with the new run's (a failed
+// fresh run left old and new files side by side, issue 20). Without `overwrite`: ValueError
+// naming the folder and the first files found (in the order of `run_files`). With it: they are removed before the run writes.
+void clear_previous_run(const std::string& dir, const std::vector<std::string>& run_files, bool overwrite,
+                        const std::string& flag = "--out");
+
 }  // namespace peft

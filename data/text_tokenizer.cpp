@@ -6,8 +6,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "core/error.h"
+#include "core/small_file.h"
 #include "data/clip_tokenizer.h"
 #include "data/procedural.h"
 #include "data/word_tokenizer.h"
@@ -53,8 +55,8 @@ Tensor TextTokenizer::tokenize(const std::vector<std::string>& texts) const {
 }
 
 std::vector<std::string> read_text_lines(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw IOError(fmt::format("{}: cannot open the prompt file (--texts)", path));
+  // Bounded, regular files only (a FIFO hung, issue 20).
+  std::istringstream f(read_small_file(path, "prompt file (--texts)", kMaxTextBytes));
   std::vector<std::string> lines;
   std::string line;
   while (std::getline(f, line)) {

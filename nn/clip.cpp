@@ -17,6 +17,7 @@
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
 #include "core/error.h"
+#include "core/small_file.h"
 #include "data/procedural.h"
 
 namespace peft::nn {
@@ -175,11 +176,7 @@ std::map<std::string, CLIPConfig> clip_presets() {
 }
 
 std::string read_file_text(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  if (!f) throw IOError(fmt::format("{}: cannot read", path));
-  return ss.str();
+  return read_small_file(path, "CLIP config", kMaxConfigBytes);  // bounded, regular files only (issue 20)
 }
 }  // namespace
 

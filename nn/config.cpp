@@ -14,6 +14,7 @@
 #include <type_traits>
 
 #include "core/error.h"
+#include "core/small_file.h"
 #include "nn/clip.h"
 
 namespace peft::nn {
@@ -236,11 +237,8 @@ ViTConfig load_vit_config(const std::string& name) {
   if (!std::filesystem::exists(name))
     throw IOError(fmt::format("config '{}': neither a preset ({}) nor an existing file", name,
                               fmt::format("{}", fmt::join(vit_preset_names(), ", "))));
-  std::ifstream f(name);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  if (!f) throw IOError(fmt::format("{}: cannot read", name));
-  return vit_config_from_json(ss.str(), name);
+  // Bounded and regular files only: `--config /dev/zero` read forever, a FIFO hung (issue 20).
+  return vit_config_from_json(read_small_file(name, "config", kMaxConfigBytes), name);
 }
 
 }  // namespace peft::nn

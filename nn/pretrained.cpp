@@ -15,6 +15,7 @@
 
 #include "autograd/ops.h"
 #include "core/error.h"
+#include "core/small_file.h"
 #include "nn/checkpoint.h"
 #include "nn/pos_embed.h"
 
@@ -70,12 +71,9 @@ struct Reader {
 std::optional<json> read_json(const fs::path& p) {
   std::error_code ec;
   if (!fs::is_regular_file(p, ec)) return std::nullopt;
-  std::ifstream f(p);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  if (!f) throw IOError(fmt::format("{}: cannot read", p.string()));
+  const std::string text = read_small_file(p.string(), "config", kMaxConfigBytes);  // bounded (issue 20)
   try {
-    json j = json::parse(ss.str(), nullptr, true, /*ignore_comments=*/true);
+    json j = json::parse(text, nullptr, true, /*ignore_comments=*/true);
     if (!j.is_object()) throw IOError(fmt::format("{}: expected a JSON object", p.string()));
     return j;
   } catch (const json::exception& e) {

@@ -336,12 +336,14 @@ class TrainLoop {
     if (ema_) extra = ema_->state("ema.");
     for (size_t i = 0; i < best_.size(); ++i) extra.emplace_back("best." + groups_[i].name, best_[i]);
     extra.emplace_back("epochs", from_vector_i64({cfg_.epochs}, {1}));
-    ckpt_.save(groups_, *opt_, model_.drop_gen, {epoch, step, sums, elapsed()}, extra);
+    ckpt_.save(groups_, *opt_, model_.drop_gen, {epoch, step, sums, elapsed()}, extra,
+               {{"run", settings_to_json(cfg_.settings)}});
   }
 
   // Continues from the checkpoint: weights, optimizer, position, EMA and best weights; the best
   // epoch, plateau and early-stopping state are recomputed from metrics.jsonl.
   void resume() {
+    check_resume(cfg_.out_dir, cfg_.settings, cfg_.epochs, cfg_.extend, cfg_.sched);  // the CLI checked it first
     std::map<std::string, Tensor> extra;
     start_ = ckpt_.load(groups_, *opt_, model_.drop_gen, &extra);
     log_.keep_first(start_.epoch);

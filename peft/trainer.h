@@ -10,6 +10,7 @@
 #include "data/transforms.h"
 #include "nn/vit.h"
 #include "peft/train/evaluation.h"  // EvalResult, evaluate
+#include "peft/train/run_settings.h"
 
 namespace peft {
 
@@ -51,6 +52,11 @@ struct TrainConfig {
   uint64_t seed = 0;
   std::string out_dir;        // metrics.jsonl and checkpoint.safetensors go here ("" = none)
   bool resume = false;        // continue from out_dir/checkpoint.safetensors
+  // Recorded in the checkpoint; a --resume must match them (peft/train/run_settings.h: check_resume,
+  // which the trainer applies too). extend: --epochs may exceed the run's (the schedule is
+  // recomputed for the new total from where the run stands).
+  RunSettings settings;
+  bool extend = false;
   int64_t save_every = 0;     // also checkpoint every N steps inside an epoch (0 = at epoch ends only; --checkpoint-steps)
   int64_t save_every_epochs = 0;  // also write the kept weights every N epochs (adapter-epochN; --save-every)
   // Writes the weights a run keeps (an adapter, or pretrain's full weights) to a path. The

@@ -4,11 +4,13 @@
 #include <fmt/format.h>
 
 #include <fstream>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
 #include "core/error.h"
+#include "core/small_file.h"
 
 namespace peft {
 
@@ -53,8 +55,8 @@ const char* kPhoto = "a photo of a {}.";
 // Non-blank lines of a UTF-8 file (CR stripped, surrounding whitespace trimmed), with their
 // 1-based line numbers. `what` names the option for messages.
 std::vector<std::pair<int, std::string>> read_lines(const std::string& path, const char* what) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw IOError(fmt::format("{}: cannot open the {} file", path, what));
+  // Bounded, regular files only (a FIFO hung, issue 20).
+  std::istringstream f(read_small_file(path, fmt::format("{} file", what), kMaxTextBytes));
   std::vector<std::pair<int, std::string>> out;
   std::string line;
   int n = 0;

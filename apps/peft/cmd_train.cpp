@@ -42,6 +42,7 @@ namespace fs = std::filesystem;
 struct Args {
   ModelArgs model;
   std::string method = "linear", data, val, out, adapter;
+  bool overwrite = false;
   int64_t train_size = 2000, val_size = 500, shots = 0, batch = 32;
   TrainConfig train;
   MethodOptions method_opts;
@@ -99,6 +100,8 @@ void add_training_options(CLI::App* cmd, Args& a) {
   cmd->add_flag("--no-progress", [&t](int64_t) { t.progress = false; }, "no progress bar");
   cmd->add_flag("--detect-anomaly", [](int64_t) { set_detect_anomaly(true); }, "stop at the first op whose output or gradient is NaN/Inf, naming it (slower)");
   cmd->add_flag("--resume", t.resume, "continue from DIR/checkpoint.safetensors (bit-identical to an uninterrupted run)");
+  cmd->add_flag("--extend", t.extend, "with --resume: more --epochs than the run's (the schedule is recomputed for the new total from where it stands)");
+  cmd->add_flag("--overwrite", a.overwrite, "a fresh run into a folder that holds another run: remove that run's files first");
   cmd->add_option("--checkpoint-steps", t.save_every, "also write the resume checkpoint every N steps (default: at the end of each epoch)");
   cmd->add_option("--save-every", t.save_every_epochs, "also keep the weights of every Nth epoch (adapter-epochN.safetensors)");
 }
@@ -224,6 +227,21 @@ void make_out_dir(const Args& a) {
   auto path_of = [](const std::string& d) { return d.find(':') != std::string::npos ? d.substr(d.find(':') + 1) : d; };
   claim_out_dir(a.out, {{"--weights", a.model.weights}, {"--config", a.model.config}, {"--data", path_of(a.data)},
                         {"--val", path_of(a.val)}});
+  if (!a.train.resume) clear_previous_run(a.out, training_run_files(), a.overwrite);  // no mix of two runs' files
+}
+
+// The run's settings, recorded in its checkpoint; a --resume must match them (exit 2 otherwise).
+void record_settings(Args& a, const std::map<std::string, std::string>& method_md, const data::Dataset& train,
+                     const nn::ViTConfig& c, uint64_t seed) {
+  a.train.seed = seed;
+  a.train.settings = run_settings(a.train, method_md, a.data, a.val, train, nn::vit_config_to_json(c), a.model.weights);
+  if (!a.train.resume || !dist::World::get().is_root()) return;
+  try {
+    if (auto note = check_resume(a.out, a.train.settings, a.train.epochs, a.train.extend, a.train.sched); !note.empty())
+      fmt::print("{}\n", note);
+  } catch (const ResumeMismatch& e) {
+    throw UsageError(e.what());
+  }
 }
 
 }  // namespace
@@ -262,6 +280,7 @@ void add_train_commands(CLI::App& app, Common& common, Runner& run) {
       if (val) val = map_classes_by_name(val, train->class_names(), "--val");
       c.num_classes = train->num_classes();
       c.class_names = train->class_names();
+      record_settings(a, {{"method", "pretrain"}}, *train, c, common.seed);
       nn::VisionTransformer vit(c, common.seed);
       check_memory(vit, std::min<int64_t>(a.train.batch, train->size()), a.train.optimizer);
       make_out_dir(a);
@@ -314,6 +333,7 @@ void add_train_commands(CLI::App& app, Common& common, Runner& run) {
       auto val = open_val(a.val, a, c, common.seed);
       // A --val folder is scored by class name, never by position.
       if (val) val = map_classes_by_name(val, train->class_names(), "--val");
+      record_settings(a, adapter_metadata(a.method, a.method_opts, {}), *train, c, common.seed);
       nn::VisionTransformer vit(c, common.seed);
       std::string note;
       src.load_into(vit, &note);

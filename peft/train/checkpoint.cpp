@@ -51,7 +51,8 @@ std::string TrainCheckpoint::state() const {
 }
 
 void TrainCheckpoint::save(const std::vector<nn::ParamSpec>& groups, const nn::Optimizer& opt, const Generator& gen,
-                           const TrainPosition& pos, const std::vector<std::pair<std::string, Tensor>>& extra) const {
+                           const TrainPosition& pos, const std::vector<std::pair<std::string, Tensor>>& extra,
+                           const std::map<std::string, std::string>& metadata) const {
   if (path_.empty() || !all_finite(groups)) return;
   std::vector<std::pair<std::string, Tensor>> out;
   for (auto& g : groups) out.emplace_back("param." + g.name, g.param);
@@ -63,7 +64,9 @@ void TrainCheckpoint::save(const std::vector<nn::ParamSpec>& groups, const nn::O
   out.emplace_back("progress_time", from_vector({pos.elapsed_s}, {}, DType::f64));
   out.emplace_back("rng", rng_tensor(gen));
   for (auto& [n, t] : extra) out.emplace_back("extra." + n, t);
-  save_safetensors(path_, out, {{"format", "peft-train-checkpoint"}});
+  std::map<std::string, std::string> md = metadata;
+  md["format"] = "peft-train-checkpoint";
+  save_safetensors(path_, out, md);
 }
 
 TrainPosition TrainCheckpoint::load(std::vector<nn::ParamSpec>& groups, nn::Optimizer& opt, Generator& gen,

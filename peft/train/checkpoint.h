@@ -30,11 +30,12 @@ class TrainCheckpoint {
   std::string state() const;
 
   // Writes the trainable tensors, optimizer state, position, the dropout stream and `extra`
-  // (the loop's own state, e.g. the EMA weights) atomically. Weights that are not all finite
+  // (the loop's own state, e.g. the EMA weights) and `metadata` (the run's settings) atomically. Weights that are not all finite
   // are never written over the last good checkpoint: the save is skipped and the next forward
   // reports the NaN.
   void save(const std::vector<nn::ParamSpec>& groups, const nn::Optimizer& opt, const Generator& gen,
-            const TrainPosition& pos, const std::vector<std::pair<std::string, Tensor>>& extra = {}) const;
+            const TrainPosition& pos, const std::vector<std::pair<std::string, Tensor>>& extra = {},
+            const std::map<std::string, std::string>& metadata = {}) const;
   // Restores what save() wrote into groups, opt and gen; returns the position. Tensors whose
   // names begin with "extra." are returned in `extra` without the prefix.
   TrainPosition load(std::vector<nn::ParamSpec>& groups, nn::Optimizer& opt, Generator& gen,

@@ -356,13 +356,27 @@ TEST_F(Hardening, EmptyAndOverflowingNumbers) {
 
 // ---- resume
 TEST_F(Hardening, ResumeWithAnotherRankNamesTheFileAndTensor) {
-  // Said "copy_: source [8, 64] ..." without a file name.
-  Result first = peft(train_args("o_resume", "--method lora --rank 2"));
+  // Said "copy_: source [8, 64] ..." without a file name. The run's recorded settings name the
+  // option first (exit 2); a checkpoint without them (written before they were recorded) still
+  // names the file and the tensor.
+  Result first = peft(train_args("o_resume", "--method lora --rank 2 --epochs 2"));
   ASSERT_EQ(first.status, 0) << first.err;
-  const std::string ckpt = slurp(dir / "o_resume" / "checkpoint.safetensors");
+  const fs::path ckpt_path = dir / "o_resume" / "checkpoint.safetensors";
   Result r = peft(train_args("o_resume", "--method lora --rank 4 --epochs 2 --resume"));
+  expect_error(r, 2, {"--resume", "--rank", "has 2", "gives 4"});
+  {
+    SafetensorsFile f = SafetensorsFile::open(ckpt_path.string());
+    std::vector<std::pair<std::string, Tensor>> tensors;
+    for (const auto& n : f.names())
+      tensors.emplace_back(n, f.get(n, f.info(n).dtype == "F64" ? DType::f64 : DType::f32));
+    auto md = f.metadata();
+    md.erase("run");
+    save_safetensors(ckpt_path.string(), tensors, md);
+  }
+  const std::string ckpt = slurp(ckpt_path);
+  r = peft(train_args("o_resume", "--method lora --rank 4 --epochs 2 --resume"));
   expect_error(r, 1, {"--resume", "checkpoint.safetensors", "lora_A", "[2, 16]", "[4, 16]", "method options"});
-  EXPECT_EQ(slurp(dir / "o_resume" / "checkpoint.safetensors"), ckpt);
+  EXPECT_EQ(slurp(ckpt_path), ckpt);
 }
 
 // ---- bounded work
