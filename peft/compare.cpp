@@ -7,9 +7,11 @@ namespace peft {
 
 std::unique_ptr<nn::VisionTransformer> build_on_base(const BaseModel& base, const std::string& method,
                                                      const MethodOptions& o, int64_t classes) {
-  return build_model(base.config, method, o, classes, base.seed, [&](nn::VisionTransformer& vit) {
-    if (!base.weights.empty()) nn::load_vit_weights(vit, base.weights);
+  auto vit = build_model(base.config, method, o, classes, base.seed, [&](nn::VisionTransformer& v) {
+    if (!base.weights.empty()) nn::load_vit_weights(v, base.weights);
   });
+  vit->checkpoint_activations = base.checkpoint_activations;
+  return vit;
 }
 
 int64_t classes_of(const nn::ViTConfig& c) { return c.num_classes > 0 ? c.num_classes : 10; }

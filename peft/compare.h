@@ -18,6 +18,7 @@ struct BaseModel {
   nn::ViTConfig config;
   std::string weights;
   uint64_t seed = 0;
+  bool checkpoint_activations = false;  // each model checkpoints its blocks (--checkpoint-activations)
 };
 
 // A fresh model with `method` attached over the base backbone, a head of `classes` classes.

@@ -115,13 +115,14 @@ struct CompareArgs {
   int64_t batch = 8;
   int steps = 3;
   MethodOptions opts;
+  bool checkpoint_activations = false;
 };
 
 int run_compare(const CompareArgs& a, const Common& common) {
   check_measure(a.batch, a.steps);
   const std::vector<std::string> methods = parse_methods(a.methods);
   for (const auto& m : methods) as_usage([&] { validate_method_options(m, a.opts); });
-  const BaseModel base{config_of(a.config, a.weights), a.weights, common.seed};
+  const BaseModel base{config_of(a.config, a.weights), a.weights, common.seed, a.checkpoint_activations};
   const std::vector<CostReport> reports = as_usage([&] { return compare_methods(base, methods, a.opts, a.batch, a.steps); });
   fmt::print("compare: {} methods, batch {}, median of {} steps ({} of {} backbone parameters)\n", reports.size(), a.batch,
              a.steps, a.weights.empty() ? "random init" : a.weights, reports.front().backbone);
@@ -223,6 +224,9 @@ void add_compare_commands(CLI::App& app, Common& common, Runner& run) {
   add_list_option(cmp, "--methods", ca.methods, "comma-separated methods (default: all ViT methods)");
   cmp->add_option("--batch", ca.batch, "images per measured batch")->capture_default_str();
   cmp->add_option("--steps", ca.steps, "timed steps (median)")->capture_default_str();
+  cmp->add_flag("--checkpoint-activations,--grad-checkpointing", ca.checkpoint_activations,
+                "train steps keep only each block's input and recompute the block in backward (less memory, one "
+                "more forward)");
   cmp->add_option("--csv", ca.csv, "also write the table as CSV");
   cmp->add_option("--json-out", ca.json_out, "also write the table as JSON");
   add_method_options(cmp, ca.opts);
