@@ -3,6 +3,7 @@
 #include "autograd/ops/ia3.h"
 
 #include <fmt/format.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -34,9 +35,26 @@ kernels::MatView<T> rows_of(const Tensor& t, int64_t rows, int64_t cols) {
   return kernels::MatView<T>{t.data<T>(), rows, cols, false, cols};
 }
 
-// Columns per block of the backward sweeps: the double accumulators of one block stay in L1,
-// and blocks are split across the team, so no two threads share a sum.
+// Columns per segment of the GELU backward's product buffer (on the stack).
 constexpr int64_t kCols = 256;
+
+// Streams rows [0, R), one contiguous range per thread, each range summing into its own zeroed
+// double accumulator [C] (acc is null when out is); out[c] = the ranges' sums added in range
+// order, so the result depends only on the thread count. Rows are read in memory order: a
+// column-block order re-walks the rows with a stride that cost ~2x in the GELU sweep.
+template <class T, class Body>
+void rows_with_column_sums(int64_t R, int64_t C, bool parallel, T* out, Body body) {
+  const int64_t parts = parallel ? std::min<int64_t>(std::max(1, omp_get_max_threads()), R) : 1;
+  std::vector<double> acc(out ? static_cast<size_t>(parts * C) : 0, 0.0);
+#pragma omp parallel for num_threads(static_cast<int>(parts)) if (parts > 1)
+  for (int64_t p = 0; p < parts; ++p) body(R * p / parts, R * (p + 1) / parts, out ? acc.data() + p * C : nullptr);
+  if (!out) return;
+  for (int64_t c = 0; c < C; ++c) {
+    double sum = 0;
+    for (int64_t p = 0; p < parts; ++p) sum += acc[static_cast<size_t>(p * C + c)];
+    out[c] = static_cast<T>(sum);
+  }
+}
 
 // The loop bodies below are templates shared by the float and double kernels; always inlined, so
 // that each target_clones copy of a float kernel compiles them for its own vector width.
@@ -79,21 +97,12 @@ void kv_backward(const double* g, const double* z, const double* s, double* gs, 
 template <class T>
 void qkv_backward_sweep(const T* g, const T* z_kv, const T* s_kv, T* gs, T* dl, int64_t R, int64_t D) {
   const int64_t C = 3 * D, K = 2 * D;
-  if (gs) {  // the q block is unscaled: copied as it is
-#pragma omp parallel for if (R * D > kParallelGrain)
-    for (int64_t r = 0; r < R; ++r) std::memcpy(gs + r * C, g + r * C, static_cast<size_t>(D) * sizeof(T));
-  }
-  const int64_t blocks = (K + kCols - 1) / kCols;
-#pragma omp parallel for if (R * K > kParallelGrain && blocks > 1)
-  for (int64_t blk = 0; blk < blocks; ++blk) {
-    const int64_t c0 = blk * kCols, c1 = std::min(K, c0 + kCols);
-    double acc[kCols] = {0};
-    for (int64_t r = 0; r < R; ++r)
-      kv_backward(g + r * C + D + c0, dl ? z_kv + r * K + c0 : nullptr, s_kv + c0, gs ? gs + r * C + D + c0 : nullptr,
-                  c1 - c0, acc);
-    if (dl)
-      for (int64_t c = c0; c < c1; ++c) dl[c] = static_cast<T>(acc[c - c0]);
-  }
+  rows_with_column_sums(R, K, R * C > kParallelGrain, dl, [&](int64_t r0, int64_t r1, double* acc) {
+    for (int64_t r = r0; r < r1; ++r) {
+      if (gs) std::memcpy(gs + r * C, g + r * C, static_cast<size_t>(D) * sizeof(T));  // q: unscaled
+      kv_backward(g + r * C + D, acc ? z_kv + r * K : nullptr, s_kv, gs ? gs + r * C + D : nullptr, K, acc);
+    }
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -136,18 +145,23 @@ void gelu_scale_rows(const T* h, const T* l, T* a, int64_t R, int64_t F) {
   for (int64_t r = 0; r < R; ++r) gelu_scale_row(h + r * F, l, a + r * F, F);
 }
 
-// One row segment of da = g W: acc[i] += da[i] gelu(h[i]) (dl, when acc), then
-// da[i] = da[i] l[i] gelu'(h[i]) (dh in place, when l). gelu' = Phi + v phi.
+// One row segment of da = g W (n <= kCols): acc[i] += da[i] gelu(h[i]) (dl, when acc), then
+// da[i] = da[i] l[i] gelu'(h[i]) (dh in place, when l). gelu' = Phi + v phi. The products go
+// through a T buffer and only then into the double sums: a loop that mixed float and double
+// would run the GELU polynomial at the double vector width, half the float one.
 template <class T, bool kSum, bool kDh>
 PEFT_IA3_INLINE void gelu_scale_backward_body(T* da, const T* h, const T* l, int64_t n, double* acc) {
   const T inv_sqrt_2pi = std::is_same_v<T, float> ? T(kInvSqrt2Pif) : T(kInvSqrt2Pi);
+  T prod[kCols];
   for (int64_t i = 0; i < n; ++i) {
     const T v = h[i];
     T cdf, e;
     gelu_parts(v, cdf, e);
-    if constexpr (kSum) acc[i] += static_cast<double>(da[i]) * static_cast<double>(v * cdf);
+    if constexpr (kSum) prod[i] = da[i] * (v * cdf);
     if constexpr (kDh) da[i] = da[i] * l[i] * (cdf + v * inv_sqrt_2pi * e);
   }
+  if constexpr (kSum)
+    for (int64_t i = 0; i < n; ++i) acc[i] += static_cast<double>(prod[i]);
 }
 template <class T>
 PEFT_IA3_INLINE void gelu_scale_backward_any(T* da, const T* h, const T* l, int64_t n, double* acc) {
@@ -167,19 +181,15 @@ void gelu_scale_backward(double* da, const double* h, const double* l, int64_t n
   gelu_scale_backward_any(da, h, l, n, acc);
 }
 
-// One sweep over da [R, F]: dl (when dl) and dh in place (when l), column blocks across the team.
+// One sweep over da [R, F]: dl (when dl) and dh in place (when l).
 template <class T>
 void gelu_scale_backward_sweep(T* da, const T* h, const T* l, T* dl, int64_t R, int64_t F) {
-  const int64_t blocks = (F + kCols - 1) / kCols;
-#pragma omp parallel for if (R * F > kParallelGrain && blocks > 1)
-  for (int64_t blk = 0; blk < blocks; ++blk) {
-    const int64_t c0 = blk * kCols, c1 = std::min(F, c0 + kCols);
-    double acc[kCols] = {0};
-    for (int64_t r = 0; r < R; ++r)
-      gelu_scale_backward(da + r * F + c0, h + r * F + c0, l ? l + c0 : nullptr, c1 - c0, dl ? acc : nullptr);
-    if (dl)
-      for (int64_t c = c0; c < c1; ++c) dl[c] = static_cast<T>(acc[c - c0]);
-  }
+  rows_with_column_sums(R, F, R * F > kParallelGrain, dl, [&](int64_t r0, int64_t r1, double* acc) {
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t c0 = 0; c0 < F; c0 += kCols)
+        gelu_scale_backward(da + r * F + c0, h + r * F + c0, l ? l + c0 : nullptr, std::min(kCols, F - c0),
+                            acc ? acc + c0 : nullptr);
+  });
 }
 
 }  // namespace
