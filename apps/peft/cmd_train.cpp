@@ -46,6 +46,7 @@ struct Args {
   int64_t train_size = 2000, val_size = 500, shots = 0, batch = 32;
   TrainConfig train;
   MethodOptions method_opts;
+  bool checkpoint_activations = false;  // --checkpoint-activations (nn::VisionTransformer)
 };
 
 void add_data_options(CLI::App* cmd, Args& a, bool need_val) {
@@ -103,6 +104,9 @@ void add_training_options(CLI::App* cmd, Args& a) {
   cmd->add_flag("--extend", t.extend, "with --resume: more --epochs than the run's (the schedule is recomputed for the new total from where it stands)");
   cmd->add_flag("--overwrite", a.overwrite, "a fresh run into a folder that holds another run: remove that run's files first");
   cmd->add_option("--checkpoint-steps", t.save_every, "also write the resume checkpoint every N steps (default: at the end of each epoch)");
+  cmd->add_flag("--checkpoint-activations,--grad-checkpointing", a.checkpoint_activations,
+                "keep only each block's input and recompute the block in backward: less memory, one more forward "
+                "per step, the same gradients");
   cmd->add_option("--save-every", t.save_every_epochs, "also keep the weights of every Nth epoch (adapter-epochN.safetensors)");
 }
 
@@ -282,11 +286,13 @@ void add_train_commands(CLI::App& app, Common& common, Runner& run) {
       c.class_names = train->class_names();
       record_settings(a, {{"method", "pretrain"}}, *train, c, common.seed);
       nn::VisionTransformer vit(c, common.seed);
+      vit.checkpoint_activations = a.checkpoint_activations;
       check_memory(vit, std::min<int64_t>(a.train.batch, train->size()), a.train.optimizer);
       make_out_dir(a);
       fmt::print("pretrain: {} on {} ({} parameters)\n", a.model.config, train->describe(), vit.num_parameters());
       fmt::print("pretrain: preprocessing {}\n", c.preprocess.describe());
       fmt::print("pretrain: augmentation {}\n", data::augment_str(train_augment(a.train)));
+      if (vit.checkpoint_activations) fmt::print("pretrain: activations checkpointed per block (one more forward per step)\n");
       print_traffic(vit, "pretrain");
       print_layer_decay(vit, a.train.layer_decay);
       a.train.seed = common.seed;
@@ -335,6 +341,7 @@ void add_train_commands(CLI::App& app, Common& common, Runner& run) {
       if (val) val = map_classes_by_name(val, train->class_names(), "--val");
       record_settings(a, adapter_metadata(a.method, a.method_opts, {}), *train, c, common.seed);
       nn::VisionTransformer vit(c, common.seed);
+      vit.checkpoint_activations = a.checkpoint_activations;
       std::string note;
       src.load_into(vit, &note);
       Generator gen(common.seed + 1);
@@ -349,6 +356,7 @@ void add_train_commands(CLI::App& app, Common& common, Runner& run) {
       fmt::print("train: model {}\n", src.describe());
       fmt::print("train: preprocessing {}\n", c.preprocess.describe());
       fmt::print("train: augmentation {}\n", data::augment_str(train_augment(a.train)));
+      if (vit.checkpoint_activations) fmt::print("train: activations checkpointed per block (one more forward per step)\n");
       if (!note.empty()) fmt::print("train: {}\n", note);
       fmt::print("train: {} on {}: {} of {} parameters trainable ({:.2f}%)\n", a.method, train->describe(),
                  vit.num_parameters(true), vit.num_parameters(), 100.0 * vit.num_parameters(true) / vit.num_parameters());
