@@ -10,12 +10,17 @@
 #   scripts/compare.sh --config base        # base shapes (slow: minutes per row on 2 cores)
 #   scripts/compare.sh --sweep              # tiny training, cvpt vs vpt-deep at M = 0 1 10 50 100 200
 #   scripts/compare.sh --threads 1 --methods "full linear lora" --phases train --precisions bf16 --reps 1
+#   scripts/compare.sh --config base --phases train --checkpoint-activations   # peft with activation checkpointing
 #
 # Options: --config tiny|base, --sweep, --quick, --reps R, --threads "1 2", --methods "LIST",
 #          --phases "train infer", --precisions "f32 bf16", --warmup W, --steps S, --out FILE (the
 #          table; the raw JSON lines go to FILE.jsonl; default out/compare-CONFIG-DATE.md),
 #          --timeout SEC (per process), --torch-2p (PyTorch with OMP_WAIT_POLICY=PASSIVE),
-#          --torch-pinned (leave OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE set for PyTorch too).
+#          --torch-pinned (leave OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE set for PyTorch too),
+#          --checkpoint-activations (peft bench with it: each block keeps its input only and is
+#          recomputed in backward), --peft-args "ARGS" (more arguments for every peft bench).
+# The table's RSS ratios are ours over PyTorch's f32 peak RSS (the issue's memory target), also
+# for bf16 rows.
 # Environment: PEFT_BIN (default build/peft), TORCH_BENCH (default ../shared/bench/torch_vit_bench.py),
 #              PYTHON (default /usr/bin/python3); CONFIG, REPS, THREADS, METHODS, PHASES,
 #              PRECISIONS, WARMUP, STEPS give the defaults of the options of the same name.
@@ -47,8 +52,9 @@ torch_wait=""
 peft_bin="${PEFT_BIN:-build/peft}"
 torch_bench="${TORCH_BENCH:-../shared/bench/torch_vit_bench.py}"
 python="${PYTHON:-/usr/bin/python3}"
+peft_args=()
 
-usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --config) config="$2"; shift 2 ;;
@@ -65,6 +71,8 @@ while [[ $# -gt 0 ]]; do
     --out) out="$2"; shift 2 ;;
     --timeout) timeout_s="$2"; shift 2 ;;
     --torch-2p) torch_wait=PASSIVE; shift ;;
+    --checkpoint-activations|--grad-checkpointing) peft_args+=(--checkpoint-activations); shift ;;
+    --peft-args) read -r -a more <<<"$2"; peft_args+=("${more[@]}"); shift 2 ;;
     -h|--help) usage ;;
     *) echo "compare.sh: unknown option '$1'" >&2; usage ;;
   esac
@@ -131,7 +139,7 @@ measure() {  # prog method M phase T precision
     fi
   else
     if ! timeout "$timeout_s" "$peft_bin" bench --config "$config" --method "$m" --prompts "$M" --threads "$T" --phase "$ph" \
-        --precision "$p" --warmup "$warmup" --steps "$steps" --json >"$log" 2>&1; then
+        --precision "$p" --warmup "$warmup" --steps "$steps" --json ${peft_args[@]+"${peft_args[@]}"} >"$log" 2>&1; then
       echo "  FAILED: peft $m M=$M $ph T=$T: $(tail -c 300 "$log")" >&2; rm -f "$log"; return 0
     fi
   fi
@@ -153,7 +161,7 @@ else:
 print("  %-5s %-4s %9.1f ms %6.1f GFLOP/s %7.0f MB  [%s]" % (sys.argv[2], r.get("precision", "f32"), r["median_s"] * 1e3, r["gflops"], r["peak_rss_mb"], k))' "$line" "$prog"
 }
 
-echo "compare: config=$config reps=$reps threads=($threads) precisions=($precisions) warmup=$warmup steps=$steps${torch_wait:+ torch OMP_WAIT_POLICY=$torch_wait}; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "compare: config=$config reps=$reps threads=($threads) precisions=($precisions) warmup=$warmup steps=$steps${torch_wait:+ torch OMP_WAIT_POLICY=$torch_wait}${peft_args[*]:+ peft ${peft_args[*]}}; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 if [[ $torch_unpin == 1 ]]; then
   echo "PyTorch: OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset for its process (its best kernel); ours: environment as is (OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset})"
 else
@@ -176,10 +184,10 @@ for ((rep = 1; rep <= reps; rep++)); do
 done
 
 # The table: medians over repetitions of each program's median step time, GFLOP/s and peak RSS.
-"$python" - "$raw" "$config" "$(cut -d' ' -f1-3 /proc/loadavg)" <<'EOF' | tee "$out"
+"$python" - "$raw" "$config" "$(cut -d' ' -f1-3 /proc/loadavg)" "${peft_args[*]:-}" <<'EOF' | tee "$out"
 import json, statistics, sys
 from collections import defaultdict
-raw, config, load = sys.argv[1], sys.argv[2], sys.argv[3]
+raw, config, load, peft_args = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 recs = [json.loads(l) for l in open(raw) if l.strip()]
 groups = defaultdict(lambda: {"torch": [], "peft": []})
 order = []
@@ -193,6 +201,8 @@ def med(rs, k):
     return statistics.median(v) if v else None
 fmt = lambda v, f: "–" if v is None else format(v, f)
 print(f"config {config}; medians over repetitions; load average at the end {load}")
+if peft_args:
+    print(f"peft bench ran with: {peft_args}")
 print()
 print("Kernels:")
 kern = set()
@@ -212,8 +222,8 @@ for T in sorted({r["threads"] for r in peaks}):
     print(f"- FMA peak measured by peft bench, T={T}: AVX2 {fmt(med(rs, 'peak_gflops_avx2'), '.0f')}, "
           f"AVX-512 {fmt(med(rs, 'peak_gflops_avx512'), '.0f')} GFLOP/s")
 print()
-print("| method | M | threads | phase | precision | PyTorch ms | ours ms | ours/PyTorch | ours/PyTorch f32 | PyTorch GFLOP/s | ours GFLOP/s | ours % of FMA peak | ours sgemm GFLOP/s | PyTorch peak RSS MB | ours peak RSS MB | n |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| method | M | threads | phase | precision | PyTorch ms | ours ms | ours/PyTorch | ours/PyTorch f32 | PyTorch GFLOP/s | ours GFLOP/s | ours % of FMA peak | ours sgemm GFLOP/s | PyTorch peak RSS MB | ours peak RSS MB | RSS ours/PyTorch f32 | n |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for key in order:
     g = groups[key]
     m, M, T, ph, prec = key
@@ -222,13 +232,16 @@ for key in order:
     ratio = p_ms / t_ms if (t_ms and p_ms) else None
     f32 = groups.get((m, M, T, ph, "f32"))
     t32 = med(f32["torch"], "median_s") if f32 else None
+    rss32 = med(f32["torch"], "peak_rss_mb") if f32 else None
+    p_rss = med(g["peft"], "peak_rss_mb")
+    rss_ratio = p_rss / rss32 if (rss32 and p_rss) else None
     ratio32 = p_ms / t32 if (t32 and p_ms) else None
     sg = med(g["peft"], "sgemm_gflops")
     share = med(g["peft"], "peak_share")
     print(f"| {m} | {M} | {T} | {ph} | {prec} | {fmt(t_ms and t_ms*1e3, '.1f')} | {fmt(p_ms and p_ms*1e3, '.1f')} | {fmt(ratio, '.2f')} | "
           f"{fmt(ratio32, '.2f')} | {fmt(med(g['torch'], 'gflops'), '.1f')} | {fmt(med(g['peft'], 'gflops'), '.1f')} | "
           f"{fmt(share and share * 100, '.0f')} | {fmt(sg, '.1f')} | "
-          f"{fmt(med(g['torch'], 'peak_rss_mb'), '.0f')} | {fmt(med(g['peft'], 'peak_rss_mb'), '.0f')} | "
+          f"{fmt(med(g['torch'], 'peak_rss_mb'), '.0f')} | {fmt(p_rss, '.0f')} | {fmt(rss_ratio, '.2f')} | "
           f"{len(g['torch'])}/{len(g['peft'])} |")
 EOF
 echo "table written to $out"
