@@ -73,6 +73,9 @@ struct ClipMethodDescriptor {
   // (e.g. a logit constant that replaces exp(logit_scale)). nullptr: not mergeable.
   std::map<std::string, std::string> (*merge)(nn::CLIP& clip, const ClipMethodOptions& o,
                                               const std::map<std::string, Tensor>& adapter) = nullptr;
+  // An adapter file without metadata (e.g. written by a PyTorch script): sets the options its
+  // tensor names and shapes imply. nullptr: the file must name its method and options.
+  void (*options_from_tensors)(const TensorShapes& tensors, ClipMethodOptions& o) = nullptr;
 };
 
 const std::vector<ClipMethodDescriptor>& clip_method_registry();

@@ -43,6 +43,9 @@ struct OptionSpec {
 };
 const std::vector<OptionSpec>& method_option_specs();
 
+// An adapter file's tensors, names and shapes, in file order.
+using TensorShapes = std::vector<std::pair<std::string, Shape>>;
+
 struct MethodDescriptor {
   std::string name;
   std::string description;
@@ -50,6 +53,10 @@ struct MethodDescriptor {
   std::string option_help;           // how it reads them, e.g. "--rank r (default 8), ..."
   bool timm_only = false;            // refuses style openai_clip_visual (methods.md "DoRA" to "LN-TUNE" "Layout")
   bool mergeable = false;            // peft merge / bench --merged fold it into the weights
+  // An adapter file without metadata (e.g. written by a PyTorch script): sets the options its
+  // tensor names and shapes imply, for the keys not in o.given (typed flags win). nullptr: the
+  // file must name its method and options.
+  void (*options_from_tensors)(const TensorShapes& tensors, MethodOptions& o) = nullptr;
   double demo_lr = 5e-3;             // the learning rate `peft demo` trains it with (AdamW, batch 64)
   double demo_weight_decay = 0.0;    // and its weight decay
   // Sets the method's own defaults for the keys not given on the command line (e.g. adapter's

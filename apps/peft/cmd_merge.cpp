@@ -1,4 +1,4 @@
-// `peft merge`: folds an SSF or LoRA adapter into the base weights (methods.md "SSF", "LoRA") and
+// `peft merge`: folds the adapter of a mergeable method (SSF, LoRA, ...) into the base weights and
 // writes a plain ViT checkpoint (base names + head); a clip-lora adapter folds into a whole CLIP
 // (methods.md "CLIP-LoRA") and gives a plain CLIP checkpoint.
 #include <fmt/format.h>
@@ -63,6 +63,50 @@ std::string merged_config_path(const std::string& out) {
   return (std::filesystem::path(out).parent_path() / (std::filesystem::path(out).stem().string() + ".json")).string();
 }
 
+// An adapter file's tensor names and shapes, for a method to read its options from.
+TensorShapes tensor_shapes(const SafetensorsFile& f) {
+  TensorShapes out;
+  for (const std::string& n : f.names()) out.emplace_back(n, f.info(n).shape);
+  return out;
+}
+
+// Refuses a merged model with a NaN or Inf (from the adapter, or a scale that overflows: it would
+// be written silently) or whose config would overwrite --out; writes both. Returns the config path.
+std::string write_merged(const MergeArgs& a, const nn::NamedTensors& sd, const std::map<std::string, std::string>& md,
+                         const std::string& config_json) {
+  for (const auto& [name, t] : sd)
+    if (int64_t bad = autograd::count_non_finite(t); bad > 0)
+      throw ValueError(fmt::format("merge: the merged tensor {} holds {} NaN/Inf values (from {} or the base weights); "
+                                   "nothing written",
+                                   name, bad, a.adapter));
+  const std::string config_path = merged_config_path(a.out);
+  if (std::filesystem::absolute(config_path) == std::filesystem::absolute(a.out))
+    throw UsageError(fmt::format("--out {}: the merged config would overwrite it; use a .safetensors name", a.out));
+  save_safetensors(a.out, sd, md);
+  write_text_atomic(config_path, config_json + "\n");
+  return config_path;
+}
+
+// What a CLIP adapter was trained with: its metadata, or (none, e.g. written by a PyTorch
+// script) what its tensors imply; the typed flags win.
+ClipMethodOptions clip_merge_options(const MergeArgs& a, const SafetensorsFile& f, const std::string& method) {
+  ClipMethodOptions o;
+  if (f.metadata().count("method")) {
+    try {
+      if (clip_method_from_metadata(f.metadata(), o) != method)
+        throw UsageError(fmt::format("--method {} does not match {}'s method {}", method, a.adapter, f.metadata().at("method")));
+    } catch (const ValueError& e) {
+      throw IOError(fmt::format("{}: {}", a.adapter, e.what()));
+    }
+  } else if (const ClipMethodDescriptor& d = clip_method(method); d.options_from_tensors) {
+    d.options_from_tensors(tensor_shapes(f), o);
+  }
+  if (a.options.given.count("rank")) o.rank = a.options.rank;
+  if (a.options.given.count("alpha")) o.alpha = a.options.alpha;
+  if (a.options.given.count("targets")) o.targets = a.options.targets;
+  return o;
+}
+
 // A CLIP method's adapter (clip-lora) folded into a whole CLIP: the result is a plain CLIP
 // checkpoint (OpenAI names) with its config beside it. What the plain CLIP cannot express (the
 // constant 100 that replaces exp(logit_scale) in clip-lora's logits) goes into the metadata.
@@ -74,36 +118,7 @@ int run_clip_merge(const MergeArgs& a, const SafetensorsFile& f, const std::stri
       if (m.merge) names += (names.empty() ? "" : ", ") + m.name;
     throw UsageError(fmt::format("--method: {} cannot be merged (the CLIP methods that fold into the weights: {})", method, names));
   }
-  ClipMethodOptions o;
-  if (f.metadata().count("method")) {
-    try {
-      if (clip_method_from_metadata(f.metadata(), o) != method)
-        throw UsageError(fmt::format("--method {} does not match {}'s method {}", method, a.adapter, f.metadata().at("method")));
-    } catch (const ValueError& e) {
-      throw IOError(fmt::format("{}: {}", a.adapter, e.what()));
-    }
-  } else {
-    // No metadata (e.g. written by a PyTorch script): rank, targets and towers from the tensor names.
-    std::set<std::string> targets;
-    bool vision = false, text = false;
-    for (const std::string& n : f.names()) {
-      const std::string suffix = ".lora_A";
-      if (n.size() <= suffix.size() || n.compare(n.size() - suffix.size(), suffix.size(), suffix) != 0) continue;
-      if (!f.info(n).shape.empty()) o.rank = f.info(n).shape[0];
-      (n.rfind("visual.", 0) == 0 ? vision : text) = true;
-      for (auto [proj, t] : {std::pair<const char*, const char*>{".q_proj.", "q"}, {".k_proj.", "k"}, {".v_proj.", "v"}, {".out_proj.", "o"}})
-        if (n.find(proj) != std::string::npos) targets.insert(t);
-    }
-    std::string list;
-    for (const char* t : {"q", "k", "v", "o"})
-      if (targets.count(t)) list += (list.empty() ? "" : ",") + std::string(t);
-    o.targets = list;
-    o.encoder = vision && text ? "both" : vision ? "vision" : "text";
-  }
-  // Typed flags win over the file's values.
-  if (a.options.given.count("rank")) o.rank = a.options.rank;
-  if (a.options.given.count("alpha")) o.alpha = a.options.alpha;
-  if (a.options.given.count("targets")) o.targets = a.options.targets;
+  const ClipMethodOptions o = clip_merge_options(a, f, method);
   data::Preprocess preprocess;
   auto clip = nn::load_clip_model(a.model.config, a.model.weights, 0, &preprocess);
   clip->cfg.vision.preprocess = preprocess;
@@ -115,19 +130,10 @@ int run_clip_merge(const MergeArgs& a, const SafetensorsFile& f, const std::stri
   } catch (const ValueError& e) {
     throw IOError(fmt::format("{}: does not fit {} ({}): {}", a.adapter, method, a.model.weights, e.what()));
   }
-  nn::NamedTensors sd = clip->state_dict();
-  for (const auto& [name, t] : sd)
-    if (int64_t bad = autograd::count_non_finite(t); bad > 0)
-      throw ValueError(fmt::format("merge: the merged tensor {} holds {} NaN/Inf values (from {} or the base weights); "
-                                   "nothing written",
-                                   name, bad, a.adapter));
-  const std::string config_path = merged_config_path(a.out);
-  if (std::filesystem::absolute(config_path) == std::filesystem::absolute(a.out))
-    throw UsageError(fmt::format("--out {}: the merged config would overwrite it; use a .safetensors name", a.out));
   md["format"] = "pt";
   md["merged_from"] = method;
-  save_safetensors(a.out, sd, md);
-  write_text_atomic(config_path, nn::clip_config_to_json(clip->cfg) + "\n");
+  const nn::NamedTensors sd = clip->state_dict();
+  const std::string config_path = write_merged(a, sd, md, nn::clip_config_to_json(clip->cfg));
   fmt::print("merge: {} folded into {} -> {} ({} tensors, a plain CLIP), config {}{}\n", method, a.model.weights, a.out,
              sd.size(), config_path,
              md.count("logit_scale_constant")
@@ -154,8 +160,8 @@ void require_mergeable(const std::string& method) {
 }
 
 // What the adapter was trained with: its metadata, the options typed on the command line over it;
-// a LoRA file without metadata (e.g. written by a PyTorch script) gives rank and targets by its
-// tensor names.
+// a file without metadata (e.g. LoRA written by a PyTorch script) gives what its method reads
+// from the tensor names and shapes.
 AdapterInfo merge_adapter_info(const MergeArgs& a, const SafetensorsFile& f, const std::string& method) {
   if (!f.has("head.weight") || f.info("head.weight").shape.size() != 2)
     throw IOError(fmt::format("{}: has no head.weight [K, D] (an adapter of {} holds the head)", a.adapter, method));
@@ -171,14 +177,8 @@ AdapterInfo merge_adapter_info(const MergeArgs& a, const SafetensorsFile& f, con
       throw UsageError(fmt::format("--method {} does not match {}'s method {}", method, a.adapter, from_file.method));
     info.options = overlay_given(from_file.options, a.options);
     info.class_names = from_file.class_names;
-  } else if (method == "lora") {
-    std::string targets;
-    for (const std::string& n : f.names()) {
-      if (!n.ends_with(".lora_A")) continue;
-      if (!a.options.given.count("rank") && !f.info(n).shape.empty()) info.options.rank = f.info(n).shape[0];
-      targets += (targets.empty() ? "" : ",") + n.substr(0, n.size() - 7);
-    }
-    if (!a.options.given.count("targets") && !targets.empty()) info.options.targets = targets;
+  } else if (const MethodDescriptor& d = vision_method(method); d.options_from_tensors) {
+    d.options_from_tensors(tensor_shapes(f), info.options);  // e.g. LoRA's rank and targets
   }
   return info;
 }
@@ -211,20 +211,11 @@ int run_merge(const MergeArgs& a) {
   require_mergeable(method);
   const AdapterInfo info = merge_adapter_info(a, f, method);
   auto vit = merged_model(a, info);
-  nn::NamedTensors sd = plain_state_dict(*vit);
-  // A NaN or Inf in the adapter (or a scale that overflows) would be written silently.
-  for (const auto& [name, t] : sd)
-    if (int64_t bad = autograd::count_non_finite(t); bad > 0)
-      throw ValueError(fmt::format("merge: the merged tensor {} holds {} NaN/Inf values (from {} or the base weights); "
-                                   "nothing written",
-                                   name, bad, a.adapter));
+  const nn::NamedTensors sd = plain_state_dict(*vit);
   // The merged model's config beside it (<stem>.json, read by every command that takes --weights):
   // its head size, class names and the base checkpoint's preprocessing travel with it.
-  const std::string config_path = merged_config_path(a.out);
-  if (std::filesystem::absolute(config_path) == std::filesystem::absolute(a.out))
-    throw UsageError(fmt::format("--out {}: the merged config would overwrite it; use a .safetensors name", a.out));
-  save_safetensors(a.out, sd, {{"format", "pt"}, {"merged_from", method}});
-  write_text_atomic(config_path, nn::vit_config_to_json(vit->cfg) + "\n");
+  const std::string config_path =
+      write_merged(a, sd, {{"format", "pt"}, {"merged_from", method}}, nn::vit_config_to_json(vit->cfg));
   fmt::print("merge: {} folded into {} -> {} ({} tensors, head {} classes), config {}\n", method, a.model.weights, a.out,
              sd.size(), info.num_classes, config_path);
   return 0;

@@ -91,6 +91,42 @@ void add_number_checks(CLI::App* app) {
   for (CLI::App* sub : app->get_subcommands([](CLI::App*) { return true; })) add_number_checks(sub);
 }
 
+
+// Every sub-command, in --help order.
+void add_commands(CLI::App& app, Common& common, Runner& run) {
+  add_info_commands(app, common, run);
+  add_inspect_command(app, common, run);
+  add_train_commands(app, common, run);
+  add_demo_command(app, common, run);
+  add_graph_command(app, common, run);
+  add_gradcheck_command(app, common, run);
+  add_check_command(app, common, run);
+  add_merge_command(app, common, run);
+  add_predict_command(app, common, run);
+  add_clip_commands(app, common, run);  // after add_check_command: adds check's CLIP options
+  add_clip_eval_command(app, common, run);
+  add_clip_demo_command(app, common, run);
+  add_bench_command(app, common, run);
+  add_augment_command(app, common, run);
+  add_compare_commands(app, common, run);
+}
+
+// --threads and --precision take effect.
+void apply_common(Common& common) {
+  // More threads than cores only thrash (--threads 9999 started 8,000 threads and did not finish
+  // in 100 s, issue 20): capped, with a warning.
+  const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  if (common.threads > cores) {
+    std::fprintf(stderr, "peft: warning: --threads %d is more than the %d cores of this machine; using %d\n",
+                 common.threads, cores, cores);
+    common.threads = cores;
+  }
+  set_num_threads(common.threads);
+  if (common.precision != "f32" && common.precision != "bf16")
+    throw UsageError(fmt::format("--precision must be f32 or bf16 (got '{}')", common.precision));
+  blas::set_precision(common.precision == "bf16" ? blas::Precision::bf16 : blas::Precision::f32);
+}
+
 }  // namespace
 }  // namespace peft::app
 
@@ -104,21 +140,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", [] { return fmt::format("peft 0.1.0\n{}", thread_policy()); });
   app::Common common;
   app::Runner run;
-  app::add_info_commands(app, common, run);
-  app::add_inspect_command(app, common, run);
-  app::add_train_commands(app, common, run);
-  app::add_demo_command(app, common, run);
-  app::add_graph_command(app, common, run);
-  app::add_gradcheck_command(app, common, run);
-  app::add_check_command(app, common, run);
-  app::add_merge_command(app, common, run);
-  app::add_predict_command(app, common, run);
-  app::add_clip_commands(app, common, run);  // after add_check_command: adds check's CLIP options
-  app::add_clip_eval_command(app, common, run);
-  app::add_clip_demo_command(app, common, run);
-  app::add_bench_command(app, common, run);
-  app::add_augment_command(app, common, run);
-  app::add_compare_commands(app, common, run);
+  app::add_commands(app, common, run);
   app::add_number_checks(&app);
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;
@@ -139,18 +161,7 @@ int main(int argc, char** argv) {
     return app::fail(e.what(), 2);  // CLI11's own codes go above 100; cli.md wants 2 for bad usage
   }
   try {
-    // More threads than cores only thrash (--threads 9999 started 8,000 threads and did not finish
-    // in 100 s, issue 20): capped, with a warning.
-    const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-    if (common.threads > cores) {
-      std::fprintf(stderr, "peft: warning: --threads %d is more than the %d cores of this machine; using %d\n",
-                   common.threads, cores, cores);
-      common.threads = cores;
-    }
-    set_num_threads(common.threads);
-    if (common.precision != "f32" && common.precision != "bf16")
-      throw app::UsageError(fmt::format("--precision must be f32 or bf16 (got '{}')", common.precision));
-    blas::set_precision(common.precision == "bf16" ? blas::Precision::bf16 : blas::Precision::f32);
+    app::apply_common(common);
     const int rc = run ? run() : 0;
     world.finalize();
     return rc;

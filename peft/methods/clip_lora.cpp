@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <set>
 
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
@@ -277,6 +278,24 @@ ClipMethodDescriptor clip_lora_method() {
   d.needs_images = [](const ClipMethodOptions& o) { return adapts_vision(o); };
   d.validate = validate;
   d.merge = merge;
+  // rank from lora_A [r, in]; targets and towers from the names (OpenAI / HF layouts)
+  d.options_from_tensors = [](const TensorShapes& tensors, ClipMethodOptions& o) {
+    std::set<std::string> targets;
+    bool vision = false, text = false;
+    for (const auto& [n, shape] : tensors) {
+      if (!n.ends_with(".lora_A")) continue;
+      if (!shape.empty()) o.rank = shape[0];
+      (n.rfind("visual.", 0) == 0 ? vision : text) = true;
+      for (auto [proj, t] : {std::pair<const char*, const char*>{".q_proj.", "q"}, {".k_proj.", "k"}, {".v_proj.", "v"},
+                             {".out_proj.", "o"}})
+        if (n.find(proj) != std::string::npos) targets.insert(t);
+    }
+    std::string list;
+    for (const char* t : {"q", "k", "v", "o"})
+      if (targets.count(t)) list += (list.empty() ? "" : ",") + std::string(t);
+    o.targets = list;
+    o.encoder = vision && text ? "both" : vision ? "vision" : "text";
+  };
   d.make = [](nn::CLIP& clip, const ClipMethodOptions& o, const ClipHeadInputs& in, Generator& gen) -> std::shared_ptr<ClipHead> {
     return std::make_shared<ClipLoraHead>(clip, in.prompts.single, o, gen);
   };

@@ -60,6 +60,16 @@ MethodDescriptor lora_method() {
       "attn.proj, mlp.fc1, mlp.fc2 (openai layout: attn.in_proj, attn.out_proj, mlp.c_fc, mlp.c_proj) or globs "
       "over full names)";
   d.mergeable = true;
+  // rank from lora_A [r, in], targets the linears that carry one (their full names)
+  d.options_from_tensors = [](const TensorShapes& tensors, MethodOptions& o) {
+    std::string targets;
+    for (const auto& [n, shape] : tensors) {
+      if (!n.ends_with(".lora_A")) continue;
+      if (!o.given.count("rank") && !shape.empty()) o.rank = shape[0];
+      targets += (targets.empty() ? "" : ",") + n.substr(0, n.size() - 7);
+    }
+    if (!o.given.count("targets") && !targets.empty()) o.targets = targets;
+  };
   d.attach = attach_lora;
   return d;
 }
