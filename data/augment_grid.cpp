@@ -45,7 +45,7 @@ Image augment_grid(const DatasetPtr& ds, const Augment& a, const Preprocess& p, 
   set_pipeline(lo, a, p);
   DataLoader loader(ds, lo);
   const int64_t rows = (o.samples + o.per_row - 1) / o.per_row;
-  const int64_t S = p.size, g = o.gap, cols = 1 + o.per_row;
+  const int64_t S = p.size, g = o.gap, cols = 1 + std::min(o.per_row, o.samples);
   Image canvas(rows * S + (rows + 1) * g, cols * S + (cols + 1) * g, 3);
   std::fill(canvas.pixels.begin(), canvas.pixels.end(), 1.0f);
   int64_t drawn = 0;

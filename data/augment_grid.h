@@ -13,7 +13,7 @@ namespace peft::data {
 
 struct AugmentGridOptions {
   int64_t samples = 16;   // augmented views in all
-  int64_t per_row = 4;    // views per example (one row each; the eval image comes first)
+  int64_t per_row = 4;    // views per example (one row each; the eval image comes first; at most `samples`)
   uint64_t seed = 0;      // the training run's --seed
   int64_t gap = 2;        // white pixels between tiles
 };

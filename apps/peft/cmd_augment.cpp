@@ -3,6 +3,8 @@
 // before training with them.
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "apps/peft/commands.h"
 #include "apps/peft/model_options.h"
 #include "core/error.h"
@@ -36,13 +38,14 @@ int run_augment(AugmentArgs& a, const Common& common) {
   data::TrainAugment(aug, c.preprocess.norm, c.preprocess.interpolation);  // option errors before any decoding
   auto ds = data::open_dataset(a.data, data::Split::train, c.preprocess, c.in_chans, a.train_size, common.seed);
   a.grid.seed = common.seed;
+  if (!aug.aa.empty() && aug.color_jitter > 0) fmt::print("augment: --color-jitter is not used with --aa (as in timm)\n");
   const data::Image img = data::augment_grid(ds, aug, c.preprocess, a.grid);
   data::save_png(img, a.out);
   const int64_t rows = (a.grid.samples + a.grid.per_row - 1) / a.grid.per_row;
   fmt::print("augment: {} on {} ({}), seed {}\n", data::augment_str(aug), ds->describe(), c.preprocess.describe(),
              common.seed);
-  fmt::print("augment: wrote {} ({}x{} px): {} rows of the eval image and up to {} views (view v = epoch v+1)\n", a.out,
-             img.W, img.H, rows, a.grid.per_row);
+  fmt::print("augment: wrote {} ({}x{} px): {} {}, each the eval image then up to {} augmented views (view v = epoch v+1)\n",
+             a.out, img.W, img.H, rows, rows == 1 ? "row" : "rows", std::min(a.grid.per_row, a.grid.samples));
   return 0;
 }
 
