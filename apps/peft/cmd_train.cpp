@@ -42,9 +42,11 @@ namespace fs = std::filesystem;
 struct Args {
   ModelArgs model;
   std::string method = "linear", data, val, out, adapter;
+  bool overwrite = false;
   int64_t train_size = 2000, val_size = 500, shots = 0, batch = 32;
   TrainConfig train;
   MethodOptions method_opts;
+  bool checkpoint_activations = false;  // --checkpoint-activations (nn::VisionTransformer)
 };
 
 void add_data_options(CLI::App* cmd, Args& a, bool need_val) {
@@ -99,7 +101,12 @@ void add_training_options(CLI::App* cmd, Args& a) {
   cmd->add_flag("--no-progress", [&t](int64_t) { t.progress = false; }, "no progress bar");
   cmd->add_flag("--detect-anomaly", [](int64_t) { set_detect_anomaly(true); }, "stop at the first op whose output or gradient is NaN/Inf, naming it (slower)");
   cmd->add_flag("--resume", t.resume, "continue from DIR/checkpoint.safetensors (bit-identical to an uninterrupted run)");
+  cmd->add_flag("--extend", t.extend, "with --resume: more --epochs than the run's (the schedule is recomputed for the new total from where it stands)");
+  cmd->add_flag("--overwrite", a.overwrite, "a fresh run into a folder that holds another run: remove that run's files first");
   cmd->add_option("--checkpoint-steps", t.save_every, "also write the resume checkpoint every N steps (default: at the end of each epoch)");
+  cmd->add_flag("--checkpoint-activations,--grad-checkpointing", a.checkpoint_activations,
+                "keep only each block's input and recompute the block in backward: less memory, one more forward "
+                "per step, the same gradients");
   cmd->add_option("--save-every", t.save_every_epochs, "also keep the weights of every Nth epoch (adapter-epochN.safetensors)");
 }
 
@@ -192,6 +199,22 @@ void print_traffic(const nn::VisionTransformer& vit, const char* cmd) {
              format_bytes(4 * (vit.num_parameters(true) + tensors + 3)), vit.num_parameters(true), tensors);
 }
 
+// A frozen backbone (linear): say whether its features are computed once and cached
+// (peft/head_cache.h), or why not. Methods that train the backbone never cache.
+void print_feature_cache_plan(const nn::VisionTransformer& vit, const data::DatasetPtr& train,
+                              const data::DatasetPtr& val, const TrainConfig& t) {
+  auto names = trainable_names(vit);
+  if (!std::all_of(names.begin(), names.end(), [](const std::string& n) { return n.rfind("head.", 0) == 0; })) return;
+  HeadCachePlan plan = plan_head_cache(vit, train, val, train_augment(t), t.feature_cache, t.feature_cache_limit);
+  if (t.mixup.enabled()) plan = {false, "--mixup/--cutmix change the images in every batch", 0};
+  if (plan.on)
+    fmt::print("train: frozen backbone: features computed once per image in epoch 1 and cached ({}); "
+               "later epochs train the head only\n",
+               format_bytes(plan.bytes));
+  else
+    fmt::print("train: frozen backbone, but features are not cached: {}\n", plan.why_not);
+}
+
 // --layer-decay D: the range of lr scales, and the rule (nn/optim/layer_decay.h).
 void print_layer_decay(const nn::VisionTransformer& vit, double decay) {
   if (decay <= 0) return;
@@ -208,6 +231,21 @@ void make_out_dir(const Args& a) {
   auto path_of = [](const std::string& d) { return d.find(':') != std::string::npos ? d.substr(d.find(':') + 1) : d; };
   claim_out_dir(a.out, {{"--weights", a.model.weights}, {"--config", a.model.config}, {"--data", path_of(a.data)},
                         {"--val", path_of(a.val)}});
+  if (!a.train.resume) clear_previous_run(a.out, training_run_files(), a.overwrite);  // no mix of two runs' files
+}
+
+// The run's settings, recorded in its checkpoint; a --resume must match them (exit 2 otherwise).
+void record_settings(Args& a, const std::map<std::string, std::string>& method_md, const data::Dataset& train,
+                     const nn::ViTConfig& c, uint64_t seed) {
+  a.train.seed = seed;
+  a.train.settings = run_settings(a.train, method_md, a.data, a.val, train, nn::vit_config_to_json(c), a.model.weights);
+  if (!a.train.resume || !dist::World::get().is_root()) return;
+  try {
+    if (auto note = check_resume(a.out, a.train.settings, a.train.epochs, a.train.extend, a.train.sched); !note.empty())
+      fmt::print("{}\n", note);
+  } catch (const ResumeMismatch& e) {
+    throw UsageError(e.what());
+  }
 }
 
 }  // namespace
@@ -246,12 +284,15 @@ void add_train_commands(CLI::App& app, Common& common, Runner& run) {
       if (val) val = map_classes_by_name(val, train->class_names(), "--val");
       c.num_classes = train->num_classes();
       c.class_names = train->class_names();
+      record_settings(a, {{"method", "pretrain"}}, *train, c, common.seed);
       nn::VisionTransformer vit(c, common.seed);
+      vit.checkpoint_activations = a.checkpoint_activations;
       check_memory(vit, std::min<int64_t>(a.train.batch, train->size()), a.train.optimizer);
       make_out_dir(a);
       fmt::print("pretrain: {} on {} ({} parameters)\n", a.model.config, train->describe(), vit.num_parameters());
       fmt::print("pretrain: preprocessing {}\n", c.preprocess.describe());
       fmt::print("pretrain: augmentation {}\n", data::augment_str(train_augment(a.train)));
+      if (vit.checkpoint_activations) fmt::print("pretrain: activations checkpointed per block (one more forward per step)\n");
       print_traffic(vit, "pretrain");
       print_layer_decay(vit, a.train.layer_decay);
       a.train.seed = common.seed;
@@ -298,7 +339,9 @@ void add_train_commands(CLI::App& app, Common& common, Runner& run) {
       auto val = open_val(a.val, a, c, common.seed);
       // A --val folder is scored by class name, never by position.
       if (val) val = map_classes_by_name(val, train->class_names(), "--val");
+      record_settings(a, adapter_metadata(a.method, a.method_opts, {}), *train, c, common.seed);
       nn::VisionTransformer vit(c, common.seed);
+      vit.checkpoint_activations = a.checkpoint_activations;
       std::string note;
       src.load_into(vit, &note);
       Generator gen(common.seed + 1);
@@ -315,26 +358,14 @@ void add_train_commands(CLI::App& app, Common& common, Runner& run) {
       fmt::print("train: augmentation {}\n", data::augment_str(train_augment(a.train)));
       if (!a.train.aa.empty() && a.train.color_jitter > 0)
         fmt::print("train: --color-jitter is not used with --aa (as in timm)\n");
+      if (vit.checkpoint_activations) fmt::print("train: activations checkpointed per block (one more forward per step)\n");
       if (!note.empty()) fmt::print("train: {}\n", note);
       fmt::print("train: {} on {}: {} of {} parameters trainable ({:.2f}%)\n", a.method, train->describe(),
                  vit.num_parameters(true), vit.num_parameters(), 100.0 * vit.num_parameters(true) / vit.num_parameters());
       print_traffic(vit, "train");
       a.train.seed = common.seed;
       a.train.out_dir = a.out;
-      // A frozen backbone (linear): say whether its features are computed once and cached
-      // (peft/head_cache.h), or why not. Methods that train the backbone never cache.
-      auto names = trainable_names(vit);
-      if (std::all_of(names.begin(), names.end(), [](const std::string& n) { return n.rfind("head.", 0) == 0; })) {
-        HeadCachePlan plan = plan_head_cache(vit, train, val, train_augment(a.train), a.train.feature_cache,
-                                             a.train.feature_cache_limit);
-        if (a.train.mixup.enabled()) plan = {false, "--mixup/--cutmix change the images in every batch", 0};
-        if (plan.on)
-          fmt::print("train: frozen backbone: features computed once per image in epoch 1 and cached ({}); "
-                     "later epochs train the head only\n",
-                     format_bytes(plan.bytes));
-        else
-          fmt::print("train: frozen backbone, but features are not cached: {}\n", plan.why_not);
-      }
+      print_feature_cache_plan(vit, train, val, a.train);
       print_layer_decay(vit, a.train.layer_decay);
       const auto meta = adapter_metadata(a.method, a.method_opts, train->class_names());
       a.train.save_weights = [&vit, &meta](const std::string& path) {
