@@ -146,58 +146,70 @@ void head_probs(const Dims& d, const Tensor& q, const Tensor& k, const MaskView<
 // prompt keys) keep P and skip the recomputation.
 bool saves_probs(const Dims& d) { return 2 * d.Tq * d.Tk <= d.Tq * d.hd + d.Tk * (d.hd + d.dv); }
 
-// ---- --precision bf16: every head in one batched bfloat16 GEMM ----
-// Under bf16 the two products (and the backward's four) run as one oneDNN batched matmul over
-// all B*H heads with bfloat16 inputs and float32 accumulation (blas::gemm_batched_bf16), like
-// PyTorch's autocast bmm; the scores, the mask, the softmax and its backward stay float32 (as
-// autocast keeps softmax in float32). q, k, v are rounded once into packed [B*H, T, hd] copies
-// that backward reuses (they replace the float32 q, k, v in the saved state, so the qkv
-// projection's output need not be kept). The float32 per-head path above is the reference the
-// tests compare this one against.
+// ---- every head in one batched bfloat16 GEMM (scaled_dot_product_attention_bf16) ----
+// The two products (and the backward's four) run as one oneDNN batched matmul over all B*H
+// heads with bfloat16 inputs and float32 accumulation (blas::gemm_batched_bf16), like PyTorch's
+// autocast bmm; the scores, the mask, the softmax and its backward stay float32 (as autocast
+// keeps softmax in float32). q, k, v are rounded once into packed copies that backward reuses
+// (they replace the float32 q, k, v in the saved state). The float32 per-head path above is the
+// reference the tests compare this one against.
 using Bf16Buf = std::shared_ptr<std::vector<uint16_t>>;
 
-bool runs_bf16(const Tensor& q) {
-  return q.dtype() == DType::f32 && blas::precision() == blas::Precision::bf16 && blas::bf16_supported();
-}
+Bf16Buf bf16_buffer(int64_t n) { return std::make_shared<std::vector<uint16_t>>(static_cast<size_t>(n)); }
 
-// x [B, H, R, C] (float32, any strides) rounded into a packed [B*H, R, C] bfloat16 buffer.
-Bf16Buf pack_heads(const Tensor& x) {
-  const int64_t B = x.size(0), H = x.size(1), R = x.size(2), C = x.size(3);
-  auto out = std::make_shared<std::vector<uint16_t>>(static_cast<size_t>(B * H * R * C));
-  if (x.is_contiguous()) {
-    bf16::to_bf16_parallel(x.data<float>(), x.numel(), out->data());
-    return out;
+// Each x [B, H, R, C] (float32, any strides) rounded into a packed bfloat16 buffer, [B*H, R, C]
+// or, with transpose, [B*H, C, R]; all of them in one pass across the team (q, k and v are
+// usually head views of one qkv). The transposed copies let every batched product read its B
+// operand untransposed: oneDNN's AMX kernel reorders a transposed B on every call (measured:
+// QK^T with K^T as a strided view ran ~2x slower than with a packed K^T).
+struct Pack {
+  const Tensor* x;
+  bool transpose;
+};
+std::vector<Bf16Buf> pack_heads(std::initializer_list<Pack> packs) {
+  std::vector<Bf16Buf> out;
+  std::vector<int64_t> first;  // first row (of the flattened [sum B*H*R] rows) of each tensor
+  int64_t total = 0, elems = 0;
+  for (const Pack& p : packs) {
+    out.push_back(bf16_buffer(p.x->numel()));
+    first.push_back(total);
+    total += p.x->size(0) * p.x->size(1) * p.x->size(2);
+    elems += p.x->numel();
   }
-  const float* base = static_cast<const float*>(x.impl()->storage->data) + x.offset();
-  const Shape& st = x.strides();
-  const bool par = B * H * R * C >= (int64_t{1} << 16) && !omp_in_parallel();
-#pragma omp parallel for collapse(2) if (par) schedule(static)
-  for (int64_t bh = 0; bh < B * H; ++bh)
-    for (int64_t r = 0; r < R; ++r) {
-      const float* src = base + (bh / H) * st[0] + (bh % H) * st[1] + r * st[2];
-      uint16_t* dst = out->data() + (bh * R + r) * C;
-      if (st[3] == 1) {
-        bf16::to_bf16(src, C, dst);
-      } else {
-        for (int64_t c = 0; c < C; ++c) dst[c] = bf16::round_bits(src[c * st[3]]);
-      }
+  const std::vector<Pack> ps(packs);
+  const bool par = elems >= (int64_t{1} << 16) && !omp_in_parallel();
+#pragma omp parallel for if (par) schedule(static)
+  for (int64_t row = 0; row < total; ++row) {
+    size_t t = first.size() - 1;
+    while (first[t] > row) --t;
+    const Tensor& x = *ps[t].x;
+    const int64_t H = x.size(1), R = x.size(2), C = x.size(3), i = row - first[t];
+    const int64_t bh = i / R, r = i % R;
+    const Shape& st = x.strides();
+    const float* src = static_cast<const float*>(x.impl()->storage->data) + x.offset() + (bh / H) * st[0] +
+                       (bh % H) * st[1] + r * st[2];
+    if (ps[t].transpose) {  // element (r, c) to [bh, c, r]
+      uint16_t* dst = out[t]->data() + bh * R * C + r;
+      for (int64_t c = 0; c < C; ++c) dst[c * R] = bf16::round_bits(src[c * st[3]]);
+    } else if (st[3] == 1) {
+      bf16::to_bf16(src, C, out[t]->data() + i * C);
+    } else {
+      uint16_t* dst = out[t]->data() + i * C;
+      for (int64_t c = 0; c < C; ++c) dst[c] = bf16::round_bits(src[c * st[3]]);
     }
+  }
   return out;
 }
 
-Bf16Buf round_flat(const float* p, int64_t n) {
-  auto out = std::make_shared<std::vector<uint16_t>>(static_cast<size_t>(n));
-  bf16::to_bf16_parallel(p, n, out->data());
-  return out;
-}
-
-// S [B*H, Tq, Tk] = softmax(q k^T * scale + mask), float32, from the packed bf16 q and k: one
-// batched GEMM, then the mask and the row softmax across the team. Forward and the backward's
-// recomputation both call this, so they see the same probabilities.
-void probs_bf16(const Dims& d, const uint16_t* qb, const uint16_t* kb, const MaskView<float>& mask, float* S) {
+// S [B*H, Tq, Tk] = softmax(q k^T * scale + mask), float32, from the packed bf16 q and k^T: one
+// batched GEMM, then per row (across the team) the mask, the softmax, and the row's bf16
+// rounding into Pb for the P V product. Forward and the backward's recomputation both call
+// this, so they see the same probabilities.
+void probs_bf16(const Dims& d, const uint16_t* qb, const uint16_t* kTb, const MaskView<float>& mask, float* S,
+                uint16_t* Pb) {
   const int64_t BH = d.B * d.H, TT = d.Tq * d.Tk;
-  blas::gemm_batched_bf16(BH, false, true, d.Tq, d.Tk, d.hd, static_cast<float>(d.scale), qb, d.hd, d.Tq * d.hd, kb,
-                          d.hd, d.Tk * d.hd, 0.0f, S, d.Tk, TT);
+  blas::gemm_batched_bf16(BH, false, false, d.Tq, d.Tk, d.hd, static_cast<float>(d.scale), qb, d.hd, d.Tq * d.hd,
+                          kTb, d.Tk, d.Tk * d.hd, 0.0f, S, d.Tk, TT);
   const bool par = BH * TT > kParallelGrain && !omp_in_parallel();
 #pragma omp parallel for if (par) schedule(static)
   for (int64_t row = 0; row < BH * d.Tq; ++row) {
@@ -209,60 +221,69 @@ void probs_bf16(const Dims& d, const uint16_t* qb, const uint16_t* kb, const Mas
       for (int64_t j = 0; j < d.Tk; ++j) r[j] += m[j * ms[3]];
     }
     kernels::softmax_row_inplace(r, d.Tk);
+    bf16::to_bf16(r, d.Tk, Pb + row * d.Tk);
   }
 }
 
 Tensor sdpa_bf16(const Dims& d, const Tensor& q0, const Tensor& k0, const Tensor& v0, const Tensor& mask,
                  autograd::Recorder& rec) {
   const int64_t BH = d.B * d.H, TT = d.Tq * d.Tk;
-  const Bf16Buf qb = pack_heads(q0), kb = pack_heads(k0), vb = pack_heads(v0);
+  // q, k^T and v for forward; k and v^T as well when backward will need dQ = dS K, dP = dO V^T.
+  const bool grads = rec && (rec.needs(0) || rec.needs(1) || rec.needs(3));
+  const std::vector<Bf16Buf> packed = grads ? pack_heads({{&q0, false}, {&k0, true}, {&v0, false}, {&k0, false},
+                                                          {&v0, true}})
+                                            : pack_heads({{&q0, false}, {&k0, true}, {&v0, false}});
+  const Bf16Buf qb = packed[0], kTb = packed[1], vb = packed[2];
+  const Bf16Buf kb = grads ? packed[3] : nullptr, vTb = grads ? packed[4] : nullptr;
   const bool keep_p = rec && saves_probs(d);
   Tensor P = empty_uninitialized({d.B, d.H, d.Tq, d.Tk}, DType::f32);  // saved only while small
+  Bf16Buf pb = bf16_buffer(BH * TT);  // P in bf16, for P V (and backward's P^T dO while saved)
   MaskView<float> m(mask, d);
-  probs_bf16(d, qb->data(), kb->data(), m, P.data<float>());
+  probs_bf16(d, qb->data(), kTb->data(), m, P.data<float>(), pb->data());
   Tensor out = empty_uninitialized({d.B, d.H, d.Tq, d.dv}, DType::f32);
-  {
-    const Bf16Buf pb = round_flat(P.data<float>(), BH * TT);
-    blas::gemm_batched_bf16(BH, false, false, d.Tq, d.dv, d.Tk, 1.0f, pb->data(), d.Tk, TT, vb->data(), d.dv,
-                            d.Tk * d.dv, 0.0f, out.data<float>(), d.dv, d.Tq * d.dv);  // O = P V
-  }
+  blas::gemm_batched_bf16(BH, false, false, d.Tq, d.dv, d.Tk, 1.0f, pb->data(), d.Tk, TT, vb->data(), d.dv,
+                          d.Tk * d.dv, 0.0f, out.data<float>(), d.dv, d.Tq * d.dv);  // O = P V
   if (!rec) return out;
   const bool nq = rec.needs(0), nk = rec.needs(1), nv = rec.needs(2), nm = rec.needs(3);
   const bool ns = nq || nk || nm;
   const Tensor Ps = keep_p ? P : Tensor();
+  if (!keep_p) pb.reset();
   const Tensor ms = !keep_p && mask.defined() ? mask.detach() : Tensor();
   rec.save({Ps, ms});
   const Shape qshape = q0.sizes(), kshape = k0.sizes(), vshape = v0.sizes();
   const Shape mshape = mask.defined() ? mask.sizes() : Shape{};
   rec.finish(out, [=](const Tensor& g0) -> std::vector<Tensor> {
-    const Bf16Buf gb = pack_heads(g0);  // dO [B*H, Tq, dv]
+    const Bf16Buf gb = pack_heads({{&g0, false}})[0];  // dO [B*H, Tq, dv]
     Tensor p = Ps;
+    Bf16Buf p16 = pb;
     if (!p.defined()) {  // recomputed exactly as forward computed it
       p = empty_uninitialized({d.B, d.H, d.Tq, d.Tk}, DType::f32);
+      p16 = bf16_buffer(BH * TT);
       MaskView<float> mv(ms, d);
-      probs_bf16(d, qb->data(), kb->data(), mv, p.data<float>());
+      probs_bf16(d, qb->data(), kTb->data(), mv, p.data<float>(), p16->data());
     }
-    float* P = p.data<float>();
+    const float* P = p.data<float>();
     Tensor dq, dk, dv, dm;
-    {
-      const Bf16Buf pb = round_flat(P, BH * TT);
-      if (nv) {  // dV [Tk, dv] = P^T dO
-        dv = empty_uninitialized(vshape, DType::f32);
-        blas::gemm_batched_bf16(BH, true, false, d.Tk, d.dv, d.Tq, 1.0f, pb->data(), d.Tk, TT, gb->data(), d.dv,
-                                d.Tq * d.dv, 0.0f, dv.data<float>(), d.dv, d.Tk * d.dv);
-      }
+    if (nv) {  // dV [Tk, dv] = P^T dO
+      dv = empty_uninitialized(vshape, DType::f32);
+      blas::gemm_batched_bf16(BH, true, false, d.Tk, d.dv, d.Tq, 1.0f, p16->data(), d.Tk, TT, gb->data(), d.dv,
+                              d.Tq * d.dv, 0.0f, dv.data<float>(), d.dv, d.Tk * d.dv);
     }
     if (!ns) return {dq, dk, dv, dm};
     Tensor dS = empty_uninitialized({d.B, d.H, d.Tq, d.Tk}, DType::f32);
     float* ds = dS.data<float>();
-    // dP [Tq, Tk] = dO V^T, then per row dS = P * (dP - sum_j dP_j P_j), float32
-    blas::gemm_batched_bf16(BH, false, true, d.Tq, d.Tk, d.dv, 1.0f, gb->data(), d.dv, d.Tq * d.dv, vb->data(), d.dv,
+    // dP [Tq, Tk] = dO V^T; then per row dS = P * (dP - sum_j dP_j P_j) in float32, and its bf16
+    // rounding for the two products below (into the recomputed P's bf16 buffer, no longer needed;
+    // a saved one stays intact for a second backward with retain_graph)
+    blas::gemm_batched_bf16(BH, false, false, d.Tq, d.Tk, d.dv, 1.0f, gb->data(), d.dv, d.Tq * d.dv, vTb->data(), d.Tk,
                             d.Tk * d.dv, 0.0f, ds, d.Tk, TT);
+    const Bf16Buf sb = !Ps.defined() ? p16 : bf16_buffer(BH * TT);
     const bool par = BH * TT > kParallelGrain && !omp_in_parallel();
 #pragma omp parallel for if (par) schedule(static)
-    for (int64_t row = 0; row < BH * d.Tq; ++row)
+    for (int64_t row = 0; row < BH * d.Tq; ++row) {
       kernels::softmax_row_backward_inplace(P + row * d.Tk, ds + row * d.Tk, d.Tk);
-    const Bf16Buf sb = round_flat(ds, BH * TT);
+      bf16::to_bf16(ds + row * d.Tk, d.Tk, sb->data() + row * d.Tk);
+    }
     const float sc = static_cast<float>(d.scale);
     if (nq) {  // dQ [Tq, hd] = dS K s
       dq = empty_uninitialized(qshape, DType::f32);
@@ -281,6 +302,22 @@ Tensor sdpa_bf16(const Dims& d, const Tensor& q0, const Tensor& k0, const Tensor
 }
 
 }  // namespace
+
+Tensor scaled_dot_product_attention_bf16(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
+                                         double scale) {
+  const char* op = "scaled_dot_product_attention_bf16";
+  Dims d = check_args(op, q, k, &v, mask, scale);
+  if (q.dtype() != DType::f32)
+    throw DTypeError(fmt::format("{}: needs float32 q, k, v (got {}). Hint: the float64 path is "
+                                 "scaled_dot_product_attention",
+                                 op, dtype_name(q.dtype())));
+  if (!blas::bf16_supported())
+    throw ValueError(fmt::format("{}: needs the oneDNN GEMM backend (this build: {}). Hint: use "
+                                 "scaled_dot_product_attention",
+                                 op, blas::backend_name()));
+  autograd::Recorder rec(op, {q, k, v, mask});
+  return sdpa_bf16(d, q, k, v, mask, rec);
+}
 
 Tensor attention_probs(const Tensor& q0, const Tensor& k0, const Tensor& mask, double scale) {
   Dims d = check_args("attention_probs", q0, k0, nullptr, mask, scale);
@@ -302,10 +339,6 @@ Tensor scaled_dot_product_attention(const Tensor& q0, const Tensor& k0, const Te
                                     double scale) {
   const char* op = "scaled_dot_product_attention";
   Dims d = check_args(op, q0, k0, &v0, mask, scale);
-  if (runs_bf16(q0)) {  // --precision bf16: all heads in one batched bf16 GEMM
-    autograd::Recorder rec(op, {q0, k0, v0, mask});
-    return sdpa_bf16(d, q0, k0, v0, mask, rec);
-  }
   Tensor q = blas_ready(q0), k = blas_ready(k0), v = blas_ready(v0);
   autograd::Recorder rec(op, {q0, k0, v0, mask});
   const int64_t TT = d.Tq * d.Tk;

@@ -297,14 +297,9 @@ TEST(Attention, BadCallsNameOpAndShapes) {
   EXPECT_THROW_MSG(attention_probs(q, zeros({1, 3, 5, 4})), ShapeError, "attention_probs", "[1, 3, 5, 4]");
 }
 
-// ---- --precision bf16: every head in one batched bfloat16 GEMM (attention.cpp sdpa_bf16) ----
+// ---- scaled_dot_product_attention_bf16: every head in one batched bfloat16 GEMM ----
 
 namespace {
-
-struct Bf16Precision {
-  Bf16Precision() { blas::set_precision(blas::Precision::bf16); }
-  ~Bf16Precision() { blas::set_precision(blas::Precision::f32); }
-};
 
 // The values a bf16 GEMM multiplies: x rounded to bfloat16, as a float32 tensor.
 Tensor rounded_bf16(const Tensor& x) {
@@ -325,12 +320,13 @@ struct AttnGrads {
 };
 
 // Attention on head views of one fused qkv [B, T, 3*H*hd] (the ViT's layout) with a trainable
-// [Tq, Tk] mask, under the current precision: the output and the gradients of qkv and the mask.
-AttnGrads attend(const Tensor& qkv0, const Tensor& mask0, const Tensor& gout, int64_t H, int64_t hd) {
+// [Tq, Tk] mask, batched bf16 or per-head float32: the output and the gradients of qkv and the mask.
+AttnGrads attend(const Tensor& qkv0, const Tensor& mask0, const Tensor& gout, int64_t H, int64_t hd, bool bf16) {
   const int64_t B = qkv0.size(0), T = qkv0.size(1);
   Tensor qkv = qkv0.detach().clone().requires_grad_(), mask = mask0.detach().clone().requires_grad_();
   Tensor x = permute(reshape(qkv, {B, T, 3, H, hd}), {2, 0, 3, 1, 4});
-  Tensor out = scaled_dot_product_attention(select(x, 0, 0), select(x, 0, 1), select(x, 0, 2), mask);
+  Tensor q = select(x, 0, 0), k = select(x, 0, 1), v = select(x, 0, 2);
+  Tensor out = bf16 ? scaled_dot_product_attention_bf16(q, k, v, mask) : scaled_dot_product_attention(q, k, v, mask);
   backward(sum(mul(out, gout)));
   return {out.detach(), qkv.grad(), mask.grad()};
 }
@@ -344,16 +340,12 @@ TEST(Attention, Bf16BatchedMatchesFloat32WithinBf16Tolerance) {
     const int64_t B = 2, H = 3, hd = 8;
     Generator g(static_cast<uint64_t>(T));
     Tensor qkv = randn({B, T, 3 * H * hd}, g), mask = randn({T, T}, g), gout = randn({B, H, T, hd}, g);
-    AttnGrads f32 = attend(qkv, mask, gout, H, hd);  // the float32 per-head path
-    AttnGrads bf;
-    {
-      Bf16Precision scope;
-      reset_gemm_counters();
-      bf = attend(qkv, mask, gout, H, hd);
-      // one batched GEMM per product, not one per head: QK^T, PV; backward (recompute QK^T),
-      // dV, dP, dQ, dK
-      EXPECT_EQ(counters().gemm_calls.load(), T == 12 ? 2 + 4 : 2 + 5) << "T " << T;
-    }
+    AttnGrads f32 = attend(qkv, mask, gout, H, hd, false);  // the float32 per-head path
+    reset_gemm_counters();
+    AttnGrads bf = attend(qkv, mask, gout, H, hd, true);
+    // one batched GEMM per product, not one per head: QK^T, PV; backward (recompute QK^T),
+    // dV, dP, dQ, dK
+    EXPECT_EQ(counters().gemm_calls.load(), T == 12 ? 2 + 4 : 2 + 5) << "T " << T;
     // bf16 inputs (8 bits of mantissa): ~2^-8 relative per product, averaged over the sums.
     EXPECT_LT(rel_err(bf.out, f32.out), 2e-2) << "T " << T;
     EXPECT_LT(rel_err(bf.dqkv, f32.dqkv), 3e-2) << "T " << T;
@@ -369,11 +361,7 @@ TEST(Attention, Bf16BatchedEqualsThePerHeadPathOnRoundedOperands) {
   const int64_t B = 2, H = 2, T = 10, hd = 16;
   Generator g(21);
   Tensor q = randn({B, H, T, hd}, g), k = randn({B, H, T, hd}, g), v = randn({B, H, T, hd}, g);
-  Tensor out;
-  {
-    Bf16Precision scope;
-    out = scaled_dot_product_attention(q, k, v);
-  }
+  Tensor out = scaled_dot_product_attention_bf16(q, k, v);
   Tensor P = attention_probs(rounded_bf16(q), rounded_bf16(k));  // float32, per head
   Tensor ref = matmul(rounded_bf16(P), rounded_bf16(v));
   EXPECT_LT(rel_err(out, ref), 2e-3);
@@ -382,10 +370,9 @@ TEST(Attention, Bf16BatchedEqualsThePerHeadPathOnRoundedOperands) {
 
 TEST(Attention, Bf16FrozenKeysAndValuesGetNoGradient) {
   if (!blas::bf16_supported()) GTEST_SKIP() << "no bf16 GEMM in this build";
-  Bf16Precision scope;
   Generator g(22);
   Tensor q = randn({1, 2, 6, 4}, g).requires_grad_(), k = randn({1, 2, 6, 4}, g), v = randn({1, 2, 6, 4}, g);
-  Tensor out = scaled_dot_product_attention(q, k, v);
+  Tensor out = scaled_dot_product_attention_bf16(q, k, v);
   reset_gemm_counters();
   backward(sum(out));
   EXPECT_EQ(counters().gemm_calls.load(), 2);  // dP and dQ, all heads at once
@@ -393,5 +380,20 @@ TEST(Attention, Bf16FrozenKeysAndValuesGetNoGradient) {
   EXPECT_FALSE(k.grad().defined());
   EXPECT_FALSE(v.grad().defined());
   // nothing trainable: nothing recorded
-  EXPECT_EQ(scaled_dot_product_attention(q.detach(), k, v).grad_fn(), nullptr);
+  EXPECT_EQ(scaled_dot_product_attention_bf16(q.detach(), k, v).grad_fn(), nullptr);
+}
+
+TEST(Attention, Bf16PrecisionKeepsThePerHeadPathAndBf16BatchedRefusesFloat64) {
+  // --precision bf16 runs the per-head float32 GEMMs (faster here, see attention.h): the same bits.
+  Generator g(23);
+  Tensor q = randn({2, 3, 9, 8}, g), k = randn({2, 3, 9, 8}, g), v = randn({2, 3, 9, 8}, g);
+  Tensor f32 = scaled_dot_product_attention(q, k, v);
+  if (blas::bf16_supported()) {
+    blas::set_precision(blas::Precision::bf16);
+    Tensor bf = scaled_dot_product_attention(q, k, v);
+    blas::set_precision(blas::Precision::f32);
+    EXPECT_EQ(max_abs_diff(bf, f32), 0.0);
+  }
+  EXPECT_THROW_MSG(scaled_dot_product_attention_bf16(q.to(DType::f64), k.to(DType::f64), v.to(DType::f64)),
+                   DTypeError, "scaled_dot_product_attention_bf16", "float32");
 }
