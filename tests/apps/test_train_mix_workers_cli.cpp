@@ -1,6 +1,6 @@
 // peft train / pretrain with timm's --mixup/--cutmix, --workers and --layer-decay, end to end:
-// mixed runs train (finite loss, no train top-1 in metrics.jsonl or the epoch lines), --workers 1
-// and 3 write byte-identical adapters (PNG folder, random resized crops, mixup), --layer-decay 1
+// mixed runs train (finite loss, no train top-1 in metrics.jsonl or the epoch lines), --workers 1,
+// 2 and 3 write byte-identical adapters (PNG folder, random resized crops, mixup), --layer-decay 1
 // changes nothing while 0.5 does, and bad values are one-line errors with exit 1.
 #include <gtest/gtest.h>
 
@@ -101,12 +101,15 @@ TEST_F(TrainMixWorkers, MixupAndCutmixTrainEndToEnd) {
 TEST_F(TrainMixWorkers, WorkersGiveBitIdenticalTraining) {
   const std::string opts = "--augment rrc,flip --mixup 0.8 --cutmix 1.0 --mixup-mode elem --workers ";
   CliResult one = train("lora", "w1", opts + "1");
-  CliResult three = train("lora", "w3", opts + "3");
   ASSERT_EQ(one.status, 0) << one.err;
-  ASSERT_EQ(three.status, 0) << three.err;
-  const std::string a = file("w1", "adapter-last.safetensors"), b = file("w3", "adapter-last.safetensors");
+  const std::string a = file("w1", "adapter-last.safetensors");
   ASSERT_FALSE(a.empty());
-  EXPECT_TRUE(a == b) << "adapters differ between --workers 1 and 3";
+  for (const std::string w : {"2", "3"}) {
+    CliResult many = train("lora", "w" + w, opts + w);
+    ASSERT_EQ(many.status, 0) << many.err;
+    EXPECT_TRUE(file("w" + w, "adapter-last.safetensors") == a) << "adapters differ between --workers 1 and " << w;
+    EXPECT_TRUE(file("w" + w, "metrics.jsonl").size() > 0);
+  }
   // and the adapter does depend on the seed-driven augmentation (a different seed differs)
   CliResult other = train("lora", "w1s", opts + "1", 5);
   ASSERT_EQ(other.status, 0) << other.err;
