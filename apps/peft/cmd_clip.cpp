@@ -63,36 +63,87 @@ struct ClipTrainArgs {
 
 std::string prompts_source(const PromptArgs& p) { return p.texts.empty() ? p.classnames : p.texts; }
 
-int run_clip_train(const ClipTrainArgs& a, const Common& common) {
-  namespace fs = std::filesystem;
+// The usage errors found before any file is read.
+void check_clip_train_args(const ClipTrainArgs& a) {
   if (!is_clip_method(a.method)) {
     std::string names;
-    for (auto& m : clip_methods()) {
-      if (!names.empty()) names += ", ";
-      names += m.name;
-    }
+    for (auto& m : clip_methods()) names += (names.empty() ? "" : ", ") + m.name;
     throw UsageError(fmt::format("--method: '{}' is not a CLIP method (available: {})", a.method, names));
   }
   for (auto [flag, v] : {std::pair<const char*, int64_t>{"--prompts", a.options.prompts}, {"--rank", a.options.rank}})
     if (a.typed.count(flag) && v <= 0) throw UsageError(fmt::format("{} must be positive (got {})", flag, v));
   check_prompt_usage(a.prompts, /*required=*/true);
   if (!a.config.empty()) require_clip_config(a.config, "clip-train");
+}
+
+// What the head trains on: cached image features, or the images for a method that changes the
+// image tower (maple; clip-lora unless --encoder text); tip-adapter(-f)'s cache of augmented views.
+struct ClipTrainInputs {
+  FeatureSet train;
+  Tensor keys, key_labels;
+};
+
+ClipTrainInputs clip_train_inputs(const ClipTrainArgs& a, nn::CLIP& clip, FeatureCache& cache, const data::Dataset& train,
+                                  uint64_t seed) {
+  const bool images_in = clip_method(a.method).takes_images(resolve_clip_options(a.method, a.options));
+  if (images_in)
+    fmt::print("clip-train: {} changes the image tower: training and evaluation read the images (the image tower is "
+               "not cached; the feature cache is not used for it)\n",
+               a.method);
+  else
+    fmt::print("clip-train: image features from the feature cache (the image tower is frozen for {})\n", a.method);
+  ClipTrainInputs in;
+  in.train = images_in ? load_images(clip, train) : cache.get(clip, train);
+  if (clip_method(a.method).needs_cache) {
+    EncodeOptions eo;
+    eo.views = a.views;
+    eo.seed = seed;
+    FeatureSet views = cache.get(clip, train, eo);
+    in.keys = tip_cache_keys(views.features);
+    in.key_labels = views.labels;
+  }
+  return in;
+}
+
+// summary.json, the result line and the --json line.
+void report_clip_train(const ClipTrainArgs& a, const ClipHead& head, const ClipTrainResult& tr,
+                       const std::optional<ClipEvalResult>& ev, const std::string& what, const Common& common) {
+  const int64_t trainable = head.num_parameters(true), total = head.clip.num_parameters() + head.num_parameters();
+  const nlohmann::json null_json(nullptr);
+  nlohmann::json js = {{"method", a.method},
+                       {"top1", ev ? nlohmann::json(ev->top1) : null_json},
+                       {"loss", ev ? nlohmann::json(ev->loss) : null_json},
+                       {"trainable_params", trainable},
+                       {"total_params", total},     {"train_time_s", tr.train_time_s},
+                       {"images_per_s", tr.train_time_s > 0 ? static_cast<double>(tr.steps * a.train.batch) / tr.train_time_s : 0.0},
+                       {"peak_rss_mb", peak_rss_mb()}};
+  write_text_atomic((std::filesystem::path(a.out) / "summary.json").string(), js.dump(2) + "\n");
+  if (ev)
+    fmt::print("{} on {}: top1 {:.2f}%  loss {:.4f}  trainable {}  ({:.1f}s)\n", a.method, what, ev->top1, ev->loss,
+               trainable, tr.train_time_s);
+  else
+    fmt::print("{} trained on {}; trainable {}  ({:.1f}s)\n", a.method, what, trainable, tr.train_time_s);
+  if (common.json) fmt::print("{}\n", js.dump());
+}
+
+int run_clip_train(const ClipTrainArgs& a, const Common& common) {
+  namespace fs = std::filesystem;
+  check_clip_train_args(a);
   data::Preprocess preprocess;
   std::string model;
   auto clip_ptr = nn::load_clip_model(a.config, a.weights, common.seed, &preprocess, &model);
   nn::CLIP& clip = *clip_ptr;
   clip.cfg.vision.preprocess = preprocess;  // encode_dataset normalises as the checkpoint says
-  const nn::CLIPConfig& cfg = clip.cfg;
   clip.eval();
   fmt::print("clip-train: model {}\nclip-train: preprocessing {}\n", model, preprocess.describe());
   const ClassPrompts prompts = class_prompts_from_args(a.prompts);
-  nn::TextTokenizer tok(cfg.text, a.vocab);
+  nn::TextTokenizer tok(clip.cfg.text, a.vocab);
   const PromptTokens tokens = tokenize_prompts(tok, prompts);
   // kgcoop: the hand-crafted prompts of --kg-texts (default: the class prompts); checked before any image is encoded.
   const Tensor kg_tokens = kg_prompt_tokens(a.method, a.options, tok, prompts.num_classes(), prompts_source(a.prompts));
-  const nn::ViTConfig& vc = cfg.vision;
   // Without --val: the held-out split of --data, or none (never the training images).
-  ClipSplits splits = open_clip_splits(a.data, a.val, preprocess, vc.in_chans, a.train_size, a.val_size, common.seed);
+  ClipSplits splits =
+      open_clip_splits(a.data, a.val, preprocess, clip.cfg.vision.in_chans, a.train_size, a.val_size, common.seed);
   data::DatasetPtr train = splits.train, val = splits.val;
   if (train->num_classes() != prompts.num_classes())
     throw ValueError(fmt::format("{} has {} classes but {} has {} classes (one per class, in class order)",
@@ -109,33 +160,14 @@ int run_clip_train(const ClipTrainArgs& a, const Common& common) {
   if (w.is_root()) claim_out_dir(a.out, {{"--weights", a.weights}, {"--config", a.config}});  // created + locked
   if (!w.is_root()) w.barrier("the wait for rank 0's feature cache", std::max(w.timeout_s(), 86400.0));
   FeatureCache cache(a.cache_dir.empty() ? (fs::path(a.out) / "feature_cache").string() : a.cache_dir);
-  // A method that changes the image tower (maple; clip-lora unless --encoder text) cannot use
-  // cached image features: it trains and evaluates on the images. The text side is the head's.
-  const ClipMethodOptions resolved = resolve_clip_options(a.method, a.options);
-  const bool images_in = clip_method(a.method).takes_images(resolved);
-  if (images_in)
-    fmt::print("clip-train: {} changes the image tower: training and evaluation read the images (the image tower is "
-               "not cached; the feature cache is not used for it)\n",
-               a.method);
-  else
-    fmt::print("clip-train: image features from the feature cache (the image tower is frozen for {})\n", a.method);
-  FeatureSet ftrain = images_in ? load_images(clip, *train) : cache.get(clip, *train);
-  Tensor keys, key_labels;
-  if (clip_method(a.method).needs_cache) {
-    EncodeOptions eo;
-    eo.views = a.views;
-    eo.seed = common.seed;
-    FeatureSet views = cache.get(clip, *train, eo);
-    keys = tip_cache_keys(views.features);
-    key_labels = views.labels;
-  }
+  const ClipTrainInputs in = clip_train_inputs(a, clip, cache, *train, common.seed);
   if (w.is_root()) w.barrier("the wait for rank 0's feature cache", std::max(w.timeout_s(), 86400.0));
   Generator gen(common.seed);
-  auto head = make_clip_head(clip, a.method, a.options, tokens, gen, keys, key_labels, kg_tokens);
+  auto head = make_clip_head(clip, a.method, a.options, tokens, gen, in.keys, in.key_labels, kg_tokens);
   ClipTrainConfig tc = a.train;
   tc.seed = common.seed;
   tc.world = &w;
-  ClipTrainResult tr = train_clip_head(*head, ftrain.features, ftrain.labels, tc);
+  ClipTrainResult tr = train_clip_head(*head, in.train.features, in.train.labels, tc);
   if (!w.is_root()) return 0;
   std::optional<ClipEvalResult> ev;
   if (val) ev = evaluate_clip_head(*head, cache, *val);  // the images when the head changed the image tower
@@ -143,24 +175,11 @@ int run_clip_train(const ClipTrainArgs& a, const Common& common) {
   // classifier from them and refuses data with other classes.
   save_safetensors((fs::path(a.out) / "adapter.safetensors").string(), head->state_dict(),
                    clip_adapter_metadata(a.method, a.options, prompts, data_classes));
-  const int64_t trainable = head->num_parameters(true), total = clip.num_parameters() + head->num_parameters();
-  const nlohmann::json null_json(nullptr);
-  nlohmann::json js = {{"method", a.method},
-                       {"top1", ev ? nlohmann::json(ev->top1) : null_json},
-                       {"loss", ev ? nlohmann::json(ev->loss) : null_json},
-                       {"trainable_params", trainable},
-                       {"total_params", total},     {"train_time_s", tr.train_time_s},
-                       {"images_per_s", tr.train_time_s > 0 ? static_cast<double>(tr.steps * tc.batch) / tr.train_time_s : 0.0},
-                       {"peak_rss_mb", peak_rss_mb()}};
-  write_text_atomic((fs::path(a.out) / "summary.json").string(), js.dump(2) + "\n");
-  if (ev)
-    fmt::print("{} on {} ({} images, {} classes, {}): top1 {:.2f}%  loss {:.4f}  trainable {}  ({:.1f}s)\n", a.method,
-               val->describe(), val->size(), prompts.num_classes(), prompts.describe(), ev->top1, ev->loss, trainable,
-               tr.train_time_s);
-  else
-    fmt::print("{} trained on {} ({}): no held-out top-1: {}; trainable {}  ({:.1f}s)\n", a.method, train->describe(),
-               prompts.describe(), splits.no_val_reason, trainable, tr.train_time_s);
-  if (common.json) fmt::print("{}\n", js.dump());
+  const std::string what = ev ? fmt::format("{} ({} images, {} classes, {})", val->describe(), val->size(),
+                                            prompts.num_classes(), prompts.describe())
+                              : fmt::format("{} ({}): no held-out top-1: {}", train->describe(), prompts.describe(),
+                                            splits.no_val_reason);
+  report_clip_train(a, *head, tr, ev, what, common);
   return 0;
 }
 
