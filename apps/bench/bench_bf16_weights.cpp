@@ -3,11 +3,12 @@
 //       blas::gemm under bf16 with the weight (B) rounded once (core/bf16_weights.h: the cache
 //       lookup included, as linear runs it) against rounding it on every call (before the cache);
 //       the activation (A) is rounded per call in both. Both results are compared bit for bit.
-//   bf16_attention/<config>/<batched_bf16|per_head_f32>/threads:<T>
+//   bf16_attention/<config>/<batched_bf16|per_head>/threads:<T>
 //       attention forward + backward (q, k, v trainable) on one block's head views of a fused
-//       qkv: scaled_dot_product_attention_bf16 (all heads in one batched bf16 GEMM per product)
-//       against scaled_dot_product_attention (per-head float32 GEMMs, what --precision bf16
-//       runs: every head is below blas's bf16 threshold, and the batched path measured slower).
+//       qkv under --precision bf16: scaled_dot_product_attention_bf16 (all heads in one batched
+//       bf16 GEMM per product) against scaled_dot_product_attention (per-head GEMMs, what
+//       --precision bf16 runs: float32 below blas's 2^20 bf16 threshold, e.g. tiny's 65 tokens,
+//       bf16 with per-call rounding above it, e.g. base's 197).
 //
 //   build/bench_bf16_weights --benchmark_filter='tiny.*threads:2'
 #include <benchmark/benchmark.h>
@@ -94,7 +95,7 @@ void BM_Attention(benchmark::State& state, Attn a, bool bf16, int threads) {
     state.SkipWithError("no bf16 GEMM in this build");
     return;
   }
-  Scoped scope(blas::Precision::bf16, threads);  // per_head_f32 is what --precision bf16 runs
+  Scoped scope(blas::Precision::bf16, threads);  // per_head is what --precision bf16 runs
   Generator g(2);
   Tensor qkv = randn({a.B, a.T, 3 * a.H * a.hd}, g).requires_grad_();
   Tensor gout = randn({a.B, a.H, a.T, a.hd}, g);
@@ -129,7 +130,7 @@ int main(int argc, char** argv) {
     for (const Attn& a : kAttn)
       for (bool bf16 : {true, false})
         benchmark::RegisterBenchmark((std::string("bf16_attention/") + a.config +
-                                      (bf16 ? "/batched_bf16" : "/per_head_f32") + "/threads:" + std::to_string(threads))
+                                      (bf16 ? "/batched_bf16" : "/per_head") + "/threads:" + std::to_string(threads))
                                          .c_str(),
                                      BM_Attention, a, bf16, threads)
             ->Unit(benchmark::kMillisecond)

@@ -16,9 +16,10 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
 // The same op with every head in one oneDNN batched bfloat16 GEMM per product (float32
 // accumulation; scores, mask, softmax and its backward in float32), like PyTorch's autocast bmm:
 // float32 q, k, v, the oneDNN backend. Not what --precision bf16 runs: on this project's CPU
-// (oneDNN 2.6, AMX) it measured 8-15% slower than the per-head float32 GEMMs above at ViT-tiny,
-// ViT-B/16 and 577-token shapes (docs/performance.md "bf16 weights once, batched attention");
-// apps/bench/bench_bf16_weights.cpp compares the two.
+// (oneDNN 2.6, AMX) it measured 8-16% slower than the per-head GEMMs above (cache-resident
+// scores; bf16 per head only above blas's 2^20 threshold) at ViT-tiny, ViT-B/16 and 577-token
+// shapes (docs/performance.md "bf16: weights rounded once"); apps/bench/bench_bf16_weights.cpp
+// compares the two.
 Tensor scaled_dot_product_attention_bf16(const Tensor& q, const Tensor& k, const Tensor& v,
                                          const Tensor& mask = Tensor(), double scale = 0.0);
 

@@ -384,7 +384,7 @@ TEST(Attention, Bf16FrozenKeysAndValuesGetNoGradient) {
 }
 
 TEST(Attention, Bf16PrecisionKeepsThePerHeadPathAndBf16BatchedRefusesFloat64) {
-  // --precision bf16 runs the per-head float32 GEMMs (faster here, see attention.h): the same bits.
+  // --precision bf16 runs the per-head GEMMs (faster here, see attention.h); heads this small stay float32.
   Generator g(23);
   Tensor q = randn({2, 3, 9, 8}, g), k = randn({2, 3, 9, 8}, g), v = randn({2, 3, 9, 8}, g);
   Tensor f32 = scaled_dot_product_attention(q, k, v);
