@@ -57,6 +57,10 @@ struct MethodDescriptor {
   // tensor names and shapes imply, for the keys not in o.given (typed flags win). nullptr: the
   // file must name its method and options.
   void (*options_from_tensors)(const TensorShapes& tensors, MethodOptions& o) = nullptr;
+  // The FLOP rule of the PyTorch peer (tools' torch_vit_bench.py, peft/script_flops.h) that
+  // counts it: one of the script's modes ("": the script has none, and none is invented), and
+  // the script's own name for it when that differs (`peft bench --method vpt`).
+  std::string script_flops_mode, script_alias;
   double demo_lr = 5e-3;             // the learning rate `peft demo` trains it with (AdamW, batch 64)
   double demo_weight_decay = 0.0;    // and its weight decay
   // Sets the method's own defaults for the keys not given on the command line (e.g. adapter's

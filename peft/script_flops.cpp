@@ -1,23 +1,21 @@
 // torch_vit_bench.py's FLOP formula in C++ (see script_flops.h). The mode names tested here are
-// the script's own per-mode rules, kept as the script writes them.
+// the script's own per-mode rules, kept as the script writes them; which mode counts a method is
+// its descriptor's script_flops_mode.
 #include "peft/script_flops.h"
+
+#include "peft/method.h"
 
 namespace peft {
 
-std::string method_from_script_mode(const std::string& m) { return m == "vpt" ? "vpt-deep" : m; }
+std::string method_from_script_mode(const std::string& m) {
+  for (const MethodDescriptor& d : vision_method_registry())
+    if (!d.script_alias.empty() && d.script_alias == m) return d.name;
+  return m;
+}
 
 std::optional<std::string> script_flops_mode(const std::string& method) {
-  if (method == "full" || method == "linear" || method == "ssf" || method == "lora" || method == "cvpt") return method;
-  // vpt-shallow: the M prompt tokens run through every block and are input to block 0, so
-  // data-gradients flow through the whole backbone, as in the script's "vpt" (= vpt-deep).
-  if (method == "vpt-deep" || method == "vpt-shallow") return "vpt";
-  // bitfit: trainable biases everywhere: data-grads through every block linear and no
-  // weight-grad GEMMs (a bias gradient is a sum, not a GEMM), as in "ssf".
-  if (method == "bitfit") return "ssf";
-  // adaptformer: "ssf"'s backbone rule plus its down/up projections as an extra term counted the
-  // way the script counts LoRA's factors (forward 1x, data-grad 1x, weight-grad 1x).
-  if (method == "adaptformer") return "adaptformer";
-  return std::nullopt;
+  if (!is_vision_method(method) || vision_method(method).script_flops_mode.empty()) return std::nullopt;
+  return vision_method(method).script_flops_mode;  // the method's descriptor says which rule
 }
 
 ScriptFwdFlops script_fwd_flops_per_image(const ScriptFlopsInput& in) {

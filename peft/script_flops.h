@@ -11,14 +11,16 @@
 
 namespace peft {
 
-// torch_vit_bench.py's mode names are accepted by `peft bench` too; "vpt" there is VPT-deep.
+// torch_vit_bench.py's mode names are accepted by `peft bench` too (a descriptor's script_alias:
+// "vpt" there is VPT-deep); any other name is returned as it is.
 std::string method_from_script_mode(const std::string& mode_or_method);
 
-// The script mode whose rule `method` is counted with: the script's own modes (full, linear,
-// vpt = vpt-deep, ssf, lora, cvpt) and three methods it lacks that have followed its nearest rule
-// since `peft bench` existed (vpt-shallow as "vpt", bitfit as "ssf", adaptformer as "ssf" plus its
-// projections as an extra term, mode "adaptformer"). nullopt: the script has no formula for the
-// method, and none is invented here (the bench reports the FLOPs its GEMMs counted instead).
+// The script mode whose rule `method` is counted with (MethodDescriptor::script_flops_mode): the
+// script's own modes (full, linear, vpt = vpt-deep, ssf, lora, cvpt) and three methods it lacks
+// that have followed its nearest rule since `peft bench` existed (vpt-shallow as "vpt", bitfit as
+// "ssf", adaptformer as "ssf" plus its projections as an extra term, mode "adaptformer"). nullopt:
+// the script has no formula for the method, and none is invented here (the bench reports the
+// FLOPs its GEMMs counted instead).
 std::optional<std::string> script_flops_mode(const std::string& method);
 
 // Forward FLOPs per image by term (the script's dict). batch matters only for CVPT's prompt k/v

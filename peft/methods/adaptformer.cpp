@@ -76,6 +76,9 @@ MethodDescriptor adaptformer_method() {
   d.options = {"bottleneck"};
   d.option_help = "--bottleneck b (default 64)";
   d.attach = attach_adaptformer;
+  // "ssf"'s backbone rule plus its down/up projections as an extra term counted the way the
+  // script counts LoRA's factors (forward 1x, data-grad 1x, weight-grad 1x).
+  d.script_flops_mode = "adaptformer";
   return d;
 }
 

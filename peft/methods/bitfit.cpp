@@ -16,6 +16,9 @@ MethodDescriptor bitfit_method() {
       if (name.ends_with(".bias") || name.ends_with(".attn.in_proj_bias")) Tensor(t).requires_grad_(true);
     }
   };
+  // The script's "ssf" rule: trainable biases everywhere, so data-grads through every block
+  // linear and no weight-grad GEMMs (a bias gradient is a sum, not a GEMM).
+  d.script_flops_mode = "ssf";
   return d;
 }
 

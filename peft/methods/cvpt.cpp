@@ -77,6 +77,7 @@ MethodDescriptor cvpt_method() {
   d.option_help = "--prompts M (default 10), --prompt-dropout p";
   d.demo_lr = 1e-2;
   d.attach = attach_cvpt;
+  d.script_flops_mode = "cvpt";
   return d;
 }
 

@@ -12,6 +12,7 @@ MethodDescriptor full_method() {
   d.attach = [](nn::VisionTransformer& vit, const MethodOptions&, Generator&) {
     for (auto& [_, p] : vit.named_parameters()) Tensor(p).requires_grad_(true);
   };
+  d.script_flops_mode = "full";
   return d;
 }
 

@@ -9,6 +9,7 @@ MethodDescriptor linear_method() {
   d.description = "linear probe: frozen backbone, trains the head";
   d.demo_lr = 1e-2;  // heads and prompts like larger steps
   d.attach = [](nn::VisionTransformer&, const MethodOptions&, Generator&) {};
+  d.script_flops_mode = "linear";
   return d;
 }
 

@@ -71,6 +71,7 @@ MethodDescriptor lora_method() {
     if (!o.given.count("targets") && !targets.empty()) o.targets = targets;
   };
   d.attach = attach_lora;
+  d.script_flops_mode = "lora";
   return d;
 }
 

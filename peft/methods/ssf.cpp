@@ -154,6 +154,7 @@ MethodDescriptor ssf_method() {
       "ln_post), and the head; mergeable (peft merge)";
   d.mergeable = true;
   d.attach = attach_ssf;
+  d.script_flops_mode = "ssf";
   return d;
 }
 

@@ -79,6 +79,10 @@ MethodDescriptor vpt_descriptor(bool deep) {
   d.demo_lr = 1e-2;
   d.attach = deep ? [](nn::VisionTransformer& vit, const MethodOptions& o, Generator& g) { attach_vpt(vit, o, true, g); }
                   : [](nn::VisionTransformer& vit, const MethodOptions& o, Generator& g) { attach_vpt(vit, o, false, g); };
+  // The script's "vpt" is VPT-deep. VPT-shallow follows its rule: the M prompt tokens run through
+  // every block and are input to block 0, so data-gradients flow through the whole backbone.
+  d.script_flops_mode = "vpt";
+  if (deep) d.script_alias = "vpt";
   return d;
 }
 
