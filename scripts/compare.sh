@@ -18,7 +18,9 @@
 #          --timeout SEC (per process), --torch-2p (PyTorch with OMP_WAIT_POLICY=PASSIVE),
 #          --torch-pinned (leave OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE set for PyTorch too),
 #          --checkpoint-activations (peft bench with it: each block keeps its input only and is
-#          recomputed in backward), --peft-args "ARGS" (more arguments for every peft bench).
+#          recomputed in backward), --peft-args "ARGS" (more arguments for every peft bench),
+#          --peft-passive (peft with OMP_WAIT_POLICY=PASSIVE: much faster on a loaded machine, see
+#          docs/performance.md "OpenMP wait policy under load").
 # The table's RSS ratios are ours over PyTorch's f32 peak RSS (the issue's memory target), also
 # for bf16 rows.
 # Environment: PEFT_BIN (default build/peft), TORCH_BENCH (default ../shared/bench/torch_vit_bench.py),
@@ -53,6 +55,7 @@ peft_bin="${PEFT_BIN:-build/peft}"
 torch_bench="${TORCH_BENCH:-../shared/bench/torch_vit_bench.py}"
 python="${PYTHON:-/usr/bin/python3}"
 peft_args=()
+peft_wait=""
 
 usage() { awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 while [[ $# -gt 0 ]]; do
@@ -71,6 +74,7 @@ while [[ $# -gt 0 ]]; do
     --out) out="$2"; shift 2 ;;
     --timeout) timeout_s="$2"; shift 2 ;;
     --torch-2p) torch_wait=PASSIVE; shift ;;
+    --peft-passive) peft_wait=PASSIVE; shift ;;
     --checkpoint-activations|--grad-checkpointing) peft_args+=(--checkpoint-activations); shift ;;
     --peft-args) read -r -a more <<<"$2"; peft_args+=("${more[@]}"); shift 2 ;;
     -h|--help) usage ;;
@@ -138,7 +142,7 @@ measure() {  # prog method M phase T precision
       echo "  FAILED: torch $m M=$M $ph T=$T: $(tail -c 300 "$log")" >&2; rm -f "$log"; return 0
     fi
   else
-    if ! timeout "$timeout_s" "$peft_bin" bench --config "$config" --method "$m" --prompts "$M" --threads "$T" --phase "$ph" \
+    if ! ${peft_wait:+env OMP_WAIT_POLICY=$peft_wait} timeout "$timeout_s" "$peft_bin" bench --config "$config" --method "$m" --prompts "$M" --threads "$T" --phase "$ph" \
         --precision "$p" --warmup "$warmup" --steps "$steps" --json ${peft_args[@]+"${peft_args[@]}"} >"$log" 2>&1; then
       echo "  FAILED: peft $m M=$M $ph T=$T: $(tail -c 300 "$log")" >&2; rm -f "$log"; return 0
     fi
@@ -161,7 +165,7 @@ else:
 print("  %-5s %-4s %9.1f ms %6.1f GFLOP/s %7.0f MB  [%s]" % (sys.argv[2], r.get("precision", "f32"), r["median_s"] * 1e3, r["gflops"], r["peak_rss_mb"], k))' "$line" "$prog"
 }
 
-echo "compare: config=$config reps=$reps threads=($threads) precisions=($precisions) warmup=$warmup steps=$steps${torch_wait:+ torch OMP_WAIT_POLICY=$torch_wait}${peft_args[*]:+ peft ${peft_args[*]}}; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "compare: config=$config reps=$reps threads=($threads) precisions=($precisions) warmup=$warmup steps=$steps${torch_wait:+ torch OMP_WAIT_POLICY=$torch_wait}${peft_wait:+ peft OMP_WAIT_POLICY=$peft_wait}${peft_args[*]:+ peft ${peft_args[*]}}; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 if [[ $torch_unpin == 1 ]]; then
   echo "PyTorch: OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset for its process (its best kernel); ours: environment as is (OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset})"
 else
@@ -184,7 +188,7 @@ for ((rep = 1; rep <= reps; rep++)); do
 done
 
 # The table: medians over repetitions of each program's median step time, GFLOP/s and peak RSS.
-"$python" - "$raw" "$config" "$(cut -d' ' -f1-3 /proc/loadavg)" "${peft_args[*]:-}" <<'EOF' | tee "$out"
+"$python" - "$raw" "$config" "$(cut -d' ' -f1-3 /proc/loadavg)" "${peft_wait:+OMP_WAIT_POLICY=$peft_wait }${peft_args[*]:-}" <<'EOF' | tee "$out"
 import json, statistics, sys
 from collections import defaultdict
 raw, config, load, peft_args = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
