@@ -69,10 +69,6 @@ DemoRow adapt(const DemoConfig& c, const nn::ViTConfig& cfg, const MethodDescrip
           res.train_time_s, peak_rss_mb()};
 }
 
-}  // namespace
-
-namespace {
-
 // A row as JSON, to travel from the rank that trained it to rank 0 (doubles round-trip exactly).
 std::string row_to_json(const DemoRow& r) {
   return nlohmann::json({{"method", r.method}, {"backbone", r.backbone}, {"trainable", r.trainable}, {"total", r.total},

@@ -50,21 +50,6 @@ data::LinePlot curves(const SweepResult& r, const std::string& title, const std:
   return p;
 }
 
-}  // namespace
-
-SweepData open_sweep_data(const nn::ViTConfig& c, const std::string& spec, int64_t train_size, int64_t val_size,
-                          uint64_t seed) {
-  SweepData d;
-  d.classes = classes_of(c);
-  if (spec.empty()) return d;
-  d.train = data::open_dataset(spec, data::Split::train, nn::effective_preprocess(c), c.in_chans, train_size, seed);
-  d.val = data::open_dataset(spec, data::Split::val, nn::effective_preprocess(c), c.in_chans, val_size, seed);
-  d.classes = d.train->num_classes();
-  return d;
-}
-
-namespace {
-
 // A point as JSON, to travel from the rank that measured it to rank 0 (doubles round-trip exactly).
 std::string row_to_json(const SweepRow& row) {
   nlohmann::json j = cost_json(row.cost);
@@ -94,6 +79,17 @@ SweepRow row_from_json(const std::string& s) {
 }
 
 }  // namespace
+
+SweepData open_sweep_data(const nn::ViTConfig& c, const std::string& spec, int64_t train_size, int64_t val_size,
+                          uint64_t seed) {
+  SweepData d;
+  d.classes = classes_of(c);
+  if (spec.empty()) return d;
+  d.train = data::open_dataset(spec, data::Split::train, nn::effective_preprocess(c), c.in_chans, train_size, seed);
+  d.val = data::open_dataset(spec, data::Split::val, nn::effective_preprocess(c), c.in_chans, val_size, seed);
+  d.classes = d.train->num_classes();
+  return d;
+}
 
 SweepResult run_sweep(const SweepRequest& req, const SweepData& d) {
   // One point: a fresh model; M = 0 is the baseline (the method is then "linear").
