@@ -41,8 +41,9 @@ std::string read_small_file(const std::string& path, const std::string& what, in
   if (!S_ISREG(st.st_mode))
     throw IOError(fmt::format("{} '{}' is {}, not a regular file. Hint: pass a file", what, path, kind_of(st.st_mode)));
   auto too_big = [&](int64_t size) {
-    return IOError(fmt::format("{} '{}' is {}{} (at most {} expected). Hint: is this the right file?", what, path,
-                               size > max_bytes + 1 ? "" : "more than ", mib(size), mib(max_bytes)));
+    return IOError(fmt::format("{} '{}' is {}{} bytes, more than the {} such a file may have. Hint: is this the right "
+                               "file?",
+                               what, path, size > max_bytes + 1 ? "" : "at least ", size, mib(max_bytes)));
   };
   if (st.st_size > max_bytes) throw too_big(st.st_size);
   std::string data(static_cast<size_t>(st.st_size) + 1, '\0');

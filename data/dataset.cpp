@@ -2,6 +2,8 @@
 #include "data/dataset.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <cctype>
 #include <filesystem>
 #include <fstream>
@@ -82,8 +84,16 @@ ImageFolder::ImageFolder(const std::string& root, const Preprocess& preprocess, 
     std::sort(files.begin(), files.end());
     for (auto& f : files) {
       // header only: catches non-images now instead of mid-training
-      if (!probe_image(f))
+      int64_t h = 0, w = 0;
+      if (!probe_image(f, &h, &w)) {
+        std::ifstream can_open(f, std::ios::binary);  // a file we may not read is not a corrupt one
+        if (!can_open)
+          throw IOError("image_folder: '" + f + "' cannot be read (" + std::strerror(errno) + "). Hint: check its permissions");
         throw IOError("image_folder: '" + f + "' is not a readable image (corrupt or wrong format). Hint: remove or replace it");
+      }
+      if (h * w > kMaxImagePixels)  // both <= 2^31 (stb ints): no overflow
+        throw IOError("image_folder: '" + f + "': image too large: " + std::to_string(w) + " x " + std::to_string(h) +
+                      " pixels (at most " + std::to_string(kMaxImagePixels) + ", 8192 x 8192). Hint: downscale it");
       files_.push_back(std::move(f));
       labels_.push_back(static_cast<int64_t>(c));
     }

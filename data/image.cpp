@@ -5,6 +5,7 @@
 #include <stb_image_write.h>
 
 #include <algorithm>
+#include <cstring>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -141,7 +142,7 @@ Image decode_image(const uint8_t* bytes, size_t size, const std::string& name, i
                   "remove, convert or replace it");
   // A few header bytes can claim a gigapixel image: stb would allocate it and decode for minutes
   // (a 244-byte TGA took > 25 s in tests/fuzz/fuzz_image). 2^26 pixels is 8192 x 8192.
-  constexpr int64_t kMaxPixels = int64_t{1} << 26;
+  constexpr int64_t kMaxPixels = kMaxImagePixels;
   int64_t ih = 0, iw = 0;
   if (probe_image_memory(bytes, size, &ih, &iw) && iw * ih > kMaxPixels)
     throw IOError("load_image: '" + name + "' is too large (got " + std::to_string(iw) + " x " + std::to_string(ih) +
@@ -214,29 +215,58 @@ bool probe_image_memory(const uint8_t* bytes, size_t size, int64_t* H, int64_t* 
   return true;
 }
 
-bool probe_image(const std::string& path, int64_t* H, int64_t* W, int64_t* C) {
-  int w = 0, h = 0, c = 0;
-  {  // stb parses JPEG Huffman tables even for the header, and PNM numbers unchecked: check first (see above)
-    std::ifstream f(path, std::ios::binary);
-    char magic = 0;
-    if (f.read(&magic, 1) && static_cast<uint8_t>(magic) == 0xFF) {
-      f.seekg(0);
-      std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-      if (!jpeg_huffman_tables_ok(bytes.data(), bytes.size())) return false;
-    } else if (magic == 'P') {
-      f.seekg(0);
-      std::vector<uint8_t> head(4096);
-      f.read(reinterpret_cast<char*>(head.data()), static_cast<std::streamsize>(head.size()));
-      head.resize(static_cast<size_t>(f.gcount()));
-      if (pnm_header_problem(head.data(), head.size())) return false;
-    }
+namespace {
+
+// The size a PNG (IHDR) or JPEG (SOFn) header states, read without stb.
+bool claimed_size(const uint8_t* p, size_t n, int64_t* H, int64_t* W) {
+  auto be16 = [&](size_t i) { return static_cast<int64_t>(p[i]) << 8 | p[i + 1]; };
+  auto be32 = [&](size_t i) { return be16(i) << 16 | be16(i + 2); };
+  if (n >= 24 && std::memcmp(p, "\x89PNG\r\n\x1a\n", 8) == 0 && std::memcmp(p + 12, "IHDR", 4) == 0) {
+    *W = be32(16), *H = be32(20);
+    return *W > 0 && *H > 0;
   }
-  if (!stbi_info(path.c_str(), &w, &h, &c)) return false;
-  if (w <= 0 || h <= 0) return false;
-  if (H) *H = h;
-  if (W) *W = w;
-  if (C) *C = c;
-  return true;
+  if (n < 4 || p[0] != 0xFF || p[1] != 0xD8) return false;
+  for (size_t i = 2; i + 9 < n;) {
+    if (p[i] != 0xFF) return false;
+    const uint8_t m = p[i + 1];
+    if (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC) {
+      *H = be16(i + 5), *W = be16(i + 7);
+      return *W > 0 && *H > 0;
+    }
+    i += 2 + static_cast<size_t>(be16(i + 2));
+  }
+  return false;
+}
+
+}  // namespace
+
+bool probe_image(const std::string& path, int64_t* H, int64_t* W, int64_t* C) {
+  // Only the head of the file, through the same checks as decode_image: the probe read whole
+  // files (a folder of large JPEGs was read twice, issue 20). Headers (PNG IHDR, JPEG markers up
+  // to SOF, BMP/PNM/TGA/GIF headers) fit in 256 KiB; a JPEG with more metadata than that before
+  // its frame header gets a second look at 16 MiB.
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return false;
+  std::vector<uint8_t> head;
+  for (const size_t cap : {size_t{256} << 10, size_t{16} << 20}) {
+    head.resize(cap);
+    f.clear();
+    f.seekg(0);
+    f.read(reinterpret_cast<char*>(head.data()), static_cast<std::streamsize>(cap));
+    head.resize(static_cast<size_t>(f.gcount()));
+    if (probe_image_memory(head.data(), head.size(), H, W, C)) return true;
+    // stb refuses a header of more than 2^30 bytes of pixels without its size: read it here, so
+    // the caller can say "too large" instead of "corrupt".
+    int64_t h = 0, w = 0;
+    if (claimed_size(head.data(), head.size(), &h, &w) && h * w > kMaxImagePixels) {
+      if (H) *H = h;
+      if (W) *W = w;
+      if (C) *C = 3;
+      return true;
+    }
+    if (head.size() < cap) return false;  // that was the whole file
+  }
+  return false;
 }
 
 Image convert_channels(const Image& img, int64_t channels) {

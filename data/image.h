@@ -39,8 +39,13 @@ Image load_image_reduced(const std::string& path, int64_t channels, int64_t min_
 Image decode_image_reduced(const uint8_t* bytes, size_t size, const std::string& name, int64_t channels,
                            int64_t min_short_side);
 
-// Reads only the header: true when stb_image recognises the file as an image. Cheap; used to
-// reject non-image files when a dataset is opened rather than in the middle of training.
+// The most pixels an image may have (8192 x 8192): a few header bytes can claim a gigapixel
+// image, which stb would allocate and decode for minutes.
+constexpr int64_t kMaxImagePixels = int64_t{1} << 26;
+
+// Reads only the header (the file's first 256 KiB, 16 MiB for a JPEG with much metadata): true
+// when stb_image recognises the file as an image. Cheap; used to reject non-image files when a
+// dataset is opened rather than in the middle of training.
 bool probe_image(const std::string& path, int64_t* H = nullptr, int64_t* W = nullptr, int64_t* C = nullptr);
 
 // Same, for bytes in memory (the header check decode_image does first).

@@ -3,6 +3,8 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
+
 #include <algorithm>
 #include <fstream>
 #include <sstream>
@@ -119,6 +121,35 @@ void check_memory(const MemoryEstimate& e, int64_t available_bytes) {
 
 void check_memory(const nn::VisionTransformer& vit, int64_t batch, const std::string& optimizer) {
   check_memory(estimate_training_memory(memory_inputs(vit, batch, optimizer)), available_memory_bytes());
+}
+
+double config_param_count(const nn::ViTConfig& c) {
+  const double D = static_cast<double>(c.dim), H = std::floor(D * c.mlp_ratio), P = static_cast<double>(c.patch_size);
+  const bool openai = c.style == "openai_clip_visual";
+  double n = static_cast<double>(c.in_chans) * P * P * D + (openai ? 0 : D);  // patch embedding (openai: no bias)
+  n += static_cast<double>(c.num_prefix_tokens()) * D;                          // cls / register tokens
+  n += static_cast<double>(c.pos_embed_rows()) * D;
+  if (c.norm_pre || openai) n += 2 * D;
+  const double block = 4 * D                                    // two LayerNorms
+                       + 3 * D * D + (c.qkv_bias ? 3 * D : 0)   // qkv
+                       + D * D + D                              // proj
+                       + D * H + H + H * D + D                  // MLP
+                       + (c.layer_scale ? 2 * D : 0);
+  n += static_cast<double>(c.depth) * block;
+  n += 2 * D;  // norm or fc_norm
+  if (openai) n += D * static_cast<double>(c.feature_dim());
+  if (c.num_classes > 0) n += static_cast<double>(c.feature_dim()) * static_cast<double>(c.num_classes) + static_cast<double>(c.num_classes);
+  return n;
+}
+
+void check_model_memory(const nn::ViTConfig& c, const std::string& what) {
+  const double bytes = 2 * 4 * config_param_count(c);
+  const int64_t avail = available_memory_bytes();
+  if (avail < 0 || bytes <= static_cast<double>(avail)) return;
+  throw ValueError(fmt::format("memory: {} needs about {} for its parameters alone ({:.3g} float32 values, kept twice "
+                               "while weights load) but only {} is available. Hint: use a smaller config",
+                               what, format_bytes(bytes > 9e18 ? INT64_MAX : static_cast<int64_t>(bytes)),
+                               config_param_count(c), format_bytes(avail)));
 }
 
 }  // namespace peft

@@ -39,6 +39,16 @@ struct MemoryEstimate {
 
 MemoryEstimate estimate_training_memory(const MemoryInputs& in);
 
+// The parameters a ViT of this config holds, from the config alone (before any tensor is
+// allocated), as a double so that a hostile config cannot overflow it. Matches
+// VisionTransformer::num_parameters() for every layout of nn/config.h (tests/fuzz/fuzz_model_config).
+double config_param_count(const nn::ViTConfig& c);
+
+// Before building a model: ValueError "memory: <what> needs about X for its parameters but only Y
+// is available" when its float32 parameters alone (twice: weights being loaded sit beside them)
+// cannot fit (a huge config allocated for 40 s before failing, issue 20).
+void check_model_memory(const nn::ViTConfig& c, const std::string& what);
+
 // The inputs for training `vit` as it is now (its trainable flags, prompts and config).
 MemoryInputs memory_inputs(const nn::VisionTransformer& vit, int64_t batch, const std::string& optimizer);
 

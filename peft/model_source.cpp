@@ -1,5 +1,6 @@
 // Resolving --config / --weights and the overrides into one config, and loading the weights.
 #include "peft/model_source.h"
+#include "peft/memory_guard.h"
 
 #include <fmt/format.h>
 
@@ -42,6 +43,9 @@ ModelSource open_model(const ModelArgs& a) {
     if (!a.act.empty()) src.config.act = a.act;
     src.config.validate();
   }
+  // Before any command builds the model: a config whose parameters cannot fit is refused now
+  // instead of after allocating for tens of seconds (issue 20).
+  check_model_memory(src.config, a.weights.empty() ? "config '" + a.config + "'" : "'" + a.weights + "'");
   data::Preprocess p = nn::effective_preprocess(src.config);
   std::vector<std::string> changed;
   if (!a.mean.empty()) p.norm.mean = three(a.mean, "--mean"), changed.push_back("--mean");

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -389,6 +390,70 @@ TEST_F(Hardening, ThreadsAreCappedAtTheCoreCount) {
             std::string::npos)
       << r.err;
   EXPECT_EQ(r.err_lines().size(), 1u) << r.err;
+}
+
+
+TEST_F(Hardening, ConfigsAndTextFilesThatAreNotRegularFiles) {
+  // --config /dev/zero read forever; a FIFO without a writer hung.
+  const fs::path fifo = dir / "fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0644), 0);
+  Result r = peft("inspect --config /dev/zero");
+  expect_error(r, 1, {"config '/dev/zero' is a character device, not a regular file"});
+  r = peft("inspect --config " + q(fifo));
+  expect_error(r, 1, {"fifo' is a FIFO (named pipe), not a regular file"});
+  r = peft("clip-train --config clip-micro --weights " + q(dir / "clip.safetensors") +
+           " --method coop --data procedural:shapes --train-size 24 --epochs 1 --threads 1 --texts " + q(fifo) +
+           " --out " + q(dir / "o_fifo"));
+  expect_error(r, 1, {"prompt file (--texts)", "FIFO"});
+  // A config larger than any real one is refused before it is read.
+  {
+    std::ofstream f(dir / "big.json", std::ios::binary);
+    f << "{\"image_size\": 16" << std::string((16 << 20) + 1, ' ') << "}";
+  }
+  r = peft("inspect --config " + q(dir / "big.json"));
+  expect_error(r, 1, {"big.json", "bytes, more than the 16.0 MiB"});
+}
+
+TEST_F(Hardening, HugeImageInAFolderHasItsOwnMessage) {
+  // A 20000 x 20000 PNG said "corrupt or wrong format", like a file that is not an image.
+  const fs::path data = dir / "huge_folder";
+  fs::copy(dir / "folder", data, fs::copy_options::recursive);
+  std::string png = "\x89PNG\r\n\x1a\n";
+  for (uint32_t v : {13u}) for (int i = 3; i >= 0; --i) png.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  png += "IHDR";
+  for (uint32_t v : {20000u, 20000u})
+    for (int i = 3; i >= 0; --i) png.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  png += std::string("\x08\x02\x00\x00\x00\x00\x00\x00\x00", 9);
+  write(data / "cat" / "huge.png", png);
+  Result r = peft("train --config " + q(dir / "micro.json") + " --weights " + q(dir / "base.safetensors") +
+           " --method linear --epochs 1 --batch 4 --threads 1 --no-progress --data " + q(data) + " --out " +
+           q(dir / "o_huge_img"));
+  expect_error(r, 1, {"huge.png", "image too large: 20000 x 20000"});
+  EXPECT_EQ(r.err.find("corrupt"), std::string::npos) << r.err;
+}
+
+TEST_F(Hardening, ValFolderIsScoredByClassName) {
+  // A --val folder with other class names was scored by position.
+  const fs::path val = dir / "val_renamed";
+  fs::create_directories(val);
+  fs::copy(dir / "folder" / "dog", val / "dog", fs::copy_options::recursive);  // a subset: fine, by name
+  Result ok = peft(train_args("o_val_subset", "--val " + q(val)));
+  EXPECT_EQ(ok.status, 0) << ok.err;
+  fs::copy(dir / "folder" / "cat", val / "kitten", fs::copy_options::recursive);
+  Result r = peft(train_args("o_val", "--val " + q(val)));
+  expect_error(r, 1, {"--val", "class kitten is not among the model's 2 classes (cat, dog)"});
+  expect_no_output(dir / "o_val");
+}
+
+
+TEST_F(Hardening, AConfigTooLargeForMemoryIsRefusedBeforeBuilding) {
+  // Allocated for 40 s before failing: now the memory guard sizes the model from its config first.
+  write(dir / "giant.json", R"({"image_size": 224, "patch_size": 16, "dim": 16384, "depth": 512, "heads": 16})");
+  for (const std::string& cmd : std::vector<std::string>{"inspect", "eval --data " + q(dir / "folder")}) {
+    SCOPED_TRACE(cmd);
+    Result r = peft(cmd + " --config " + q(dir / "giant.json") + " --threads 1");
+    expect_error(r, 1, {"memory: config", "giant.json", "for its parameters alone", "is available"});
+  }
 }
 
 }  // namespace
