@@ -216,12 +216,12 @@ void print_feature_cache_plan(const nn::VisionTransformer& vit, const data::Data
 }
 
 // --layer-decay D: the range of lr scales, and the rule (nn/optim/layer_decay.h).
-void print_layer_decay(const nn::VisionTransformer& vit, double decay) {
+void print_layer_decay(const nn::VisionTransformer& vit, double decay, const char* cmd) {
   if (decay <= 0) return;
   const int64_t L = vit.cfg.depth;
-  fmt::print("train: layer decay {}: lr x{}^({} - layer): head and final norm x1, block i x{}^({} - i), "
+  fmt::print("{}: layer decay {}: lr x{}^({} - layer): head and final norm x1, block i x{}^({} - i), "
              "patch/position embedding x{:.3g}\n",
-             decay, decay, L + 1, decay, L, std::pow(decay, static_cast<double>(L + 1)));
+             cmd, decay, decay, L + 1, decay, L, std::pow(decay, static_cast<double>(L + 1)));
 }
 
 // Creates and locks --out (a second run into it fails in one line), refusing an --out that is or
@@ -294,7 +294,7 @@ void add_train_commands(CLI::App& app, Common& common, Runner& run) {
       fmt::print("pretrain: augmentation {}\n", data::augment_str(train_augment(a.train)));
       if (vit.checkpoint_activations) fmt::print("pretrain: activations checkpointed per block (one more forward per step)\n");
       print_traffic(vit, "pretrain");
-      print_layer_decay(vit, a.train.layer_decay);
+      print_layer_decay(vit, a.train.layer_decay, "pretrain");
       a.train.seed = common.seed;
       a.train.out_dir = a.out;
       a.train.best_name = "weights.safetensors";
@@ -366,7 +366,7 @@ void add_train_commands(CLI::App& app, Common& common, Runner& run) {
       a.train.seed = common.seed;
       a.train.out_dir = a.out;
       print_feature_cache_plan(vit, train, val, a.train);
-      print_layer_decay(vit, a.train.layer_decay);
+      print_layer_decay(vit, a.train.layer_decay, "train");
       const auto meta = adapter_metadata(a.method, a.method_opts, train->class_names());
       a.train.save_weights = [&vit, &meta](const std::string& path) {
         nn::save_weights(vit, path, meta, /*trainable_only=*/true);

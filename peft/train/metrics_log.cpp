@@ -53,18 +53,22 @@ void save_curves(const std::vector<nlohmann::json>& rows, const std::string& pat
       auto s = series(split, std::string(split) + "_" + key);
       if (!s.x.empty()) p.series.push_back(s);
     }
-    return data::render_line_plot(p);
+    return p;
   };
-  data::Image loss = plot("loss", "loss"), acc = plot("top-1 %", "top1");
-  data::Image both(std::max(loss.H, acc.H), loss.W + acc.W, 3);
+  std::vector<data::Image> panels = {data::render_line_plot(plot("loss", "loss"))};
+  // No top-1 is measured while mixing (--mixup/--cutmix): without --val the loss plot stands alone.
+  if (data::LinePlot acc = plot("top-1 %", "top1"); !acc.series.empty()) panels.push_back(data::render_line_plot(acc));
+  int64_t H = 0, W = 0;
+  for (auto& p : panels) H = std::max(H, p.H), W += p.W;
+  data::Image both(H, W, 3);
   std::fill(both.pixels.begin(), both.pixels.end(), 1.0f);
-  auto blit = [&](const data::Image& src, int64_t x0) {
+  int64_t x0 = 0;
+  for (auto& src : panels) {
     for (int64_t y = 0; y < src.H; ++y)
       for (int64_t x = 0; x < src.W; ++x)
         for (int64_t c = 0; c < 3; ++c) both.at(y, x0 + x, c) = src.at(y, x, c);
-  };
-  blit(loss, 0);
-  blit(acc, loss.W);
+    x0 += src.W;
+  }
   // Written beside and renamed over, like every other output: a killed run leaves a whole file.
   const std::string tmp = path + ".tmp";
   data::save_png(both, tmp);

@@ -92,6 +92,14 @@ TEST_F(TrainMixWorkers, MixupAndCutmixTrainEndToEnd) {
   CliResult plain = train("lora", "plain", "");
   ASSERT_EQ(plain.status, 0) << plain.err;
   EXPECT_TRUE(metrics(file("plain", "metrics.jsonl"))[0]["train_top1"].is_number());
+  // mixing without --val: no top-1 at all; the curves show the loss alone (pretrain, layer decay)
+  const std::string d = dir.string();
+  CliResult pre = run_peft("pretrain --config " + d + "/micro.json --data " + d + "/data --epochs 1 --batch 6 --out " + d +
+                               "/mix_pre --no-progress --threads 1 --mixup 1 --layer-decay 0.9",
+                           "mix_pre");
+  ASSERT_EQ(pre.status, 0) << pre.err;
+  EXPECT_FALSE(file("mix_pre", "curves.png").empty());
+  EXPECT_NE(pre.out.find("pretrain: layer decay 0.9"), std::string::npos) << pre.out;
   // a linear probe with mixing does not cache features (the images change every batch)
   CliResult lin = train("linear", "mix_linear", "--cutmix 1.0");
   ASSERT_EQ(lin.status, 0) << lin.err;
