@@ -79,19 +79,8 @@ TEST(AdapterMethod, TrainableTensorsAreTheInteropNames) {
 // methods.md "Adapter": L*(2*D*b + b + D) = 156,768 for ViT-B/16 at the default b = 8. The count depends
 // on D and L only: ViT-B's, with a small MLP hidden size so that the model builds quickly.
 TEST(AdapterMethod, ViTBaseCountAtTheDefaultBottleneck) {
-  nn::ViTConfig c = nn::load_vit_config("vit-base");
-  ASSERT_EQ(c.dim, 768);
-  ASSERT_EQ(c.depth, 12);
-  c.mlp_ratio = 0.25;
-  nn::VisionTransformer vit(c, 0);
-  Generator g(1);
-  MethodOptions o;
-  o.use_method_defaults = true;  // as on the command line with no --bottleneck
-  apply_method(vit, "adapter", o, 10, g);
-  int64_t n = 0;
-  for (auto& [name, t] : vit.named_parameters())
-    if (t.requires_grad() && name.rfind("head.", 0) != 0) n += t.numel();
-  EXPECT_EQ(n, 156768);
+  // as on the command line with no --bottleneck
+  EXPECT_EQ(testing::vit_base_trainable("adapter", testing::command_line_defaults(), /*small_mlp=*/true), 156768);
 }
 
 TEST(AdapterMethod, DefaultBottleneckIsEightUnlessGiven) {
@@ -169,15 +158,9 @@ TEST(AdapterMethod, FrozenBaseTensorsGetNoGradient) {
   nn::VisionTransformer vit(tiny(), 3);
   Generator g(4);
   apply_method(vit, "adapter", opts(3), 3, g);
-  randomize_trainable(vit, 9);
-  Generator gi(5);
-  backward(cross_entropy(vit.forward(randn({2, 3, 8, 8}, gi)), from_vector_i64({0, 2}, {2})));
-  for (auto& [n, p] : vit.named_parameters()) {
-    EXPECT_EQ(p.grad().defined(), p.requires_grad()) << n;
-    if (p.requires_grad()) {
-      EXPECT_GT(max_abs_diff(p.grad(), zeros_like(p.grad())), 0.0) << n;
-    }
-  }
+  testing::expect_grads_only_on_trainable(vit);
+  for (auto& [n, p] : vit.named_parameters())
+    if (p.requires_grad()) EXPECT_GT(max_abs_diff(p.grad(), zeros_like(p.grad())), 0.0) << n;
 }
 
 // V-PETL's Block: x + drop_path(adapter(ls2(mlp(norm2(x))))): layer scale acts on the MLP output
@@ -210,22 +193,7 @@ TEST(AdapterMethod, LayerScaleActsBeforeTheAdapter) {
 // ---------------------------------------------------------------- refusals
 
 TEST(AdapterMethod, OpenaiLayoutIsRefusedInOneLine) {
-  nn::ViTConfig c = tiny();
-  c.style = "openai_clip_visual";
-  c.act = "quick_gelu";
-  c.ln_eps = 1e-5;
-  nn::VisionTransformer vit(c, 1);
-  Generator g(2);
-  try {
-    apply_method(vit, "adapter", MethodOptions{}, 3, g);
-    FAIL() << "no error";
-  } catch (const MethodError& e) {
-    const std::string m = e.what();
-    EXPECT_NE(m.find("adapter"), std::string::npos) << m;
-    EXPECT_NE(m.find("openai_clip_visual"), std::string::npos) << m;
-    EXPECT_EQ(m.find('\n'), std::string::npos) << m;
-  }
-  EXPECT_EQ(vit.num_parameters(true), vit.num_parameters());  // untouched
+  testing::expect_openai_layout_refused("adapter", tiny());
 }
 
 TEST(AdapterMethod, BadBottleneckAndMergeAreRefused) {

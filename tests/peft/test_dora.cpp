@@ -102,35 +102,16 @@ TEST(DoraMethod, TrainableTensorsAreTheInteropNamesInHfOrder) {
 
 // methods.md "DoRA": ViT-B/16, r = 8 on qkv: 294,912 + 27,648 = 322,560 + head.
 TEST(DoraMethod, ViTBaseCount) {
-  nn::VisionTransformer vit(nn::load_vit_config("vit-base"), 0);
-  Generator g(1);
-  MethodOptions o;
-  o.use_method_defaults = true;  // as on the command line: rank 8, targets attn.qkv
-  apply_method(vit, "dora", o, 10, g);
-  int64_t n = 0;
-  for (auto& [name, t] : vit.named_parameters())
-    if (t.requires_grad() && name.rfind("head.", 0) != 0) n += t.numel();
-  EXPECT_EQ(n, 322560);
+  EXPECT_EQ(testing::vit_base_trainable("dora", testing::command_line_defaults()), 322560);  // rank 8, targets attn.qkv
 }
 
 // A ~ U(+-1/sqrt(in)), B = 0, m = ||W||_row: the logits are the plain model's.
 TEST(DoraMethod, InitStartsAtTheBaseModel) {
-  const auto c = tiny();
-  Generator gi(5);
-  Tensor img = randn({2, 3, 8, 8}, gi);
-  nn::VisionTransformer plain(c, 1);
-  Generator g(2);
-  apply_method(plain, "linear", MethodOptions{}, 3, g);
-  plain.eval();
-  const Tensor before = plain.forward(img).detach();
-
-  nn::VisionTransformer vit(c, 1);
+  nn::VisionTransformer vit(tiny(), 1);
   Generator g2(2);
   apply_method(vit, "dora", opts(2, 3.0, kAll), 3, g2);
   vit.eval();
-  vit.head->weight.copy_(plain.head->weight);
-  vit.head->bias.copy_(plain.head->bias);
-  EXPECT_LE(max_abs_diff(vit.forward(img), before), 1e-6);
+  EXPECT_LE(testing::max_diff_to_plain_logits(vit), 1e-6);
   for (const char* t : {"attn.qkv", "mlp.fc2"}) {
     const std::string n = fmt::format("blocks.1.{}.", t);
     double mx = 0;
@@ -218,17 +199,7 @@ TEST(DoraMethod, FrozenTensorsGetNoGradientAndNoOptimizerState) {
   nn::VisionTransformer vit(tiny(), 3);
   Generator g(4);
   apply_method(vit, "dora", opts(2, -1, kAll), 3, g);
-  randomize_trainable(vit, 9);
-  Generator gi(5);
-  backward(cross_entropy(vit.forward(randn({2, 3, 8, 8}, gi)), from_vector_i64({0, 2}, {2})));
-  int64_t trainable = 0;
-  for (auto& [n, p] : vit.named_parameters()) {
-    EXPECT_EQ(p.grad().defined(), p.requires_grad()) << n;
-    if (p.requires_grad()) trainable += p.numel();
-  }
-  nn::AdamW opt(nn::param_groups(vit.named_parameters(), 0.05), 1e-3);
-  opt.step();
-  EXPECT_EQ(opt.state_bytes(), 2 * 4 * trainable);
+  testing::expect_optimizer_state_for_trainable_only(vit, testing::expect_grads_only_on_trainable(vit));
 }
 
 // ---------------------------------------------------------------- merge
@@ -267,22 +238,7 @@ TEST(DoraMethod, MergeEqualsUnmergedAndGivesAPlainViT) {
 // ---------------------------------------------------------------- refusals
 
 TEST(DoraMethod, OpenaiLayoutIsRefusedInOneLine) {
-  nn::ViTConfig c = tiny();
-  c.style = "openai_clip_visual";
-  c.act = "quick_gelu";
-  c.ln_eps = 1e-5;
-  nn::VisionTransformer vit(c, 1);
-  Generator g(2);
-  try {
-    apply_method(vit, "dora", MethodOptions{}, 3, g);
-    FAIL() << "no error";
-  } catch (const MethodError& e) {
-    const std::string msg = e.what();
-    EXPECT_NE(msg.find("dora"), std::string::npos) << msg;
-    EXPECT_NE(msg.find("openai_clip_visual"), std::string::npos) << msg;
-    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
-  }
-  EXPECT_EQ(vit.num_parameters(true), vit.num_parameters());  // nothing attached
+  testing::expect_openai_layout_refused("dora", tiny());
 }
 
 TEST(DoraMethod, BadOptionsNameTheOption) {

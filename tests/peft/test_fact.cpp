@@ -102,17 +102,10 @@ TEST(FactMethod, TrainableTensorsAreTheOfficialNamesInRegistrationOrder) {
 // methods.md "FacT-TT": 2*D*r + L*(4*r^2 + 2*m*r^2): 21,504 for ViT-B/16 at r = 8, 61,440 at r = 16.
 TEST(FactMethod, ViTBaseCounts) {
   for (auto [rank, want] : {std::pair<int64_t, int64_t>{8, 21504}, {16, 61440}}) {
-    nn::VisionTransformer vit(nn::load_vit_config("vit-base"), 0);
-    Generator g(1);
-    MethodOptions o;
-    o.use_method_defaults = true;
+    MethodOptions o = testing::command_line_defaults();
     o.rank = rank;
     o.given = {"rank"};
-    apply_method(vit, "fact", o, 10, g);
-    int64_t n = 0;
-    for (auto& [name, t] : vit.named_parameters())
-      if (t.requires_grad() && name.rfind("head.", 0) != 0) n += t.numel();
-    EXPECT_EQ(n, want) << "rank " << rank;
+    EXPECT_EQ(testing::vit_base_trainable("fact", o), want) << "rank " << rank;
   }
 }
 
@@ -146,20 +139,11 @@ TEST(FactMethod, InitFollowsTheOfficialCodeAndStartsAtTheBaseModel) {
   c.dim = 32;
   c.heads = 4;
   const int64_t D = c.dim, r = 8, m = c.mlp_hidden() / D;
-  Generator gi(5);
-  Tensor img = randn({2, 3, 8, 8}, gi);
-  nn::VisionTransformer plain(c, 1);
-  Generator g(2);
-  apply_method(plain, "linear", MethodOptions{}, 3, g);
-  plain.eval();
-  const Tensor before = plain.forward(img).detach();
   nn::VisionTransformer vit(c, 1);
   Generator g2(2);
   apply_method(vit, "fact", opts(r, 10.0), 3, g2);
   vit.eval();
-  vit.head->weight.copy_(plain.head->weight);
-  vit.head->bias.copy_(plain.head->bias);
-  EXPECT_EQ(max_abs_diff(vit.forward(img), before), 0.0);
+  EXPECT_EQ(testing::max_diff_to_plain_logits(vit), 0.0);
   EXPECT_EQ(max_abs(vit.parameter("FacTv.weight")), 0.0);
   auto bound_ok = [&](const std::string& n, double fan_in) {
     const double mx = max_abs(vit.parameter(n)), b = 1.0 / std::sqrt(fan_in);
@@ -255,17 +239,7 @@ TEST(FactMethod, FrozenTensorsGetNoGradientAndNoOptimizerState) {
   nn::VisionTransformer vit(tiny(), 3);
   Generator g(4);
   apply_method(vit, "fact", opts(2, 1.0), 3, g);
-  randomize_trainable(vit, 9);
-  Generator gi(5);
-  backward(cross_entropy(vit.forward(randn({2, 3, 8, 8}, gi)), from_vector_i64({0, 2}, {2})));
-  int64_t trainable = 0;
-  for (auto& [n, p] : vit.named_parameters()) {
-    EXPECT_EQ(p.grad().defined(), p.requires_grad()) << n;
-    if (p.requires_grad()) trainable += p.numel();
-  }
-  nn::AdamW opt(nn::param_groups(vit.named_parameters(), 0.05), 1e-3);
-  opt.step();
-  EXPECT_EQ(opt.state_bytes(), 2 * 4 * trainable);
+  testing::expect_optimizer_state_for_trainable_only(vit, testing::expect_grads_only_on_trainable(vit));
 }
 
 // ---------------------------------------------------------------- merge
@@ -298,22 +272,7 @@ TEST(FactMethod, MergeEqualsUnmergedAndGivesAPlainViT) {
 // ---------------------------------------------------------------- refusals
 
 TEST(FactMethod, OpenaiLayoutIsRefusedInOneLine) {
-  nn::ViTConfig c = tiny();
-  c.style = "openai_clip_visual";
-  c.act = "quick_gelu";
-  c.ln_eps = 1e-5;
-  nn::VisionTransformer vit(c, 1);
-  Generator g(2);
-  try {
-    apply_method(vit, "fact", MethodOptions{}, 3, g);
-    FAIL() << "no error";
-  } catch (const MethodError& e) {
-    const std::string msg = e.what();
-    EXPECT_NE(msg.find("fact"), std::string::npos) << msg;
-    EXPECT_NE(msg.find("openai_clip_visual"), std::string::npos) << msg;
-    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
-  }
-  EXPECT_EQ(vit.num_parameters(true), vit.num_parameters());
+  testing::expect_openai_layout_refused("fact", tiny());
 }
 
 // F must be a multiple of D (the official code hard-codes 4); bad ranks are refused as ever.

@@ -86,17 +86,7 @@ TEST(LntuneMethod, NormPreAndFcNormFollowTheNameFilter) {
 // methods.md "LN-TUNE": 4*L*D + 2*D = 38,400 for ViT-B/16. The count depends on L and D only: ViT-B's,
 // with a small MLP hidden size so that the model builds quickly.
 TEST(LntuneMethod, ViTBaseCount) {
-  nn::ViTConfig c = nn::load_vit_config("vit-base");
-  ASSERT_EQ(c.dim, 768);
-  ASSERT_EQ(c.depth, 12);
-  c.mlp_ratio = 0.25;
-  nn::VisionTransformer vit(c, 0);
-  Generator g(1);
-  apply_method(vit, "lntune", MethodOptions{}, 10, g);
-  int64_t n = 0;
-  for (auto& [name, t] : vit.named_parameters())
-    if (t.requires_grad() && name.rfind("head.", 0) != 0) n += t.numel();
-  EXPECT_EQ(n, 38400);
+  EXPECT_EQ(testing::vit_base_trainable("lntune", MethodOptions{}, /*small_mlp=*/true), 38400);
 }
 
 // Init: the pretrained values (attaching changes no backbone tensor).
@@ -136,13 +126,9 @@ TEST(LntuneMethod, FrozenTensorsGetNoGradient) {
   nn::VisionTransformer vit(tiny(), 3);
   Generator g(4);
   apply_method(vit, "lntune", MethodOptions{}, 3, g);
-  randomize_trainable(vit, 9);
-  Generator gi(5);
-  backward(cross_entropy(vit.forward(randn({2, 3, 8, 8}, gi)), from_vector_i64({0, 2}, {2})));
-  for (auto& [n, p] : vit.named_parameters()) {
-    EXPECT_EQ(p.grad().defined(), p.requires_grad()) << n;
+  testing::expect_grads_only_on_trainable(vit);
+  for (auto& [n, p] : vit.named_parameters())
     EXPECT_EQ(p.requires_grad(), n.find("norm") != std::string::npos || n.rfind("head.", 0) == 0) << n;
-  }
 }
 
 // ---------------------------------------------------------------- merge and refusals
@@ -173,22 +159,7 @@ TEST(LntuneMethod, MergeGivesAPlainModelWithTheSameLogits) {
 }
 
 TEST(LntuneMethod, OpenaiLayoutIsRefusedInOneLine) {
-  nn::ViTConfig c = tiny();
-  c.style = "openai_clip_visual";
-  c.act = "quick_gelu";
-  c.ln_eps = 1e-5;
-  nn::VisionTransformer vit(c, 1);
-  Generator g(2);
-  try {
-    apply_method(vit, "lntune", MethodOptions{}, 3, g);
-    FAIL() << "no error";
-  } catch (const MethodError& e) {
-    const std::string m = e.what();
-    EXPECT_NE(m.find("lntune"), std::string::npos) << m;
-    EXPECT_NE(m.find("openai_clip_visual"), std::string::npos) << m;
-    EXPECT_EQ(m.find('\n'), std::string::npos) << m;
-  }
-  EXPECT_EQ(vit.num_parameters(true), vit.num_parameters());  // untouched
+  testing::expect_openai_layout_refused("lntune", tiny());
 }
 
 // ---------------------------------------------------------------- the CLI

@@ -283,19 +283,10 @@ TEST(Methods, FrozenTensorsGetNoGradientAndNoOptimizerState) {
     nn::VisionTransformer vit(tiny(), 3);
     Generator g(4);
     apply_method(vit, method, small_opts(), 3, g);
-    randomize_trainable(vit, 9);
-    Generator gi(5);
-    Tensor loss = cross_entropy(vit.forward(randn({2, 3, 8, 8}, gi)), from_vector_i64({0, 2}, {2}));
-    backward(loss);
-    int64_t trainable = 0;
-    for (auto& [n, p] : vit.named_parameters()) {
-      EXPECT_EQ(p.grad().defined(), p.requires_grad()) << method << " " << n;
-      if (p.requires_grad()) trainable += p.numel();
-    }
+    const int64_t trainable = testing::expect_grads_only_on_trainable(vit, method);
     EXPECT_EQ(trainable, vit.num_parameters(true));
+    testing::expect_optimizer_state_for_trainable_only(vit, trainable, method);
     nn::AdamW opt(nn::param_groups(vit.named_parameters(), 0.05), 1e-3);
-    opt.step();
-    EXPECT_EQ(opt.state_bytes(), 2 * 4 * trainable) << method;  // m and v, float32
     EXPECT_EQ(static_cast<int64_t>(opt.params().size()), static_cast<int64_t>(trainable_names(vit).size()));
   }
 }
@@ -490,11 +481,7 @@ TEST(Methods, BadOptionsNameTheOption) {
 }
 
 TEST(Methods, OpenaiLayoutBitfitIncludesInProjBias) {
-  nn::ViTConfig c = tiny();
-  c.style = "openai_clip_visual";
-  c.act = "quick_gelu";
-  c.ln_eps = 1e-5;
-  nn::VisionTransformer vit(c, 1);
+  nn::VisionTransformer vit(testing::openai_layout(tiny()), 1);
   Generator g(2);
   apply_method(vit, "bitfit", small_opts(), 3, g);
   auto t = trainable_set(vit);

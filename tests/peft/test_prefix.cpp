@@ -72,19 +72,7 @@ TEST(PrefixMethod, TrainableTensorsAreTheInteropNames) {
 // methods.md "Prefix tuning": 2*L*M*D = 184,320 for ViT-B/16 at M = 10 (the default). The count depends on
 // L and D only: ViT-B's, with a small MLP hidden size so that the model builds quickly.
 TEST(PrefixMethod, ViTBaseCountAtTheDefaultPrompts) {
-  nn::ViTConfig c = nn::load_vit_config("vit-base");
-  ASSERT_EQ(c.dim, 768);
-  ASSERT_EQ(c.depth, 12);
-  c.mlp_ratio = 0.25;
-  nn::VisionTransformer vit(c, 0);
-  Generator g(1);
-  MethodOptions o;
-  o.use_method_defaults = true;
-  apply_method(vit, "prefix", o, 10, g);
-  int64_t n = 0;
-  for (auto& [name, t] : vit.named_parameters())
-    if (t.requires_grad() && name.rfind("head.", 0) != 0) n += t.numel();
-  EXPECT_EQ(n, 184320);
+  EXPECT_EQ(testing::vit_base_trainable("prefix", testing::command_line_defaults(), /*small_mlp=*/true), 184320);
 }
 
 // NOAH: xavier_uniform_ on each block's [1, M, D]: U(+-sqrt(6 / ((M+1) D))). The bound of the
@@ -139,14 +127,7 @@ TEST(PrefixMethod, FreezeMaskAndNoWeightDecay) {
   nn::VisionTransformer vit(c, 3);
   Generator g(4);
   apply_method(vit, "prefix", opts(2), 3, g);
-  randomize_trainable(vit, 9);
-  Generator gi(5);
-  backward(cross_entropy(vit.forward(randn({2, 3, 8, 8}, gi)), from_vector_i64({0, 2}, {2})));
-  int64_t trainable = 0;
-  for (auto& [n, p] : vit.named_parameters()) {
-    EXPECT_EQ(p.grad().defined(), p.requires_grad()) << n;
-    if (p.requires_grad()) trainable += p.numel();
-  }
+  const int64_t trainable = testing::expect_grads_only_on_trainable(vit);
   for (const char* name : {"prefix.keys", "prefix.values"}) {
     Tensor gr = vit.parameter(name).grad();
     for (int64_t i = 0; i < c.depth; ++i)
@@ -155,9 +136,7 @@ TEST(PrefixMethod, FreezeMaskAndNoWeightDecay) {
   auto nwd = vit.no_weight_decay_names();
   EXPECT_EQ(std::set<std::string>(nwd.begin(), nwd.end()).count("prefix.keys"), 1u);
   EXPECT_EQ(std::set<std::string>(nwd.begin(), nwd.end()).count("prefix.values"), 1u);
-  nn::AdamW opt(nn::param_groups(vit.named_parameters(), 0.05), 1e-3);
-  opt.step();
-  EXPECT_EQ(opt.state_bytes(), 2 * 4 * trainable);  // m and v, float32, trainable tensors only
+  testing::expect_optimizer_state_for_trainable_only(vit, trainable);
 }
 
 // The sequence keeps its 1+N rows; the attention maps (keep_attention) cover the 1+N+M keys, the
@@ -280,22 +259,8 @@ TEST(PrefixMethod, AttentionMaskLeavesThePrefixesVisible) {
 // ---------------------------------------------------------------- refusals
 
 TEST(PrefixMethod, OpenaiLayoutBadPromptsAndMergeAreRefused) {
-  nn::ViTConfig c = tiny();
-  c.style = "openai_clip_visual";
-  c.act = "quick_gelu";
-  c.ln_eps = 1e-5;
-  nn::VisionTransformer vit(c, 1);
+  testing::expect_openai_layout_refused("prefix", tiny());
   Generator g(2);
-  try {
-    apply_method(vit, "prefix", MethodOptions{}, 3, g);
-    FAIL() << "no error";
-  } catch (const MethodError& e) {
-    const std::string m = e.what();
-    EXPECT_NE(m.find("prefix"), std::string::npos) << m;
-    EXPECT_NE(m.find("openai_clip_visual"), std::string::npos) << m;
-    EXPECT_EQ(m.find('\n'), std::string::npos) << m;
-  }
-  EXPECT_EQ(vit.num_parameters(true), vit.num_parameters());  // untouched
   nn::VisionTransformer t(tiny(), 1);
   EXPECT_THROW_MSG(apply_method(t, "prefix", opts(0), 3, g), MethodError, "--prompts", "got 0");
   EXPECT_FALSE(is_mergeable_method("prefix"));
