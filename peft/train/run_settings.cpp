@@ -84,6 +84,11 @@ RunSettings run_settings(const TrainConfig& t, const std::map<std::string, std::
   s.push_back({"--color-jitter", num(t.color_jitter)});
   s.push_back({"--reprob", t.reprob > 0 ? num(t.reprob) + " " + t.remode + " x" + std::to_string(t.recount) : "0"});
   s.push_back({"--label-smoothing", num(t.label_smoothing)});
+  const data::MixupOptions& m = t.mixup;  // --workers is not a setting: any N trains the same
+  s.push_back({"--mixup/--cutmix", !m.enabled() ? "off"
+                                                : num(m.mixup_alpha) + " / " + num(m.cutmix_alpha) + ", prob " +
+                                                      num(m.prob) + ", switch " + num(m.switch_prob) + ", " + m.mode});
+  s.push_back({"--layer-decay", num(t.layer_decay)});
   s.push_back({"--clip-grad", num(t.clip_grad)});
   s.push_back({"--data", data_spec(data)});
   s.push_back({"--data images", std::to_string(train.size())});

@@ -124,6 +124,20 @@ TEST_F(TrainMixWorkers, WorkersGiveBitIdenticalTraining) {
   EXPECT_FALSE(file("w1s", "adapter-last.safetensors") == a);
 }
 
+// --resume checks the mixing and layer decay of the run (peft/train/run_settings.h), not --workers.
+TEST_F(TrainMixWorkers, ResumeChecksMixupAndLayerDecayButNotWorkers) {
+  ASSERT_EQ(train("lora", "rs", "--mixup 0.8 --layer-decay 0.9").status, 0);
+  CliResult other_mix = train("lora", "rs", "--mixup 0.5 --layer-decay 0.9 --resume");
+  EXPECT_EQ(other_mix.status, 2);
+  EXPECT_NE(other_mix.err.find("--resume: --mixup/--cutmix differs"), std::string::npos) << other_mix.err;
+  CliResult other_decay = train("lora", "rs", "--mixup 0.8 --resume");
+  EXPECT_EQ(other_decay.status, 2);
+  EXPECT_NE(other_decay.err.find("--resume: --layer-decay differs"), std::string::npos) << other_decay.err;
+  CliResult workers = train("lora", "rs", "--mixup 0.8 --layer-decay 0.9 --workers 2 --resume");
+  EXPECT_EQ(workers.status, 0) << workers.err;
+  EXPECT_NE(workers.out.find("the run is finished"), std::string::npos) << workers.out;
+}
+
 TEST_F(TrainMixWorkers, LayerDecayOneChangesNothingAndHalfDoes) {
   CliResult none = train("full", "ld_none", "");
   CliResult one = train("full", "ld_one", "--layer-decay 1");
