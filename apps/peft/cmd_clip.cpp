@@ -196,6 +196,13 @@ void require_clip_config(const std::string& config, const char* command) {
   // Neither: load_clip_config names the presets.
 }
 
+void add_clip_model_options(CLI::App* cmd, std::string& config, std::string& weights) {
+  cmd->add_option("--config", config,
+                  "CLIP config: preset (clip-micro, clip-vit-b32) or JSON file (default: inferred from --weights)");
+  cmd->add_option("--weights", weights, "CLIP weights (safetensors: OpenAI / open_clip or Hugging Face CLIPModel names)")
+      ->required();
+}
+
 void add_prompt_options(CLI::App* cmd, PromptArgs& p) {
   cmd->add_option("--texts", p.texts, "one full class prompt per line, in class order");
   cmd->add_option("--classnames", p.classnames, "one class name per line, in class order (put into --templates)");
@@ -222,10 +229,7 @@ void add_clip_commands(CLI::App& app, Common& common, Runner& run) {
 
   static ClipTrainArgs a;
   auto* cmd = app.add_subcommand("clip-train", "few-shot adaptation of a frozen CLIP (peft methods: the CLIP ones)");
-  cmd->add_option("--config", a.config,
-                  "CLIP config: preset (clip-micro, clip-vit-b32) or JSON file (default: inferred from --weights)");
-  cmd->add_option("--weights", a.weights, "CLIP weights (safetensors: OpenAI / open_clip or Hugging Face CLIPModel names)")
-      ->required();
+  add_clip_model_options(cmd, a.config, a.weights);
   std::string names;
   for (const ClipMethodDescriptor& d : clip_method_registry()) names += (names.empty() ? "" : " | ") + d.name;
   cmd->add_option("--method", a.method, names)->required();

@@ -70,10 +70,7 @@ int run_clip_eval(const ClipEvalArgs& a, const Common& common) {
 void add_clip_eval_command(CLI::App& app, Common& common, Runner& run) {
   static ClipEvalArgs a;
   auto* cmd = app.add_subcommand("clip-eval", "top-1 and loss of a CLIP adapter written by peft clip-train");
-  cmd->add_option("--config", a.config,
-                  "CLIP config: preset (clip-micro, clip-vit-b32) or JSON file (default: inferred from --weights)");
-  cmd->add_option("--weights", a.weights, "CLIP weights (safetensors: OpenAI / open_clip or Hugging Face CLIPModel names)")
-      ->required();
+  add_clip_model_options(cmd, a.config, a.weights);
   cmd->add_option("--adapter", a.adapter, "adapter.safetensors of peft clip-train (method, options, class prompts)")
       ->required();
   cmd->add_option("--data", a.data,

@@ -75,8 +75,7 @@ void add_gradcheck_command(CLI::App& app, Common& common, Runner& run) {
   add_common_options(cmd, common);
   cmd->callback([&run, &common] {
     run = [&common] {
-      require_vision_method(a.method);
-      if (a.batch < 1) throw UsageError(fmt::format("--batch: must be at least 1 (got {})", a.batch));
+      require_vision_method_and_batch(a.method, a.batch);
       MethodGradcheckRequest r;
       r.config = nn::load_vit_config(a.config);
       r.method = a.method;

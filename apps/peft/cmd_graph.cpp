@@ -59,8 +59,7 @@ void add_graph_command(CLI::App& app, Common& common, Runner& run) {
   add_common_options(cmd, common);
   cmd->callback([&run, &common] {
     run = [&common] {
-      require_vision_method(a.method);
-      if (a.batch < 1) throw UsageError(fmt::format("--batch: must be at least 1 (got {})", a.batch));
+      require_vision_method_and_batch(a.method, a.batch);
       nn::ViTConfig c = nn::load_vit_config(a.config);
       const int64_t K = c.num_classes > 0 ? c.num_classes : 10;
       auto model = build_model(c, a.method, a.method_opts, K, common.seed);

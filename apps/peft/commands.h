@@ -48,6 +48,8 @@ void add_clip_eval_command(CLI::App& app, Common& common, Runner& run); // clip-
 // --texts / --classnames / --templates (cmd_clip.cpp); check_prompt_usage: UsageError when both
 // or --templates alone are given, or (required) when neither is.
 void add_prompt_options(CLI::App* cmd, PromptArgs& p);
+// --config (optional: inferred from the weights) and --weights (required) of a CLIP (cmd_clip.cpp).
+void add_clip_model_options(CLI::App* cmd, std::string& config, std::string& weights);
 void check_prompt_usage(const PromptArgs& p, bool required);
 // UsageError when `config` is a ViT preset or a non-CLIP config file (says which commands take it).
 void require_clip_config(const std::string& config, const char* command);
@@ -69,5 +71,7 @@ void add_method_options(CLI::App* cmd, MethodOptions& m, bool with_prompts = tru
 std::string vision_method_list();
 // UsageError listing the vision methods when `method` is not one of them.
 void require_vision_method(const std::string& method);
+// The same, then UsageError unless batch >= 1 (graph, gradcheck: one random batch).
+void require_vision_method_and_batch(const std::string& method, int64_t batch);
 
 }  // namespace peft::app

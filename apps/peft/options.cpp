@@ -60,4 +60,9 @@ void require_vision_method(const std::string& method) {
     throw UsageError(fmt::format("--method: unknown method '{}' (available: {})", method, vision_method_list()));
 }
 
+void require_vision_method_and_batch(const std::string& method, int64_t batch) {
+  require_vision_method(method);
+  if (batch < 1) throw UsageError(fmt::format("--batch: must be at least 1 (got {})", batch));
+}
+
 }  // namespace peft::app
