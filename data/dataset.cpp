@@ -91,7 +91,7 @@ ImageFolder::ImageFolder(const std::string& root, const Preprocess& preprocess, 
           throw IOError("image_folder: '" + f + "' cannot be read (" + std::strerror(errno) + "). Hint: check its permissions");
         throw IOError("image_folder: '" + f + "' is not a readable image (corrupt or wrong format). Hint: remove or replace it");
       }
-      if (h * w > kMaxImagePixels)  // both <= 2^31 (stb ints): no overflow
+      if (too_many_pixels(h, w))
         throw IOError("image_folder: '" + f + "': image too large: " + std::to_string(w) + " x " + std::to_string(h) +
                       " pixels (at most " + std::to_string(kMaxImagePixels) + ", 8192 x 8192). Hint: downscale it");
       files_.push_back(std::move(f));

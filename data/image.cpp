@@ -258,7 +258,7 @@ bool probe_image(const std::string& path, int64_t* H, int64_t* W, int64_t* C) {
     // stb refuses a header of more than 2^30 bytes of pixels without its size: read it here, so
     // the caller can say "too large" instead of "corrupt".
     int64_t h = 0, w = 0;
-    if (claimed_size(head.data(), head.size(), &h, &w) && h * w > kMaxImagePixels) {
+    if (claimed_size(head.data(), head.size(), &h, &w) && too_many_pixels(h, w)) {
       if (H) *H = h;
       if (W) *W = w;
       if (C) *C = 3;

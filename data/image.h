@@ -42,6 +42,9 @@ Image decode_image_reduced(const uint8_t* bytes, size_t size, const std::string&
 // The most pixels an image may have (8192 x 8192): a few header bytes can claim a gigapixel
 // image, which stb would allocate and decode for minutes.
 constexpr int64_t kMaxImagePixels = int64_t{1} << 26;
+// h x w > kMaxImagePixels, without multiplying (a PNG header may claim 2^32 - 1 both ways; found
+// by tests/fuzz/fuzz_image_folder as a signed overflow).
+constexpr bool too_many_pixels(int64_t h, int64_t w) { return h > 0 && w > kMaxImagePixels / h; }
 
 // Reads only the header (the file's first 256 KiB, 16 MiB for a JPEG with much metadata): true
 // when stb_image recognises the file as an image. Cheap; used to reject non-image files when a

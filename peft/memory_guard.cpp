@@ -126,7 +126,8 @@ void check_memory(const nn::VisionTransformer& vit, int64_t batch, const std::st
 double config_param_count(const nn::ViTConfig& c) {
   const double D = static_cast<double>(c.dim), H = std::floor(D * c.mlp_ratio), P = static_cast<double>(c.patch_size);
   const bool openai = c.style == "openai_clip_visual";
-  double n = static_cast<double>(c.in_chans) * P * P * D + (openai ? 0 : D);  // patch embedding (openai: no bias)
+  // Patch embedding: no bias in the openai layout, nor before a norm_pre (as timm builds it).
+  double n = static_cast<double>(c.in_chans) * P * P * D + (openai || c.norm_pre ? 0 : D);
   n += static_cast<double>(c.num_prefix_tokens()) * D;                          // cls / register tokens
   n += static_cast<double>(c.pos_embed_rows()) * D;
   if (c.norm_pre || openai) n += 2 * D;

@@ -73,5 +73,18 @@ TEST(ImageProbe, ReportsTheSizeAHugeHeaderClaims) {
   EXPECT_GT(w * h, kMaxImagePixels);
 }
 
+
+// Found by fuzz_image_folder: a header claiming 2^32 - 1 x 2^32 - 1 overflowed h * w.
+TEST(ImageProbe, AHeaderOfTheLargestSizeDoesNotOverflow) {
+  TempPath t;
+  std::ofstream(t.p, std::ios::binary) << png_header(0xFFFFFFFFu, 0xFFFFFFFFu);
+  int64_t h = 0, w = 0;
+  ASSERT_TRUE(probe_image(t.p.string(), &h, &w));
+  EXPECT_EQ(w, 0xFFFFFFFFll);
+  EXPECT_TRUE(too_many_pixels(h, w));
+  EXPECT_FALSE(too_many_pixels(8192, 8192));
+  EXPECT_TRUE(too_many_pixels(8192, 8193));
+}
+
 }  // namespace
 }  // namespace peft::data

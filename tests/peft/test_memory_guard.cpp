@@ -190,3 +190,27 @@ TEST(MemoryGuard, FormatsBytes) {
 
 }  // namespace
 }  // namespace peft
+
+namespace peft {
+namespace {
+
+// The size the guard gives a config before building it is exactly the built model's (issue 20;
+// fuzz_model_config found the patch embedding without bias before a norm_pre).
+TEST(MemoryGuard, ConfigParameterCountMatchesTheBuiltModel) {
+  const char* base = R"("image_size": 16, "patch_size": 4, "dim": 16, "depth": 2, "heads": 2, "num_classes": 3)";
+  for (const std::string extra :
+       {"", R"(, "reg_tokens": 2, "no_embed_class": true)", R"(, "norm_pre": true)", R"(, "layer_scale": true)",
+        R"(, "qkv_bias": false, "fc_norm": true, "pool": "mean")", R"(, "mlp_ratio": 2.5)",
+        R"(, "class_token": false, "pool": "mean")",
+        R"(, "reg_tokens": 2, "no_embed_class": true, "norm_pre": true, "layer_scale": true, "fc_norm": true,
+           "qkv_bias": false, "pool": "mean", "mlp_ratio": 2.5)",
+        R"(, "style": "openai_clip_visual", "embed_dim": 8, "num_classes": 0)"}) {
+    SCOPED_TRACE(extra);
+    nn::ViTConfig c = nn::vit_config_from_json("{" + std::string(base) + extra + "}", "test.json");
+    nn::VisionTransformer vit(c, 0);
+    EXPECT_EQ(config_param_count(c), static_cast<double>(vit.num_parameters()));
+  }
+}
+
+}  // namespace
+}  // namespace peft
