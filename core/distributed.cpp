@@ -31,6 +31,15 @@ long env_size() {
   return 0;
 }
 
+#ifndef PEFT_HAVE_MPI
+// This process's rank as the launcher announces it, -1 when it announces none.
+long env_rank() {
+  for (const char* v : {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"})
+    if (const char* s = std::getenv(v); s && *s) return std::strtol(s, nullptr, 10);
+  return -1;
+}
+#endif
+
 void print_line(const std::string& where, const std::string& message) {
   std::fprintf(stderr, "peft: error: %s: %s\n", where.c_str(), message.c_str());
   std::fflush(stderr);
@@ -148,6 +157,18 @@ World::World() {
   MPI_Comm_size(MPI_COMM_WORLD, &size_);
   MPI_Comm_dup(MPI_COMM_WORLD, &g_err);
   g_rank = rank_;
+#else
+  // Started by mpirun without MPI in the build: every rank would run the whole job alone and
+  // they would write the same --out. One line (from the launcher's rank 0) and exit 2.
+  if (env_size() > 1) {
+    if (env_rank() <= 0)
+      print_line("mpirun/srun started " + std::to_string(env_size()) + " ranks",
+                 "this peft was built without MPI (-DPEFT_MPI=OFF, or Open MPI not found), so every rank would "
+                 "run the whole job alone. Rebuild with MPI (scripts/setup.sh installs Open MPI; cmake "
+                 "-DPEFT_MPI=ON) or run one process without mpirun");
+    std::fflush(stdout);
+    ::_exit(2);
+  }
 #endif
 }
 
