@@ -248,12 +248,167 @@ void record_settings(Args& a, const std::map<std::string, std::string>& method_m
   }
 }
 
-}  // namespace
+// The parsed options of whichever of these commands runs (CLI11 binds to them at registration).
+Args a;
 
-void add_train_commands(CLI::App& app, Common& common, Runner& run) {
-  static Args a;
+// The lines every training run prints before its first step: model, preprocessing, augmentation,
+// checkpointing, traffic and layer decay.
+void print_run_header(const nn::VisionTransformer& vit, const char* cmd, const std::string& model,
+                      const data::Preprocess& pre) {
+  fmt::print("{}: {}\n", cmd, model);
+  fmt::print("{}: preprocessing {}\n", cmd, pre.describe());
+  fmt::print("{}: augmentation {}\n", cmd, data::augment_str(train_augment(a.train)));
+  if (!a.train.aa.empty() && a.train.color_jitter > 0)
+    fmt::print("{}: --color-jitter is not used with --aa (as in timm)\n", cmd);
+  if (vit.checkpoint_activations) fmt::print("{}: activations checkpointed per block (one more forward per step)\n", cmd);
+}
 
-  // ---- methods
+void print_after_header(const nn::VisionTransformer& vit, const char* cmd) {
+  print_traffic(vit, cmd);
+  print_layer_decay(vit, a.train.layer_decay, cmd);
+}
+
+int run_pretrain(const Common& common) {
+  check_training_values(a.train);
+  if (!a.model.weights.empty()) throw UsageError("pretrain: --weights is not used (it trains from scratch); use peft train");
+  join_world(a, "pretrain");
+  nn::ViTConfig c = open_model_or_usage(a.model).config;
+  auto train = open_train(a, c, common.seed);
+  auto val = open_val(a.val, a, c, common.seed);
+  if (val) val = map_classes_by_name(val, train->class_names(), "--val");
+  c.num_classes = train->num_classes();
+  c.class_names = train->class_names();
+  record_settings(a, {{"method", "pretrain"}}, *train, c, common.seed);
+  nn::VisionTransformer vit(c, common.seed);
+  vit.checkpoint_activations = a.checkpoint_activations;
+  check_memory(vit, std::min<int64_t>(a.train.batch, train->size()), a.train.optimizer);
+  make_out_dir(a);
+  print_run_header(vit, "pretrain",
+                   fmt::format("{} on {} ({} parameters)", a.model.config, train->describe(), vit.num_parameters()),
+                   c.preprocess);
+  print_after_header(vit, "pretrain");
+  a.train.seed = common.seed;
+  a.train.out_dir = a.out;
+  a.train.best_name = "weights.safetensors";
+  a.train.last_name = "weights-last.safetensors";
+  a.train.save_weights = [&vit](const std::string& path) { nn::save_weights(vit, path, {{"format", "pt"}}); };
+  TrainResult r = train_model(vit, train, val, a.train);
+  if (already_finished(r, a)) return 0;
+  // The default preprocessing is not written: model.json stays a plain interop config.
+  nn::ViTConfig written = c;
+  if (a.model.mean.empty() && a.model.std.empty() && a.model.interpolation.empty() && a.model.crop_pct == 0)
+    written.preprocess = data::Preprocess{};
+  if (dist::World::get().is_root())
+    write_text_atomic((fs::path(a.out) / "model.json").string(), nn::vit_config_to_json(written) + "\n");
+  finish("pretrain", r, vit, a, common, val != nullptr, a.model.config);
+  return 0;
+}
+
+// The base model with the method attached (bad method options are usage errors, exit 2).
+void attach_method(nn::VisionTransformer& vit, int64_t num_classes, uint64_t seed) {
+  Generator gen(seed + 1);
+  try {
+    apply_method(vit, a.method, a.method_opts, num_classes, gen);
+  } catch (const MethodError& e) {  // e.g. a --targets entry that matches no linear
+    throw UsageError(e.what());
+  }
+}
+
+// The method's cost on this model: trainable share, FLOPs, step and inference time, memory
+// (before the summary, whose JSON must stay the last stdout line).
+void print_cost(nn::VisionTransformer& vit) {
+  CostReport cost = measure_cost(vit, std::min<int64_t>(a.train.batch, 8), 2);
+  cost.method = a.method;
+  if (vision_method(a.method).uses("prompts")) cost.prompts = a.method_opts.prompts;
+  fmt::print("\n{}", format_cost_table({cost}));
+}
+
+int run_train(const Common& common) {
+  require_vision_method(a.method);
+  check_training_values(a.train);
+  join_world(a, "train");
+  try {  // bad method options are usage errors (exit 2), found before any data is read
+    validate_method_options(a.method, a.method_opts);
+  } catch (const MethodError& e) {
+    throw UsageError(e.what());
+  }
+  ModelSource src = open_model_or_usage(a.model);
+  const nn::ViTConfig& c = src.config;
+  auto train = open_train(a, c, common.seed);
+  auto val = open_val(a.val, a, c, common.seed);
+  if (val) val = map_classes_by_name(val, train->class_names(), "--val");  // scored by class name, never by position
+  record_settings(a, adapter_metadata(a.method, a.method_opts, {}), *train, c, common.seed);
+  nn::VisionTransformer vit(c, common.seed);
+  vit.checkpoint_activations = a.checkpoint_activations;
+  std::string note;
+  src.load_into(vit, &note);
+  attach_method(vit, train->num_classes(), common.seed);
+  vit.cfg.class_names = train->class_names();
+  check_memory(vit, std::min<int64_t>(a.train.batch, train->size()), a.train.optimizer);
+  make_out_dir(a);
+  print_run_header(vit, "train", "model " + src.describe(), c.preprocess);
+  if (!note.empty()) fmt::print("train: {}\n", note);
+  fmt::print("train: {} on {}: {} of {} parameters trainable ({:.2f}%)\n", a.method, train->describe(),
+             vit.num_parameters(true), vit.num_parameters(), 100.0 * vit.num_parameters(true) / vit.num_parameters());
+  a.train.seed = common.seed;
+  a.train.out_dir = a.out;
+  print_traffic(vit, "train");
+  print_feature_cache_plan(vit, train, val, a.train);
+  print_layer_decay(vit, a.train.layer_decay, "train");
+  const auto meta = adapter_metadata(a.method, a.method_opts, train->class_names());
+  a.train.save_weights = [&vit, &meta](const std::string& path) { nn::save_weights(vit, path, meta, /*trainable_only=*/true); };
+  TrainResult r = train_model(vit, train, val, a.train);
+  if (already_finished(r, a)) return 0;
+  print_cost(vit);
+  finish(a.method, r, vit, a, common, val != nullptr, src.describe());
+  return 0;
+}
+
+// Attaches --adapter (its method must match --method when given); returns the method's name
+// and fills the class names the adapter records.
+std::string attach_eval_adapter(nn::VisionTransformer& vit, bool method_given, uint64_t seed,
+                                std::vector<std::string>& classes) {
+  AdapterInfo info = read_adapter_info(a.adapter);
+  const std::string method = method_given ? a.method : info.method;
+  if (method != info.method)
+    throw UsageError(fmt::format("--method {} does not match the adapter's method {}", method, info.method));
+  attach_adapter(vit, info, seed);
+  classes = info.class_names;
+  if (classes.empty())
+    fmt::print("note: {} records no class names (written by an older peft): folders are matched by position\n",
+               a.adapter);
+  return method;
+}
+
+int run_eval(const Common& common, bool method_given) {
+  ModelSource src = open_model_or_usage(a.model);
+  const nn::ViTConfig& c = src.config;
+  nn::VisionTransformer vit(c, common.seed);
+  src.load_into(vit);
+  std::string method = "base";
+  std::vector<std::string> classes = c.class_names;
+  if (!a.adapter.empty()) {
+    method = attach_eval_adapter(vit, method_given, common.seed, classes);
+  } else if (!vit.head) {
+    throw ValueError(fmt::format("eval: {} has no classifier head; give --adapter",
+                                 a.model.weights.empty() ? a.model.config : a.model.weights));
+  }
+  auto ds = data::open_dataset(a.data, data::Split::val, c.preprocess, c.in_chans, a.val_size, common.seed);
+  ds = map_classes_by_name(ds, classes, "--data");
+  fmt::print("eval: model {}\neval: preprocessing {}\n", src.describe(), c.preprocess.describe());
+  EvalResult r = evaluate(vit, ds, a.batch);
+  fmt::print("{:<12} {:>8} {:>9} {:>9} {:>9}\n", "method", "images", "top1", "loss", "img/s");
+  fmt::print("{:<12} {:>8} {:>8.2f}% {:>9.4f} {:>9.0f}\n", method, r.n, r.top1, r.loss, r.images_per_s);
+  if (common.json) {
+    nlohmann::json s = {{"method", method}, {"top1", r.top1}, {"loss", r.loss},
+                        {"trainable_params", vit.num_parameters(true)}, {"total_params", vit.num_parameters(false)},
+                        {"images_per_s", r.images_per_s}, {"peak_rss_mb", peak_rss_mb()}};
+    fmt::print("{}\n", s.dump());
+  }
+  return 0;
+}
+
+void add_methods_command(CLI::App& app, Runner& run) {
   auto* methods = app.add_subcommand("methods", "list the PEFT methods and their options");
   methods->callback([&run] {
     run = [] {
@@ -266,54 +421,18 @@ void add_train_commands(CLI::App& app, Common& common, Runner& run) {
       return 0;
     };
   });
+}
 
-  // ---- pretrain
+void add_pretrain_command(CLI::App& app, Common& common, Runner& run) {
   auto* pre = app.add_subcommand("pretrain", "train a model from scratch (all parameters)");
   add_model_options(pre, a.model, /*config_required=*/true, /*weights_required=*/false);
   add_data_options(pre, a, true);
   add_training_options(pre, a);
   add_common_options(pre, common);
-  pre->callback([&run, &common] {
-    run = [&common] {
-      check_training_values(a.train);
-      if (!a.model.weights.empty()) throw UsageError("pretrain: --weights is not used (it trains from scratch); use peft train");
-      join_world(a, "pretrain");
-      nn::ViTConfig c = open_model_or_usage(a.model).config;
-      auto train = open_train(a, c, common.seed);
-      auto val = open_val(a.val, a, c, common.seed);
-      if (val) val = map_classes_by_name(val, train->class_names(), "--val");
-      c.num_classes = train->num_classes();
-      c.class_names = train->class_names();
-      record_settings(a, {{"method", "pretrain"}}, *train, c, common.seed);
-      nn::VisionTransformer vit(c, common.seed);
-      vit.checkpoint_activations = a.checkpoint_activations;
-      check_memory(vit, std::min<int64_t>(a.train.batch, train->size()), a.train.optimizer);
-      make_out_dir(a);
-      fmt::print("pretrain: {} on {} ({} parameters)\n", a.model.config, train->describe(), vit.num_parameters());
-      fmt::print("pretrain: preprocessing {}\n", c.preprocess.describe());
-      fmt::print("pretrain: augmentation {}\n", data::augment_str(train_augment(a.train)));
-      if (vit.checkpoint_activations) fmt::print("pretrain: activations checkpointed per block (one more forward per step)\n");
-      print_traffic(vit, "pretrain");
-      print_layer_decay(vit, a.train.layer_decay, "pretrain");
-      a.train.seed = common.seed;
-      a.train.out_dir = a.out;
-      a.train.best_name = "weights.safetensors";
-      a.train.last_name = "weights-last.safetensors";
-      a.train.save_weights = [&vit](const std::string& path) { nn::save_weights(vit, path, {{"format", "pt"}}); };
-      TrainResult r = train_model(vit, train, val, a.train);
-      if (already_finished(r, a)) return 0;
-      // The default preprocessing is not written: model.json stays a plain interop config.
-      nn::ViTConfig written = c;
-      if (a.model.mean.empty() && a.model.std.empty() && a.model.interpolation.empty() && a.model.crop_pct == 0)
-        written.preprocess = data::Preprocess{};
-      if (dist::World::get().is_root())
-        write_text_atomic((fs::path(a.out) / "model.json").string(), nn::vit_config_to_json(written) + "\n");
-      finish("pretrain", r, vit, a, common, val != nullptr, a.model.config);
-      return 0;
-    };
-  });
+  pre->callback([&run, &common] { run = [&common] { return run_pretrain(common); }; });
+}
 
-  // ---- train
+void add_train_command(CLI::App& app, Common& common, Runner& run) {
   auto* tr = app.add_subcommand("train", "fine-tune a base model with a PEFT method");
   add_model_options(tr, a.model, /*config_required=*/false, /*weights_required=*/true);
   tr->add_option("--method", a.method, "PEFT method (peft methods)")->required();
@@ -323,68 +442,10 @@ void add_train_commands(CLI::App& app, Common& common, Runner& run) {
   tr->add_flag("--no-feature-cache", [](int64_t) { a.train.feature_cache = false; },
                "head-only methods (linear): run the backbone every epoch instead of caching its features");
   add_common_options(tr, common);
-  tr->callback([&run, &common] {
-    run = [&common] {
-      require_vision_method(a.method);
-      check_training_values(a.train);
-      join_world(a, "train");
-      try {  // bad method options are usage errors (exit 2), found before any data is read
-        validate_method_options(a.method, a.method_opts);
-      } catch (const MethodError& e) {
-        throw UsageError(e.what());
-      }
-      ModelSource src = open_model_or_usage(a.model);
-      const nn::ViTConfig& c = src.config;
-      auto train = open_train(a, c, common.seed);
-      auto val = open_val(a.val, a, c, common.seed);
-      // A --val folder is scored by class name, never by position.
-      if (val) val = map_classes_by_name(val, train->class_names(), "--val");
-      record_settings(a, adapter_metadata(a.method, a.method_opts, {}), *train, c, common.seed);
-      nn::VisionTransformer vit(c, common.seed);
-      vit.checkpoint_activations = a.checkpoint_activations;
-      std::string note;
-      src.load_into(vit, &note);
-      Generator gen(common.seed + 1);
-      try {
-        apply_method(vit, a.method, a.method_opts, train->num_classes(), gen);
-      } catch (const MethodError& e) {  // e.g. a --targets entry that matches no linear
-        throw UsageError(e.what());
-      }
-      vit.cfg.class_names = train->class_names();
-      check_memory(vit, std::min<int64_t>(a.train.batch, train->size()), a.train.optimizer);
-      make_out_dir(a);
-      fmt::print("train: model {}\n", src.describe());
-      fmt::print("train: preprocessing {}\n", c.preprocess.describe());
-      fmt::print("train: augmentation {}\n", data::augment_str(train_augment(a.train)));
-      if (!a.train.aa.empty() && a.train.color_jitter > 0)
-        fmt::print("train: --color-jitter is not used with --aa (as in timm)\n");
-      if (vit.checkpoint_activations) fmt::print("train: activations checkpointed per block (one more forward per step)\n");
-      if (!note.empty()) fmt::print("train: {}\n", note);
-      fmt::print("train: {} on {}: {} of {} parameters trainable ({:.2f}%)\n", a.method, train->describe(),
-                 vit.num_parameters(true), vit.num_parameters(), 100.0 * vit.num_parameters(true) / vit.num_parameters());
-      print_traffic(vit, "train");
-      a.train.seed = common.seed;
-      a.train.out_dir = a.out;
-      print_feature_cache_plan(vit, train, val, a.train);
-      print_layer_decay(vit, a.train.layer_decay, "train");
-      const auto meta = adapter_metadata(a.method, a.method_opts, train->class_names());
-      a.train.save_weights = [&vit, &meta](const std::string& path) {
-        nn::save_weights(vit, path, meta, /*trainable_only=*/true);
-      };
-      TrainResult r = train_model(vit, train, val, a.train);
-      if (already_finished(r, a)) return 0;
-      // The method's cost on this model: trainable share, FLOPs, step and inference time, memory
-      // (before the summary, whose JSON must stay the last stdout line).
-      CostReport cost = measure_cost(vit, std::min<int64_t>(a.train.batch, 8), 2);
-      cost.method = a.method;
-      if (vision_method(a.method).uses("prompts")) cost.prompts = a.method_opts.prompts;
-      fmt::print("\n{}", format_cost_table({cost}));
-      finish(a.method, r, vit, a, common, val != nullptr, src.describe());
-      return 0;
-    };
-  });
+  tr->callback([&run, &common] { run = [&common] { return run_train(common); }; });
+}
 
-  // ---- eval
+void add_eval_command(CLI::App& app, Common& common, Runner& run) {
   auto* ev = app.add_subcommand("eval", "top-1 accuracy and loss of a model (optionally with an adapter)");
   add_model_options(ev, a.model, /*config_required=*/false, /*weights_required=*/false);
   ev->add_option("--method", a.method, "the adapter's method (default: read from the adapter)");
@@ -394,41 +455,17 @@ void add_train_commands(CLI::App& app, Common& common, Runner& run) {
   ev->add_option("--batch", a.batch, "batch size")->capture_default_str();
   add_common_options(ev, common);
   ev->callback([&run, &common, ev] {
-    run = [&common, ev] {
-      ModelSource src = open_model_or_usage(a.model);
-      const nn::ViTConfig& c = src.config;
-      nn::VisionTransformer vit(c, common.seed);
-      src.load_into(vit);
-      std::string method = "base";
-      std::vector<std::string> classes = c.class_names;
-      if (!a.adapter.empty()) {
-        AdapterInfo info = read_adapter_info(a.adapter);
-        method = ev->count("--method") ? a.method : info.method;
-        if (method != info.method)
-          throw UsageError(fmt::format("--method {} does not match the adapter's method {}", method, info.method));
-        attach_adapter(vit, info, common.seed);
-        classes = info.class_names;
-        if (classes.empty())
-          fmt::print("note: {} records no class names (written by an older peft): folders are matched by position\n",
-                     a.adapter);
-      } else if (!vit.head) {
-        throw ValueError(fmt::format("eval: {} has no classifier head; give --adapter", a.model.weights.empty() ? a.model.config : a.model.weights));
-      }
-      auto ds = data::open_dataset(a.data, data::Split::val, c.preprocess, c.in_chans, a.val_size, common.seed);
-      ds = map_classes_by_name(ds, classes, "--data");
-      fmt::print("eval: model {}\neval: preprocessing {}\n", src.describe(), c.preprocess.describe());
-      EvalResult r = evaluate(vit, ds, a.batch);
-      fmt::print("{:<12} {:>8} {:>9} {:>9} {:>9}\n", "method", "images", "top1", "loss", "img/s");
-      fmt::print("{:<12} {:>8} {:>8.2f}% {:>9.4f} {:>9.0f}\n", method, r.n, r.top1, r.loss, r.images_per_s);
-      if (common.json) {
-        nlohmann::json s = {{"method", method}, {"top1", r.top1}, {"loss", r.loss},
-                            {"trainable_params", vit.num_parameters(true)}, {"total_params", vit.num_parameters(false)},
-                            {"images_per_s", r.images_per_s}, {"peak_rss_mb", peak_rss_mb()}};
-        fmt::print("{}\n", s.dump());
-      }
-      return 0;
-    };
+    run = [&common, ev] { return run_eval(common, ev->count("--method") > 0); };
   });
+}
+
+}  // namespace
+
+void add_train_commands(CLI::App& app, Common& common, Runner& run) {
+  add_methods_command(app, run);
+  add_pretrain_command(app, common, run);
+  add_train_command(app, common, run);
+  add_eval_command(app, common, run);
 }
 
 }  // namespace peft::app
