@@ -160,7 +160,9 @@ TEST(AdapterMethod, FrozenBaseTensorsGetNoGradient) {
   apply_method(vit, "adapter", opts(3), 3, g);
   testing::expect_grads_only_on_trainable(vit);
   for (auto& [n, p] : vit.named_parameters())
-    if (p.requires_grad()) EXPECT_GT(max_abs_diff(p.grad(), zeros_like(p.grad())), 0.0) << n;
+    if (p.requires_grad()) {
+      EXPECT_GT(max_abs_diff(p.grad(), zeros_like(p.grad())), 0.0) << n;
+    }
 }
 
 // V-PETL's Block: x + drop_path(adapter(ls2(mlp(norm2(x))))): layer scale acts on the MLP output
