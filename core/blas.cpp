@@ -70,11 +70,13 @@ struct MatmulKey {
   float alpha, beta;
   bool operator==(const MatmulKey& o) const { return std::memcmp(this, &o, sizeof(MatmulKey)) == 0; }
 };
-struct MatmulKeyHash {
-  size_t operator()(const MatmulKey& k) const {
+// FNV-1a over a key's bytes (the keys have no padding, so equal keys hash alike).
+template <class Key>
+struct BytesHash {
+  size_t operator()(const Key& k) const {
     size_t h = 1469598103934665603ULL;
     const auto* b = reinterpret_cast<const unsigned char*>(&k);
-    for (size_t i = 0; i < sizeof(MatmulKey); ++i) h = (h ^ b[i]) * 1099511628211ULL;
+    for (size_t i = 0; i < sizeof(Key); ++i) h = (h ^ b[i]) * 1099511628211ULL;
     return h;
   }
 };
@@ -90,8 +92,23 @@ dnnl::engine& engine() {
   return e;
 }
 
+// The primitive for m's descriptors: C = alpha A B + beta C (alpha an output scale, beta a sum
+// post-op), and the name of the kernel oneDNN chose.
+void build_primitive(Matmul& m, float alpha, float beta) {
+  dnnl::primitive_attr attr;
+  if (alpha != 1.0f) attr.set_output_scales(0, {alpha});
+  if (beta != 0.0f) {
+    dnnl::post_ops po;
+    po.append_sum(beta);
+    attr.set_post_ops(po);
+  }
+  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(m.a, m.b, m.c), attr, engine());
+  m.impl = pd.impl_info_str();
+  m.prim = dnnl::matmul(pd);
+}
+
 const Matmul& matmul_for(const MatmulKey& k) {
-  thread_local std::unordered_map<MatmulKey, Matmul, MatmulKeyHash> cache;
+  thread_local std::unordered_map<MatmulKey, Matmul, BytesHash<MatmulKey>> cache;
   auto it = cache.find(k);
   if (it != cache.end()) return it->second;
   using dt = dnnl::memory::data_type;
@@ -101,16 +118,7 @@ const Matmul& matmul_for(const MatmulKey& k) {
   m.a = dnnl::memory::desc(dims{k.M, k.K}, in, k.ta ? dims{1, k.lda} : dims{k.lda, 1});
   m.b = dnnl::memory::desc(dims{k.K, k.N}, in, k.tb ? dims{1, k.ldb} : dims{k.ldb, 1});
   m.c = dnnl::memory::desc(dims{k.M, k.N}, dt::f32, dims{k.ldc, 1});
-  dnnl::primitive_attr attr;
-  if (k.alpha != 1.0f) attr.set_output_scales(0, {k.alpha});
-  if (k.beta != 0.0f) {
-    dnnl::post_ops po;
-    po.append_sum(k.beta);
-    attr.set_post_ops(po);
-  }
-  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(m.a, m.b, m.c), attr, engine());
-  m.impl = pd.impl_info_str();
-  m.prim = dnnl::matmul(pd);
+  build_primitive(m, k.alpha, k.beta);
   // Keep the cache bounded for programs that see many shapes (sweeps of sizes).
   if (cache.size() >= 4096) cache.clear();
   return cache.emplace(k, std::move(m)).first->second;
@@ -177,17 +185,9 @@ struct BatchKey {
   float alpha, beta;
   bool operator==(const BatchKey& o) const { return std::memcmp(this, &o, sizeof(BatchKey)) == 0; }
 };
-struct BatchKeyHash {
-  size_t operator()(const BatchKey& k) const {
-    size_t h = 1469598103934665603ULL;
-    const auto* b = reinterpret_cast<const unsigned char*>(&k);
-    for (size_t i = 0; i < sizeof(BatchKey); ++i) h = (h ^ b[i]) * 1099511628211ULL;
-    return h;
-  }
-};
 
 const Matmul& batched_for(const BatchKey& k) {
-  thread_local std::unordered_map<BatchKey, Matmul, BatchKeyHash> cache;
+  thread_local std::unordered_map<BatchKey, Matmul, BytesHash<BatchKey>> cache;
   auto it = cache.find(k);
   if (it != cache.end()) return it->second;
   using dt = dnnl::memory::data_type;
@@ -196,16 +196,7 @@ const Matmul& batched_for(const BatchKey& k) {
   m.a = dnnl::memory::desc(dims{k.batch, k.M, k.K}, dt::bf16, k.ta ? dims{k.sa, 1, k.lda} : dims{k.sa, k.lda, 1});
   m.b = dnnl::memory::desc(dims{k.batch, k.K, k.N}, dt::bf16, k.tb ? dims{k.sb, 1, k.ldb} : dims{k.sb, k.ldb, 1});
   m.c = dnnl::memory::desc(dims{k.batch, k.M, k.N}, dt::f32, dims{k.sc, k.ldc, 1});
-  dnnl::primitive_attr attr;
-  if (k.alpha != 1.0f) attr.set_output_scales(0, {k.alpha});
-  if (k.beta != 0.0f) {
-    dnnl::post_ops po;
-    po.append_sum(k.beta);
-    attr.set_post_ops(po);
-  }
-  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(m.a, m.b, m.c), attr, engine());
-  m.impl = pd.impl_info_str();
-  m.prim = dnnl::matmul(pd);
+  build_primitive(m, k.alpha, k.beta);
   if (cache.size() >= 1024) cache.clear();
   return cache.emplace(k, std::move(m)).first->second;
 }

@@ -28,12 +28,8 @@ namespace peft {
 
 namespace {
 
-Tensor contiguous_raw(const Tensor& t) { return t.is_contiguous() ? t : t.clone(); }
-
-template <class T>
-kernels::MatView<T> rows_of(const Tensor& t, int64_t rows, int64_t cols) {
-  return kernels::MatView<T>{t.data<T>(), rows, cols, false, cols};
-}
+using kernels::contiguous_raw;
+using kernels::rows_of;
 
 // Columns per segment of the GELU backward's product buffer (on the stack).
 constexpr int64_t kCols = 256;

@@ -15,12 +15,8 @@
 namespace peft {
 
 namespace {
-Tensor contiguous_raw(const Tensor& t) { return t.is_contiguous() ? t : t.clone(); }
-
-template <class T>
-kernels::MatView<T> rows_of(const Tensor& t, int64_t rows, int64_t cols) {
-  return kernels::MatView<T>{t.data<T>(), rows, cols, false, cols};
-}
+using kernels::contiguous_raw;
+using kernels::rows_of;
 }  // namespace
 
 Tensor lora_linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& A, const Tensor& B, double scale) {

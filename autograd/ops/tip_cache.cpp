@@ -22,12 +22,8 @@ namespace {
 // clip-micro step (32 x 1024 affinities) would pay twice per step at T = 2 for no gain.
 constexpr int64_t kTipParallelGrain = int64_t{1} << 18;
 
-Tensor contiguous_raw(const Tensor& t) { return t.is_contiguous() ? t : t.clone(); }
-
-template <class T>
-kernels::MatView<T> rows_of(const Tensor& t, int64_t rows, int64_t cols) {
-  return kernels::MatView<T>{t.data<T>(), rows, cols, false, cols};
-}
+using kernels::contiguous_raw;
+using kernels::rows_of;
 
 // w[i] = exp(-(beta - beta * w[i])) in place: float through kernels::exp_full (the exp op's
 // kernel, so the fused and composed forms agree), float64 through libm (gradcheck's precision).

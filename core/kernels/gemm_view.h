@@ -65,4 +65,14 @@ void gemm(const MatView<T>& A, const MatView<T>& B, T* C, int64_t ldc, T alpha =
     blas::gemm(A.trans, B.trans, A.rows, B.cols, A.cols, alpha, A.p, A.ld, B.p, B.ld, beta, C, ldc);
 }
 
+// t itself when contiguous, else a packed copy, outside autograd: the fused ops' kernels read
+// their operands as plain row-major matrices.
+inline Tensor contiguous_raw(const Tensor& t) { return t.is_contiguous() ? t : t.clone(); }
+
+// A contiguous tensor seen as a row-major [rows, cols] matrix.
+template <class T>
+MatView<T> rows_of(const Tensor& t, int64_t rows, int64_t cols) {
+  return MatView<T>{t.data<T>(), rows, cols, false, cols};
+}
+
 }  // namespace peft::kernels
