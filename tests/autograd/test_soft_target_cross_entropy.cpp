@@ -7,6 +7,7 @@
 
 #include "autograd/node.h"
 #include "autograd/ops.h"
+#include "tests/json_fixture.h"
 #include "tests/testing.h"
 
 namespace peft {
@@ -15,14 +16,7 @@ using json = nlohmann::json;
 using testing::rand64;
 using testing::randn64;
 
-const json& fixture() {
-  static const json j = [] {
-    std::ifstream f(PEFT_SOURCE_DIR "/tests/fixtures/mixup.json");
-    if (!f) throw IOError("cannot open tests/fixtures/mixup.json. Hint: run tools/reference/mixup_reference.py");
-    return json::parse(f);
-  }();
-  return j;
-}
+const json& fixture() { return testing::json_fixture("mixup.json", "tools/reference/mixup_reference.py"); }
 
 Tensor from_json(const json& t, DType dt = DType::f64) {
   return from_vector(t["data"].get<std::vector<double>>(), t["shape"].get<Shape>(), dt);

@@ -9,20 +9,14 @@
 
 #include "core/error.h"
 #include "data/mixup.h"
+#include "tests/json_fixture.h"
 #include "tests/testing.h"
 
 namespace peft::data {
 namespace {
 using json = nlohmann::json;
 
-const json& fixture() {
-  static const json j = [] {
-    std::ifstream f(PEFT_SOURCE_DIR "/tests/fixtures/mixup.json");
-    if (!f) throw IOError("cannot open tests/fixtures/mixup.json. Hint: run tools/reference/mixup_reference.py");
-    return json::parse(f);
-  }();
-  return j;
-}
+const json& fixture() { return testing::json_fixture("mixup.json", "tools/reference/mixup_reference.py"); }
 
 Tensor from_json(const json& t, DType dt) {
   return from_vector(t["data"].get<std::vector<double>>(), t["shape"].get<Shape>(), dt);
