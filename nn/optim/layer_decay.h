@@ -12,7 +12,7 @@ namespace peft::nn {
 // (cls_token, pos_embed, patch_embed, reg_token, and the OpenAI layout's class_embedding,
 // positional_embedding, conv1), i + 1 for blocks.i (transformer.resblocks.i), and num_blocks + 1
 // for everything else: the final norm, the head, and tensors a method adds outside the blocks
-// (prompts, prefix tokens). A method's tensors inside block i (LoRA factors, adapters) are
+// (prompts, prefix tokens). Tensors a method adds inside block i (low-rank factors, adapters) are
 // block i's.
 int64_t layer_id(const std::string& name, int64_t num_blocks);
 
