@@ -5,8 +5,8 @@
 #include <stb_image_write.h>
 
 #include <algorithm>
-#include <cstring>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -128,6 +128,25 @@ static const char* pnm_header_problem(const uint8_t* b, size_t n) {
   return nullptr;
 }
 
+// stb_image 2.27 grows its IDAT buffer to hold a chunk's *declared* length before it reads the
+// bytes: a 92-byte PNG whose second IDAT claims 1.35 GB made it realloc 2 GiB (libFuzzer
+// out-of-memory, CI's fuzz run after session 8). Every chunk up to IEND must fit in the bytes the
+// file has, which bounds stb's buffer by twice the file size. A PNG that fails this check is one
+// stb would reject too (its read runs past the end), only after the allocation. Returns the
+// problem, or nullptr.
+static const char* png_chunk_problem(const uint8_t* b, size_t n) {
+  static const uint8_t kSignature[8] = {0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a};
+  if (n < 8 || std::memcmp(b, kSignature, 8) != 0) return nullptr;  // not a PNG
+  size_t pos = 8;
+  while (pos + 8 <= n) {
+    const uint64_t length = (uint64_t{b[pos]} << 24) | (uint64_t{b[pos + 1]} << 16) | (uint64_t{b[pos + 2]} << 8) | b[pos + 3];
+    if (std::memcmp(b + pos + 4, "IEND", 4) == 0) return nullptr;
+    if (length > n - pos - 8) return "truncated or corrupt PNG: a chunk claims more bytes than the file has";
+    pos += 12 + length;  // length, type, data, CRC
+  }
+  return nullptr;  // no IEND: stb reports the truncation itself
+}
+
 Image decode_image(const uint8_t* bytes, size_t size, const std::string& name, int64_t channels) {
   check_channels(channels, "decode_image");
   if (size > static_cast<size_t>(INT32_MAX))  // stb takes the length as an int
@@ -137,7 +156,9 @@ Image decode_image(const uint8_t* bytes, size_t size, const std::string& name, i
     throw IOError("load_image: cannot decode '" + name + "' (corrupt JPEG: a Huffman table has more than 256 codes, or a "
                   "scan uses a table no DHT defined). "
                   "Hint: the file is corrupt; remove or replace it");
-  if (const char* problem = pnm_header_problem(bytes, size))
+  const char* problem = pnm_header_problem(bytes, size);
+  if (problem == nullptr) problem = png_chunk_problem(bytes, size);
+  if (problem != nullptr)
     throw IOError("load_image: cannot decode '" + name + "' (" + problem + "). Hint: the file is corrupt or unsupported; "
                   "remove, convert or replace it");
   // A few header bytes can claim a gigapixel image: stb would allocate it and decode for minutes

@@ -175,5 +175,33 @@ TEST(ImageRegressions, SixteenBitPnmIsRefusedBeforeStbOverreads) {
   EXPECT_THROW_MSG(decode_image(bytes.data(), bytes.size(), "deep.ppm", 3), IOError, "deep.ppm", "16-bit PNM");
 }
 
+
+// A 92-byte PNG whose second IDAT chunk declares 0x50610000 bytes: stb_image 2.27 reallocated its
+// IDAT buffer to 2 GiB before reading (libFuzzer out-of-memory in CI's fuzz run after session 8).
+// A chunk that claims more bytes than the file has is refused before stb sees it.
+TEST(ImageRegressions, PngChunkLongerThanTheFileIsRefusedBeforeStbAllocates) {
+  auto bytes = from_hex(
+      "89504e470d0a1a0a0000000d49484452000000030000005c08060000009d74661a0000002349444154789c6300d96770679c700d0a1a0a00"
+      "00000d49484452000000030000005c0806000000204905005061000049444154789c6082");
+  ASSERT_EQ(bytes.size(), 92u);
+  EXPECT_THROW_MSG(decode_image(bytes.data(), bytes.size(), "long-chunk.png", 3), IOError, "long-chunk.png",
+                   "chunk claims more bytes");
+}
+
+TEST(ImageRegressions, ValidPngStillDecodesAfterTheChunkCheck) {
+  const std::string path = ::testing::TempDir() + "/chunk_ok.png";
+  Image img(2, 3, 3);
+  for (size_t i = 0; i < img.pixels.size(); ++i) img.pixels[i] = static_cast<float>(i % 7) / 6.0f;
+  save_png(img, path);
+  std::ifstream f(path, std::ios::binary);
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  Image back = decode_image(bytes.data(), bytes.size(), path, 3);
+  EXPECT_EQ(back.H, 2);
+  EXPECT_EQ(back.W, 3);
+  // the same file cut inside its IDAT is refused in one line, not decoded as garbage
+  std::vector<uint8_t> cut(bytes.begin(), bytes.begin() + 45);
+  EXPECT_THROW(decode_image(cut.data(), cut.size(), "cut.png", 3), IOError);
+}
+
 }  // namespace
 }  // namespace peft::data
