@@ -54,7 +54,7 @@ bool matches(const std::string& name, const std::string& pattern) {
 }  // namespace
 
 void clear_previous_run(const std::string& dir, const std::vector<std::string>& run_files, bool overwrite,
-                        const std::string& flag) {
+                        const std::string& flag, bool resumable) {
   std::error_code ec;
   std::vector<std::pair<size_t, fs::path>> hits;  // (pattern index, file): named in the patterns' order
   for (const auto& e : fs::directory_iterator(dir, ec)) {
@@ -73,9 +73,9 @@ void clear_previous_run(const std::string& dir, const std::vector<std::string>& 
     std::string names;
     for (size_t i = 0; i < found.size() && i < 3; ++i) names += (i ? ", " : "") + found[i].filename().string();
     if (found.size() > 3) names += fmt::format(" and {} more", found.size() - 3);
-    throw ValueError(fmt::format("{} '{}' holds another run ({}). Hint: add --resume to continue it, --overwrite to "
-                                 "replace it (its files are removed first), or choose another {}",
-                                 flag, dir, names, flag));
+    throw ValueError(fmt::format("{} '{}' holds another run ({}). Hint: {}--overwrite to replace it (its files are "
+                                 "removed first), or choose another {}",
+                                 flag, dir, names, resumable ? "add --resume to continue it, " : "add ", flag));
   }
   for (const fs::path& p : found) {
     fs::remove(p, ec);

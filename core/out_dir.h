@@ -23,8 +23,9 @@ void claim_out_dir(const std::string& dir, const std::vector<std::pair<std::stri
 // A fresh run into `dir` (claimed first): the files of an earlier run there (names matching
 // `run_files`, each a name or a pattern with one '*') would mix with the new run's (a failed
 // fresh run left old and new files side by side, issue 20). Without `overwrite`: ValueError
-// naming the folder and the first files found (in the order of `run_files`). With it: they are removed before the run writes.
+// naming the folder and the first files found (in the order of `run_files`); its hint names
+// --resume when the command has one (`resumable`). With it: they are removed before the run writes.
 void clear_previous_run(const std::string& dir, const std::vector<std::string>& run_files, bool overwrite,
-                        const std::string& flag = "--out");
+                        const std::string& flag = "--out", bool resumable = true);
 
 }  // namespace peft

@@ -820,7 +820,8 @@ Pretrained read_pretrained(const std::string& path, const PretrainedOptions& o) 
 }
 
 std::shared_ptr<CLIP> load_clip_model(const std::string& config, const std::string& weights, uint64_t seed,
-                                      data::Preprocess* preprocess, std::string* describe) {
+                                      data::Preprocess* preprocess, std::string* describe,
+                                      const ClipConfigCheck& before_build) {
   if (config.empty() && weights.empty()) throw ValueError("--config or --weights is required (a CLIP preset or checkpoint)");
   CLIPConfig cfg;
   std::map<std::string, Tensor> tensors;
@@ -846,6 +847,9 @@ std::shared_ptr<CLIP> load_clip_model(const std::string& config, const std::stri
     pp = effective_preprocess(cfg.vision);
   }
   pp.size = cfg.vision.image_size;
+  cfg.validate();  // its own message first: the check below computes sizes from it
+  // a given config decides the shapes, else the checkpoint's tensors do
+  if (before_build) before_build(cfg, config.empty() ? "'" + weights + "'" : "config '" + config + "'");
   auto clip = std::make_shared<CLIP>(cfg, seed);
   if (!tensors.empty()) {
     LoadResult r = clip->load_state_dict(tensors, /*strict=*/false);

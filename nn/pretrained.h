@@ -5,6 +5,7 @@
 // the hub puts next to the weights (timm / Hugging Face config.json, preprocessor_config.json,
 // open_clip_config.json, this project's model.json).
 #pragma once
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -58,9 +59,13 @@ LoadResult load_pretrained(VisionTransformer& vit, const Pretrained& pre, std::s
 // A whole CLIP for the CLIP commands: `config` (preset or JSON with "arch": "clip"; may be empty
 // when `weights` is given: inferred from the file and its sidecars) and `weights` (OpenAI /
 // open_clip or Hugging Face CLIPModel names; empty: random init). The checkpoint's
-// preprocessing and a one-line description are returned through the pointers.
+// preprocessing and a one-line description are returned through the pointers. `before_build`,
+// when given, sees the config and the description after the file is read and before any tensor of
+// the model is allocated (peft's memory guard refuses a config that cannot fit there).
+using ClipConfigCheck = std::function<void(const CLIPConfig&, const std::string&)>;
 std::shared_ptr<CLIP> load_clip_model(const std::string& config, const std::string& weights, uint64_t seed,
-                                      data::Preprocess* preprocess = nullptr, std::string* describe = nullptr);
+                                      data::Preprocess* preprocess = nullptr, std::string* describe = nullptr,
+                                      const ClipConfigCheck& before_build = {});
 
 // The scheme names and what identifies each (for messages and docs).
 std::vector<std::pair<std::string, std::string>> pretrained_schemes();

@@ -9,11 +9,12 @@
 #include "nn/checkpoint.h"
 #include "nn/pretrained.h"
 #include "peft/clip_methods.h"
+#include "peft/model_source.h"
 
 namespace peft {
 
 nn::NamedTensors clip_check_tensors(const ClipCheckRequest& r) {
-  auto clip_ptr = nn::load_clip_model(r.config, r.weights, r.seed);  // any CLIP naming (nn/pretrained.h)
+  auto clip_ptr = open_clip_model(r.config, r.weights, r.seed);  // any CLIP naming (nn/pretrained.h)
   nn::CLIP& clip = *clip_ptr;
   const nn::CLIPConfig& cfg = clip.cfg;
   clip.eval();

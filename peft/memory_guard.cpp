@@ -143,14 +143,39 @@ double config_param_count(const nn::ViTConfig& c) {
   return n;
 }
 
-void check_model_memory(const nn::ViTConfig& c, const std::string& what) {
-  const double bytes = 2 * 4 * config_param_count(c);
+namespace {
+
+// ValueError when `n` float32 parameters, twice (weights being loaded sit beside them), exceed
+// the memory available.
+void check_parameter_memory(double n, const std::string& what) {
+  const double bytes = 2 * 4 * n;
   const int64_t avail = available_memory_bytes();
   if (avail < 0 || bytes <= static_cast<double>(avail)) return;
   throw ValueError(fmt::format("memory: {} needs about {} for its parameters alone ({:.3g} float32 values, kept twice "
                                "while weights load) but only {} is available. Hint: use a smaller config",
-                               what, format_bytes(bytes > 9e18 ? INT64_MAX : static_cast<int64_t>(bytes)),
-                               config_param_count(c), format_bytes(avail)));
+                               what, format_bytes(bytes > 9e18 ? INT64_MAX : static_cast<int64_t>(bytes)), n,
+                               format_bytes(avail)));
+}
+
+}  // namespace
+
+void check_model_memory(const nn::ViTConfig& c, const std::string& what) {
+  check_parameter_memory(config_param_count(c), what);
+}
+
+double clip_config_param_count(const nn::CLIPConfig& c) {
+  const double W = static_cast<double>(c.text.width);
+  // text block (nn/clip.cpp: the openai ViT block, MLP 4W): two LayerNorms 4W, qkv 3W^2 + 3W,
+  // out proj W^2 + W, c_fc 4W^2 + 4W, c_proj 4W^2 + W
+  const double block = 12 * W * W + 13 * W;
+  return config_param_count(c.vision) + static_cast<double>(c.text.vocab_size) * W +
+         static_cast<double>(c.text.context_length) * W + static_cast<double>(c.text.layers) * block +
+         2 * W                                            // ln_final
+         + W * static_cast<double>(c.embed_dim) + 1;  // text_projection, logit_scale
+}
+
+void check_clip_model_memory(const nn::CLIPConfig& c, const std::string& what) {
+  check_parameter_memory(clip_config_param_count(c), what);
 }
 
 }  // namespace peft

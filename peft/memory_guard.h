@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string>
 
+#include "nn/clip.h"
 #include "nn/config.h"
 #include "nn/vit.h"
 
@@ -48,6 +49,13 @@ double config_param_count(const nn::ViTConfig& c);
 // is available" when its float32 parameters alone (twice: weights being loaded sit beside them)
 // cannot fit (a huge config allocated for 40 s before failing, issue 20).
 void check_model_memory(const nn::ViTConfig& c, const std::string& what);
+
+// The parameters of a whole CLIP (both towers, nn/clip.h) of this config, as a double; equals
+// CLIP::num_parameters() (tests/peft/test_memory_guard.cpp).
+double clip_config_param_count(const nn::CLIPConfig& c);
+// check_model_memory for a CLIP config (the text tower's width is bounded at 2^20 only: 10^12
+// parameters pass its validation).
+void check_clip_model_memory(const nn::CLIPConfig& c, const std::string& what);
 
 // The inputs for training `vit` as it is now (its trainable flags, prompts and config).
 MemoryInputs memory_inputs(const nn::VisionTransformer& vit, int64_t batch, const std::string& optimizer);

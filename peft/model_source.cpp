@@ -82,4 +82,9 @@ void ModelSource::load_into(nn::VisionTransformer& vit, std::string* note) const
 
 std::string preprocess_line(const data::Preprocess& p) { return p.describe(); }
 
+std::shared_ptr<nn::CLIP> open_clip_model(const std::string& config, const std::string& weights, uint64_t seed,
+                                          data::Preprocess* preprocess, std::string* describe) {
+  return nn::load_clip_model(config, weights, seed, preprocess, describe, check_clip_model_memory);
+}
+
 }  // namespace peft

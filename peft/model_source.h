@@ -2,11 +2,13 @@
 // the overrides a user can give (--image-size, --heads, --act) and the preprocessing overrides
 // (--mean, --std, --interpolation, --crop-pct), resolved in one place for every command.
 #pragma once
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "data/preprocess.h"
+#include "nn/clip.h"
 #include "nn/config.h"
 #include "nn/pretrained.h"
 #include "nn/vit.h"
@@ -35,6 +37,12 @@ struct ModelSource {
 // Throws ValueError naming the option when neither --config nor --weights is given, or an
 // override is out of range (crop_pct outside (0, 1], a std <= 0, ...).
 ModelSource open_model(const ModelArgs& a);
+
+// A whole CLIP for the CLIP commands (nn::load_clip_model: preset, JSON or any CLIP checkpoint)
+// behind the memory guard: a config whose parameters cannot fit is refused in one line before
+// any tensor is allocated (issue 20).
+std::shared_ptr<nn::CLIP> open_clip_model(const std::string& config, const std::string& weights, uint64_t seed,
+                                          data::Preprocess* preprocess = nullptr, std::string* describe = nullptr);
 
 // The preprocessing as JSON for summary.json and run headers.
 std::string preprocess_line(const data::Preprocess& p);

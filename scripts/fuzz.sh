@@ -12,7 +12,7 @@ secs=${1:-60}
 shift || true
 harnesses=("$@")
 [ ${#harnesses[@]} -eq 0 ] && harnesses=(fuzz_safetensors fuzz_config fuzz_image fuzz_tokenizer fuzz_clip_config fuzz_adapter_metadata fuzz_image_folder
-  fuzz_model_config)
+  fuzz_model_config fuzz_cli)
 dir=${PEFT_FUZZ_BUILD:-build-fuzz}
 jobs=$(nproc 2>/dev/null || echo 2)
 

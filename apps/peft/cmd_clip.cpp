@@ -24,6 +24,7 @@
 #include "peft/clip_methods.h"
 #include "peft/clip_run.h"
 #include "peft/feature_cache.h"
+#include "peft/model_source.h"
 
 namespace peft::app {
 
@@ -59,7 +60,14 @@ struct ClipTrainArgs {
   ClipMethodOptions options;
   std::set<std::string> typed;  // --prompts / --rank when given (else the method's defaults)
   ClipTrainConfig train;
+  bool overwrite = false;
 };
+
+// What a clip-train run writes into --out (its feature_cache/ is a cache, kept across runs).
+const std::vector<std::string>& clip_train_run_files() {
+  static const std::vector<std::string> files = {"adapter.safetensors", "summary.json"};
+  return files;
+}
 
 std::string prompts_source(const PromptArgs& p) { return p.texts.empty() ? p.classnames : p.texts; }
 
@@ -129,9 +137,22 @@ void report_clip_train(const ClipTrainArgs& a, const ClipHead& head, const ClipT
 int run_clip_train(const ClipTrainArgs& a, const Common& common) {
   namespace fs = std::filesystem;
   check_clip_train_args(a);
+  // Data parallel under mpirun (issue 18): rank 0 owns --out and fills the feature cache, then the
+  // others read it; each rank trains its share of every batch; rank 0 evaluates and writes.
+  dist::World& w = dist::World::get();
+  if (w.distributed() && a.train.batch % w.size() != 0)
+    throw UsageError(fmt::format("--batch: the global batch {} does not divide by the {} ranks; use a multiple of {}",
+                                 a.train.batch, w.size(), w.size()));
+  // --out before the model and the data are read: a folder that is an input, is locked by another
+  // run or holds an earlier run fails in one line at once.
+  if (w.is_root()) {
+    claim_out_dir(a.out, {{"--weights", a.weights}, {"--config", a.config}});  // created + locked
+    // no mix of two runs' files: an earlier run's adapter is kept unless --overwrite
+    clear_previous_run(a.out, clip_train_run_files(), a.overwrite, "--out", /*resumable=*/false);
+  }
   data::Preprocess preprocess;
   std::string model;
-  auto clip_ptr = nn::load_clip_model(a.config, a.weights, common.seed, &preprocess, &model);
+  auto clip_ptr = open_clip_model(a.config, a.weights, common.seed, &preprocess, &model);
   nn::CLIP& clip = *clip_ptr;
   clip.cfg.vision.preprocess = preprocess;  // encode_dataset normalises as the checkpoint says
   clip.eval();
@@ -151,13 +172,6 @@ int run_clip_train(const ClipTrainArgs& a, const Common& common) {
                                  train->num_classes()));
   const std::vector<std::string> data_classes = train->class_names();
   if (a.shots > 0) train = std::make_shared<data::Subset>(train, data::few_shot_indices(*train, a.shots, common.seed));
-  // Data parallel under mpirun (issue 18): rank 0 owns --out and fills the feature cache, then the
-  // others read it; each rank trains its share of every batch; rank 0 evaluates and writes.
-  dist::World& w = dist::World::get();
-  if (w.distributed() && a.train.batch % w.size() != 0)
-    throw UsageError(fmt::format("--batch: the global batch {} does not divide by the {} ranks; use a multiple of {}",
-                                 a.train.batch, w.size(), w.size()));
-  if (w.is_root()) claim_out_dir(a.out, {{"--weights", a.weights}, {"--config", a.config}});  // created + locked
   if (!w.is_root()) w.barrier("the wait for rank 0's feature cache", std::max(w.timeout_s(), 86400.0));
   FeatureCache cache(a.cache_dir.empty() ? (fs::path(a.out) / "feature_cache").string() : a.cache_dir);
   const ClipTrainInputs in = clip_train_inputs(a, clip, cache, *train, common.seed);
@@ -240,6 +254,7 @@ void add_clip_commands(CLI::App& app, Common& common, Runner& run) {
   add_prompt_options(cmd, a.prompts);
   cmd->add_option("--vocab", a.vocab, "BPE merges file (default: the repository's assets/clip copy)");
   cmd->add_option("--out", a.out, "output folder: adapter.safetensors, summary.json")->required();
+  cmd->add_flag("--overwrite", a.overwrite, "--out holds an earlier run: remove its adapter and summary first");
   cmd->add_option("--shots", a.shots, "K training images per class (0 = all)")->capture_default_str();
   cmd->add_option("--train-size", a.train_size, "procedural training images")->capture_default_str();
   cmd->add_option("--val-size", a.val_size, "procedural evaluation images")->capture_default_str();

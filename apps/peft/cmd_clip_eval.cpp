@@ -14,6 +14,7 @@
 #include "nn/clip.h"
 #include "nn/pretrained.h"
 #include "peft/clip_run.h"
+#include "peft/model_source.h"
 
 namespace peft::app {
 
@@ -34,7 +35,7 @@ int run_clip_eval(const ClipEvalArgs& a, const Common& common) {
   const ClassPrompts prompts = resolve_eval_prompts(ad, a.adapter, given);
 
   data::Preprocess preprocess;
-  auto clip_ptr = nn::load_clip_model(a.config, a.weights, common.seed, &preprocess);
+  auto clip_ptr = open_clip_model(a.config, a.weights, common.seed, &preprocess);
   nn::CLIP& clip = *clip_ptr;
   clip.cfg.vision.preprocess = preprocess;
   const nn::CLIPConfig& cfg = clip.cfg;

@@ -1,7 +1,8 @@
 // `peft inspect`: the module tree and a parameter table with totals.
 #include <fmt/format.h>
-
 #include <nlohmann/json.hpp>
+
+#include <memory>
 
 #include "apps/peft/commands.h"
 #include "apps/peft/model_options.h"
@@ -11,6 +12,7 @@
 #include "nn/config.h"
 #include "nn/pretrained.h"
 #include "nn/vit.h"
+#include "peft/memory_guard.h"
 #include "peft/method.h"
 
 namespace peft::app {
@@ -46,7 +48,9 @@ int inspect_clip(const InspectOptions& o, uint64_t seed) {
                                  "attached by peft clip-train (peft methods lists their tensors); vision methods "
                                  "need a ViT config",
                                  o.config));
-  nn::CLIP clip(nn::load_clip_config(o.config), seed);
+  const nn::CLIPConfig cfg = nn::load_clip_config(o.config);
+  check_clip_model_memory(cfg, "config '" + o.config + "'");  // before anything is allocated
+  nn::CLIP clip(cfg, seed);
   if (!o.weights.empty()) nn::load_weights(clip, o.weights);
   clip.freeze_all();  // a frozen backbone, as every CLIP method uses it
   print_model(clip, "CLIP backbone: frozen in every CLIP method (peft methods)");
@@ -82,14 +86,18 @@ void add_totals(nlohmann::json& j, const nn::Module& m) {
 }  // namespace
 
 void add_inspect_command(CLI::App& app, Common& common, Runner& run) {
-  static InspectOptions o;
+  // Owned by the callbacks (not a static): every app built in one process, as the argv fuzz
+  // harness builds one per input, starts from the defaults.
+  auto opts = std::make_shared<InspectOptions>();
+  InspectOptions& o = *opts;
   auto* cmd = app.add_subcommand("inspect", "detected checkpoint scheme, inferred config, module tree and parameter table");
   add_model_options(cmd, o.model, /*config_required=*/false, /*weights_required=*/false);
   cmd->add_option("--method", o.method, "attach a PEFT method first (peft methods) to see its trainable tensors");
   add_method_options(cmd, o.opts);
   add_common_options(cmd, common);
-  cmd->callback([&run, &common] {
-    run = [&common] {
+  cmd->callback([&run, &common, opts] {
+    run = [&common, opts] {
+      const InspectOptions& o = *opts;
       if (!o.config.empty() && nn::is_clip_config(o.config)) return inspect_clip(o, common.seed);
       ModelSource src = open_model_or_usage(o.model);
       nlohmann::json j = describe_source(src);

@@ -120,7 +120,7 @@ int run_clip_merge(const MergeArgs& a, const SafetensorsFile& f, const std::stri
   }
   const ClipMethodOptions o = clip_merge_options(a, f, method);
   data::Preprocess preprocess;
-  auto clip = nn::load_clip_model(a.model.config, a.model.weights, 0, &preprocess);
+  auto clip = open_clip_model(a.model.config, a.model.weights, 0, &preprocess);
   clip->cfg.vision.preprocess = preprocess;
   std::map<std::string, Tensor> tensors;
   for (const std::string& n : f.names()) tensors[n] = f.get(n);

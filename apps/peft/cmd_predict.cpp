@@ -34,7 +34,7 @@ std::vector<Prediction> predict_clip(const PredictArgs& a, const std::vector<std
                                      std::vector<std::string>& names) {
   data::Preprocess pp;
   std::string what;
-  auto clip = nn::load_clip_model(a.model.config, a.model.weights, seed, &pp, &what);
+  auto clip = open_clip_model(a.model.config, a.model.weights, seed, &pp, &what);
   clip->cfg.vision.preprocess = pp;
   clip->eval();
   nn::TextTokenizer tok(clip->cfg.text, a.vocab);

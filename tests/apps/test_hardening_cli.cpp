@@ -257,6 +257,42 @@ TEST_F(Hardening, ClipTrainNonFiniteHyperParameters) {
   }
 }
 
+// A fresh clip-train into a folder that holds an earlier clip-train run replaced its adapter
+// silently; now it refuses unless --overwrite (clip-train has no --resume: the hint does not
+// offer one), and the earlier run's files stay as they were.
+TEST_F(Hardening, ClipTrainIntoAFolderWithAnEarlierRun) {
+  const std::string base = "clip-train --config clip-micro --weights " + q(dir / "clip.safetensors") +
+                           " --data procedural:shapes --train-size 24 --shots 2 --epochs 1 --threads 1 --texts " +
+                           q(dir / "prompts.txt") + " --method taskres --out " + q(dir / "o_clip_again");
+  Result r = peft(base);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const std::string adapter = slurp(dir / "o_clip_again" / "adapter.safetensors");
+  r = peft(base + " --seed 3");
+  expect_error(r, 1, {"--out", "o_clip_again", "holds another run (adapter.safetensors, summary.json)", "--overwrite"});
+  EXPECT_EQ(r.err.find("--resume"), std::string::npos) << r.err;
+  EXPECT_EQ(slurp(dir / "o_clip_again" / "adapter.safetensors"), adapter);
+  r = peft(base + " --seed 3 --overwrite");
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(slurp(dir / "o_clip_again" / "adapter.safetensors"), adapter);
+}
+
+// A CLIP config whose text tower cannot fit (width 2^20 is within the config's bounds: 10^13
+// parameters) allocated until the kernel killed the process; the memory guard now refuses it
+// before anything is built, for every CLIP command.
+TEST_F(Hardening, ClipConfigTooLargeForMemory) {
+  nn::CLIPConfig c = nn::load_clip_config("clip-micro");
+  c.text.width = int64_t{1} << 20;
+  c.text.heads = 1;
+  write(dir / "huge_clip.json", nn::clip_config_to_json(c));
+  Result r = peft("inspect --config " + q(dir / "huge_clip.json"));
+  expect_error(r, 1, {"memory: config '", "huge_clip.json", "for its parameters alone", "use a smaller config"});
+  r = peft("clip-train --config " + q(dir / "huge_clip.json") + " --weights " + q(dir / "clip.safetensors") +
+           " --data procedural:shapes --train-size 24 --epochs 1 " +
+           "--threads 1 --texts " + q(dir / "prompts.txt") + " --method coop --out " + q(dir / "o_huge_clip"));
+  expect_error(r, 1, {"memory: config '", "huge_clip.json"});
+  expect_no_output(dir / "o_huge_clip", {"adapter.safetensors", "summary.json"});
+}
+
 // ---- output safety
 TEST_F(Hardening, MergeOutIsAnInput) {
   const fs::path adapter = dir / "lora_run" / "adapter.safetensors";

@@ -212,5 +212,29 @@ TEST(MemoryGuard, ConfigParameterCountMatchesTheBuiltModel) {
   }
 }
 
+// The same for a whole CLIP (both towers): the CLIP commands refuse a config whose text tower
+// cannot fit before building it (a text width of 2^20 passes the config's own bounds).
+TEST(MemoryGuard, ClipConfigParameterCountMatchesTheBuiltModel) {
+  nn::CLIPConfig micro = nn::load_clip_config("clip-micro");
+  nn::CLIPConfig other = micro;
+  other.text.width = 24;
+  other.text.heads = 3;
+  other.text.layers = 3;
+  other.text.context_length = 9;
+  other.text.vocab_size = 50;
+  for (const nn::CLIPConfig& c : {micro, other}) {
+    nn::CLIP clip(c, 0);
+    EXPECT_EQ(clip_config_param_count(c), static_cast<double>(clip.num_parameters()));
+  }
+  nn::CLIPConfig huge = micro;
+  huge.text.width = int64_t{1} << 20;
+  huge.text.heads = 1;
+  huge.validate();  // within the config's bounds
+  if (available_memory_bytes() >= 0)
+    EXPECT_THROW_MSG(check_clip_model_memory(huge, "config 'huge.json'"), ValueError, "memory: config 'huge.json'",
+                     "use a smaller config");
+  EXPECT_NO_THROW(check_clip_model_memory(micro, "clip-micro"));
+}
+
 }  // namespace
 }  // namespace peft
