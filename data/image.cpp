@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -229,9 +230,14 @@ bool probe_image_memory(const uint8_t* bytes, size_t size, int64_t* H, int64_t* 
   if (size > static_cast<size_t>(INT32_MAX) || !jpeg_huffman_tables_ok(bytes, size) || pnm_header_problem(bytes, size))
     return false;
   int w = 0, h = 0, c = 0;
-  if (!stbi_info_from_memory(bytes, static_cast<int>(size), &w, &h, &c) || w <= 0 || h <= 0) return false;
-  if (H) *H = h;
-  if (W) *W = w;
+  if (!stbi_info_from_memory(bytes, static_cast<int>(size), &w, &h, &c)) return false;
+  // stb_image 2.27 reports a top-down BMP's height as stored: negative. Its decoder takes the
+  // absolute value, so the probe must too: a 37-byte BMP of 4194304 x -71 pixels passed the
+  // pixel limit as "no size" and stb then decoded 297 million pixels (fuzz_image, session 9).
+  const int64_t w64 = std::abs(static_cast<int64_t>(w)), h64 = std::abs(static_cast<int64_t>(h));
+  if (w64 == 0 || h64 == 0) return false;
+  if (H) *H = h64;
+  if (W) *W = w64;
   if (C) *C = c;
   return true;
 }

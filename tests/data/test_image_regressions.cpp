@@ -203,5 +203,19 @@ TEST(ImageRegressions, ValidPngStillDecodesAfterTheChunkCheck) {
   EXPECT_THROW(decode_image(cut.data(), cut.size(), "cut.png", 3), IOError);
 }
 
+
+// A 37-byte top-down BMP (negative height) claiming 4194304 x 71 pixels: stb_image's info call
+// reports the height as -71, so the pixel limit saw no size and stb decoded 297 million pixels
+// (out of memory in a 10-minute fuzz_image run, session 9). The probe takes |height|.
+TEST(ImageRegressions, TopDownBmpIsHeldToThePixelLimit) {
+  auto bytes = from_hex("424dbc00000000000000330000002800000000004000b9ffffff01000400000027b6bdf800");
+  ASSERT_EQ(bytes.size(), 37u);
+  int64_t h = 0, w = 0;
+  ASSERT_TRUE(probe_image_memory(bytes.data(), bytes.size(), &h, &w));
+  EXPECT_EQ(h, 71);
+  EXPECT_EQ(w, 4194304);
+  EXPECT_THROW_MSG(decode_image(bytes.data(), bytes.size(), "topdown.bmp", 3), IOError, "topdown.bmp", "too large");
+}
+
 }  // namespace
 }  // namespace peft::data
