@@ -123,6 +123,15 @@ void check_memory(const nn::VisionTransformer& vit, int64_t batch, const std::st
   check_memory(estimate_training_memory(memory_inputs(vit, batch, optimizer)), available_memory_bytes());
 }
 
+// One transformer block of dim D and MLP width H: both the ViT's and CLIP's text tower's.
+static double block_param_count(double D, double H, bool qkv_bias, bool layer_scale) {
+  return 4 * D                                  // two LayerNorms
+         + 3 * D * D + (qkv_bias ? 3 * D : 0)   // qkv
+         + D * D + D                            // proj
+         + D * H + H + H * D + D                // MLP
+         + (layer_scale ? 2 * D : 0);
+}
+
 double config_param_count(const nn::ViTConfig& c) {
   const double D = static_cast<double>(c.dim), H = std::floor(D * c.mlp_ratio), P = static_cast<double>(c.patch_size);
   const bool openai = c.style == "openai_clip_visual";
@@ -131,12 +140,7 @@ double config_param_count(const nn::ViTConfig& c) {
   n += static_cast<double>(c.num_prefix_tokens()) * D;                          // cls / register tokens
   n += static_cast<double>(c.pos_embed_rows()) * D;
   if (c.norm_pre || openai) n += 2 * D;
-  const double block = 4 * D                                    // two LayerNorms
-                       + 3 * D * D + (c.qkv_bias ? 3 * D : 0)   // qkv
-                       + D * D + D                              // proj
-                       + D * H + H + H * D + D                  // MLP
-                       + (c.layer_scale ? 2 * D : 0);
-  n += static_cast<double>(c.depth) * block;
+  n += static_cast<double>(c.depth) * block_param_count(D, H, c.qkv_bias, c.layer_scale);
   n += 2 * D;  // norm or fc_norm
   if (openai) n += D * static_cast<double>(c.feature_dim());
   if (c.num_classes > 0) n += static_cast<double>(c.feature_dim()) * static_cast<double>(c.num_classes) + static_cast<double>(c.num_classes);
@@ -165,9 +169,8 @@ void check_model_memory(const nn::ViTConfig& c, const std::string& what) {
 
 double clip_config_param_count(const nn::CLIPConfig& c) {
   const double W = static_cast<double>(c.text.width);
-  // text block (nn/clip.cpp: the openai ViT block, MLP 4W): two LayerNorms 4W, qkv 3W^2 + 3W,
-  // out proj W^2 + W, c_fc 4W^2 + 4W, c_proj 4W^2 + W
-  const double block = 12 * W * W + 13 * W;
+  // text blocks (nn/clip.cpp): the openai ViT block, qkv bias, MLP 4W, no layer scale
+  const double block = block_param_count(W, 4 * W, /*qkv_bias=*/true, /*layer_scale=*/false);
   return config_param_count(c.vision) + static_cast<double>(c.text.vocab_size) * W +
          static_cast<double>(c.text.context_length) * W + static_cast<double>(c.text.layers) * block +
          2 * W                                            // ln_final
