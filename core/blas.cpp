@@ -155,7 +155,10 @@ void onednn_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha
   thread_local dnnl::stream stream(engine());
   // Small products (attention's per-head GEMMs at short sequences) gain nothing from bf16
   // kernels: the rounding passes would cost more than the multiply saves.
-  if (g_precision.load(std::memory_order_relaxed) == Precision::bf16 && M * N * K >= kBf16MinWork) {
+  // B == nullptr: B exists only in bfloat16 (a frozen weight stored so, nn/bf16_storage.h), so
+  // the bf16 kernel runs whatever the size or the precision setting.
+  if ((!B && b_bf16) ||
+      (g_precision.load(std::memory_order_relaxed) == Precision::bf16 && M * N * K >= kBf16MinWork)) {
     // Round A and B to bfloat16 into per-thread buffers, packed in their stored orientation (a
     // transposed operand stays transposed, so no transpose is done here).
     // A B already rounded once (a cached weight, b_bf16) is read in place with its own ldb.
@@ -276,7 +279,9 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const 
   if (M == 0 || N == 0) return;
   onednn_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, b_bf16);
 #else
-  (void)b_bf16;  // no bf16 path in this build: B itself is multiplied
+  // No bf16 path in this build: B itself is multiplied (a bf16-only B cannot arise here, since
+  // nothing stores weights in bf16 without bf16_supported()).
+  if (!B && b_bf16) throw ValueError("gemm: B exists only in bfloat16 and this build has no bf16 GEMM");
   gemm_impl(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 #endif
 }

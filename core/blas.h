@@ -12,7 +12,9 @@ namespace peft::blas {
 // b_bf16, when given, is B already rounded to bfloat16 (core/bf16.h bits, same layout and ldb):
 // a weight rounded once (core/bf16_weights.h) instead of on every call. It is read only when the
 // bf16 path runs (precision() == bf16 and a product large enough), where the result is the same,
-// bit for bit, as rounding B here; otherwise B itself is multiplied.
+// bit for bit, as rounding B here; otherwise B itself is multiplied. B may be null when b_bf16 is
+// given (a weight stored only in bfloat16, nn/bf16_storage.h): the bf16 path then always runs
+// (oneDNN builds; others throw ValueError).
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
           const uint16_t* b_bf16 = nullptr);

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/bf16.h"
 #include "core/error.h"
 #include "core/strided.h"
 #include "core/threads.h"
@@ -33,11 +34,21 @@ std::shared_ptr<TensorImpl> make_impl(const Shape& sizes, DType dtype, bool zero
   return impl;
 }
 
+// A bfloat16 element for the copy loops below: built from any number by rounding to nearest even
+// through float32 (core/bf16.h), read back exactly.
+struct BF16 {
+  uint16_t bits;
+  template <class T> explicit BF16(T v) : bits(bf16::round_bits(static_cast<float>(v))) {}
+  template <class T> explicit operator T() const { return static_cast<T>(bf16::to_float(bits)); }
+};
+static_assert(sizeof(BF16) == 2);
+
 double read_as_double(const void* base, DType dt, int64_t off) {
   switch (dt) {
     case DType::f32: return static_cast<const float*>(base)[off];
     case DType::f64: return static_cast<const double*>(base)[off];
     case DType::i64: return static_cast<double>(static_cast<const int64_t*>(base)[off]);
+    case DType::bf16: return static_cast<double>(static_cast<const BF16*>(base)[off]);
   }
   return 0;
 }
@@ -47,6 +58,7 @@ void write_from_double(void* base, DType dt, int64_t off, double v) {
     case DType::f32: static_cast<float*>(base)[off] = static_cast<float>(v); break;
     case DType::f64: static_cast<double*>(base)[off] = v; break;
     case DType::i64: static_cast<int64_t*>(base)[off] = static_cast<int64_t>(v); break;
+    case DType::bf16: static_cast<BF16*>(base)[off] = BF16(v); break;
   }
 }
 
@@ -71,6 +83,7 @@ void copy_from(const Tensor& dst, const Tensor& src, const RowIter<2>& it) {
     case DType::f32: copy_rows(it, d, static_cast<const float*>(s)); break;
     case DType::f64: copy_rows(it, d, static_cast<const double*>(s)); break;
     case DType::i64: copy_rows(it, d, static_cast<const int64_t*>(s)); break;
+    case DType::bf16: copy_rows(it, d, static_cast<const BF16*>(s)); break;
   }
 }
 
@@ -142,6 +155,10 @@ Tensor& Tensor::requires_grad_(bool on) {
     throw StateError("requires_grad_: only leaf tensors can change requires_grad. Hint: use detach() first");
   if (on && !is_floating(dtype()))
     throw DTypeError(fmt::format("requires_grad_: {} tensors cannot require grad", dtype_name(dtype())));
+  // bfloat16 holds frozen weights only (nn/bf16_storage.h); training keeps float32 master weights.
+  if (on && dtype() == DType::bf16)
+    throw DTypeError("requires_grad_: a bfloat16 tensor (a frozen weight stored in bf16 under --precision bf16) "
+                     "cannot train. Hint: choose what trains before the model is stored in bf16");
   impl_->requires_grad = on;
   return *this;
 }
@@ -213,6 +230,7 @@ void Tensor::copy_(const Tensor& src) {
       case DType::f32: copy_from<float>(*this, s, it); break;
       case DType::f64: copy_from<double>(*this, s, it); break;
       case DType::i64: copy_from<int64_t>(*this, s, it); break;
+      case DType::bf16: copy_from<BF16>(*this, s, it); break;
     }
   }
   bump_version();

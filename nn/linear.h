@@ -19,6 +19,10 @@ class Linear : public Module {
   // needs gelu(h) itself overrides this with forward(gelu(h)).
   virtual Tensor forward_after_gelu(Tensor h) const;  // pass std::move(h) to let inference reuse it
 
+  // True when forward reads `weight` only as a GEMM operand, so --precision bf16 may store it in
+  // bfloat16 while frozen (nn/bf16_storage.h). A subclass that reads W elementwise says false.
+  virtual bool weight_only_in_gemms() const { return true; }
+
   int64_t in_features, out_features;
   Tensor weight, bias;  // [out, in], [out] (bias undefined when absent)
 };

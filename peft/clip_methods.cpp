@@ -10,6 +10,7 @@
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
 #include "core/error.h"
+#include "nn/bf16_storage.h"
 #include "peft/methods/clip_methods.h"
 
 namespace peft {
@@ -125,6 +126,7 @@ std::shared_ptr<ClipHead> make_clip_head(nn::CLIP& clip, const std::string& meth
   if (d.validate) d.validate(ro, clip.cfg);
   ClipHeadInputs in{p, cache_keys, cache_labels, kg_tokens.defined() ? kg_tokens : tokens};
   std::shared_ptr<ClipHead> h = d.make(clip, ro, in, gen);
+  nn::store_frozen_weights_bf16(clip);  // --precision bf16: frozen GEMM weights held once, in bf16
   h->eval();
   return h;
 }

@@ -9,6 +9,7 @@
 #include <tuple>
 
 #include "core/error.h"
+#include "nn/bf16_storage.h"
 #include "peft/methods/adapted.h"
 #include "peft/methods/methods.h"
 
@@ -200,6 +201,7 @@ void apply_method(nn::VisionTransformer& vit, const std::string& method, const M
   vit.freeze_all();
   d.attach(vit, o, gen);
   vit.unfreeze("head.*");
+  nn::store_frozen_weights_bf16(vit);  // --precision bf16: frozen GEMM weights held once, in bf16
 }
 
 std::unique_ptr<nn::VisionTransformer> build_model(const nn::ViTConfig& c, const std::string& method,

@@ -11,6 +11,7 @@
 #include "apps/peft/model_options.h"
 #include "autograd/anomaly.h"
 #include "core/atomic_file.h"
+#include "core/blas.h"
 #include "core/error.h"
 #include "nn/checkpoint.h"
 #include "nn/config.h"
@@ -203,6 +204,9 @@ std::unique_ptr<nn::VisionTransformer> merged_model(const MergeArgs& a, const Ad
 }
 
 int run_merge(const MergeArgs& a) {
+  // Merging is exact (folds in float64, writes float32) and runs no training GEMM: --precision
+  // bf16 must not round the base weights (nn/bf16_storage.h) before they are folded and written.
+  blas::set_precision(blas::Precision::f32);
   refuse_overwriting_inputs(a.out, merged_config_path(a.out),
                             {{"--adapter", a.adapter}, {"--weights", a.model.weights}, {"--config", a.model.config}});
   SafetensorsFile f = SafetensorsFile::open(a.adapter);

@@ -50,7 +50,8 @@ Tensor gelu_linear(Tensor h, const Tensor& w, const Tensor& b) {
   const bool nh = rec.needs(0), nw = rec.needs(1), nb = rec.needs(2);
   const Tensor hs = (nh || nw) ? hc.detach() : Tensor();
   const Tensor ws = nh ? (w.is_contiguous() ? w : w.clone()) : Tensor();
-  const bool w_is_param = nh && w.is_contiguous();  // ws is w itself, not a per-call clone
+  // ws is w itself (not a per-call clone), or a bfloat16 weight: read through weight_view.
+  const bool w_is_param = nh && (w.is_contiguous() || w.dtype() == DType::bf16);
   rec.save({hs, ws});
   const Shape hshape = h.sizes(), wshape = w.sizes();
   rec.finish(y, [=](const Tensor& g0) -> std::vector<Tensor> {
@@ -68,8 +69,8 @@ Tensor gelu_linear(Tensor h, const Tensor& w, const Tensor& b) {
       if (nh) {  // da = g W, then dh = da * gelu'(h) in place
         Tensor da = empty_uninitialized(hshape, g.dtype());
         bf16::WeightCopy keep;  // --precision bf16: W's copy, rounded once (core/bf16_weights.h)
-        kernels::MatView<T> W{ws.template data<T>(), outf, hidden, false, hidden};
-        if (w_is_param) W = kernels::weight_view<T>(ws, keep);
+        const kernels::MatView<T> W = w_is_param ? kernels::weight_view<T>(ws, keep)
+                                                 : kernels::MatView<T>{ws.template data<T>(), outf, hidden, false, hidden};
         kernels::gemm(G, W, da.template data<T>(), hidden);
         kernels::gelu_backward(da.template data<T>(), hs.template data<T>(), da.template data<T>(), da.numel());
         gh = da;

@@ -205,11 +205,13 @@ Tensor ia3_qkv_linear(const Tensor& x, const Tensor& w, const Tensor& b, const T
         "ia3_qkv_linear: l_k {} and l_v {} do not fit weight {} (expected l_k, l_v [D] and the fused qkv weight [3D, in])",
         l_k.defined() ? shape_str(l_k.sizes()) : "undefined", l_v.defined() ? shape_str(l_v.sizes()) : "undefined",
         shape_str(w.sizes())));
-  if (l_k.dtype() != w.dtype() || l_v.dtype() != w.dtype())
+  // A weight stored in bfloat16 (frozen, --precision bf16) computes in float32.
+  const DType wdt = compute_dtype(w.dtype());
+  if (l_k.dtype() != wdt || l_v.dtype() != wdt)
     throw DTypeError(fmt::format("ia3_qkv_linear: l_k/l_v dtypes ({}, {}) differ from the weight's ({})",
                                  dtype_name(l_k.dtype()), dtype_name(l_v.dtype()), dtype_name(w.dtype())));
   const int64_t D = l_k.size(0), in = w.size(1), outf = 3 * D;
-  const bool fused = x.defined() && is_floating(x.dtype()) && x.dtype() == w.dtype() && x.dim() >= 1 &&
+  const bool fused = x.defined() && is_floating(x.dtype()) && kernels::weight_pairs_with(x, w) && x.dim() >= 1 &&
                      x.size(-1) == in && x.numel() > 0 && in > 0 && D > 0;
   // Empty dims have no BLAS layout: the composed ops handle them (and check x).
   if (!fused) return mul(linear(x, w, b), cat({ones({D}, l_k.dtype()), l_k, l_v}, 0));
@@ -236,6 +238,8 @@ Tensor ia3_qkv_linear(const Tensor& x, const Tensor& w, const Tensor& b, const T
   // Save only what the needed gradients read: z_kv for dl, the scales for gs, x for dW, W for dx.
   const Tensor zs = z_kv, ss = ngs ? s_kv : Tensor(), xs = nw ? contiguous_raw(x) : Tensor(),
                ws = nx ? contiguous_raw(w) : Tensor();
+  // ws is w itself (or a bfloat16 weight): its bf16 form comes from weight_view.
+  const bool w_is_param = nx && (ws.impl() == w.impl() || ws.dtype() == DType::bf16);
   rec.save({zs, ss, xs, ws});
   const Shape xshape = x.sizes();
   rec.finish(y, [=](const Tensor& g0) -> std::vector<Tensor> {
@@ -249,7 +253,9 @@ Tensor ia3_qkv_linear(const Tensor& x, const Tensor& w, const Tensor& b, const T
                             ngs ? gs.data<T>() : nullptr, nl ? dl.data<T>() : nullptr, R, D);
       if (nx) {  // dx [R, in] = gs W
         gx = empty_uninitialized(xshape, g.dtype());
-        kernels::gemm(rows_of<T>(gs, R, outf), rows_of<T>(ws, outf, in), gx.data<T>(), in);
+        bf16::WeightCopy keep;  // --precision bf16: W's copy, rounded once (core/bf16_weights.h)
+        kernels::gemm(rows_of<T>(gs, R, outf),
+                      w_is_param ? kernels::weight_view<T>(ws, keep) : rows_of<T>(ws, outf, in), gx.data<T>(), in);
       }
       if (nw) {  // dW [3D, in] = gs^T x: only when W trains
         gw = empty_uninitialized({outf, in}, g.dtype());
@@ -277,11 +283,12 @@ Tensor gelu_scale_linear(Tensor h, const Tensor& l, const Tensor& w, const Tenso
     throw ShapeError(fmt::format("gelu_scale_linear: scale {} does not fit weight {} (expected l [hidden] for weight "
                                  "[out, hidden])",
                                  l.defined() ? shape_str(l.sizes()) : "undefined", shape_str(w.sizes())));
-  if (l.dtype() != w.dtype())
+  const DType wdt = compute_dtype(w.dtype());  // bf16: a frozen weight computes in float32
+  if (l.dtype() != wdt)
     throw DTypeError(fmt::format("gelu_scale_linear: scale dtype {} differs from the weight's ({})",
                                  dtype_name(l.dtype()), dtype_name(w.dtype())));
   const int64_t F = w.size(1), outf = w.size(0);
-  const bool fused = h.defined() && is_floating(h.dtype()) && h.dtype() == w.dtype() && h.dim() >= 1 &&
+  const bool fused = h.defined() && is_floating(h.dtype()) && kernels::weight_pairs_with(h, w) && h.dim() >= 1 &&
                      h.size(-1) == F && h.numel() > 0 && outf > 0 && F > 0;
   if (!fused) return linear(mul(gelu(h), l), w, b);  // the composed ops check h and empty dims
   const int64_t R = h.numel() / F;
@@ -306,6 +313,7 @@ Tensor gelu_scale_linear(Tensor h, const Tensor& l, const Tensor& w, const Tenso
   // h for every gradient but db (GELU is recomputed from it), l for dh and dW, W for da.
   const Tensor hs = (nh || nl || nw) ? hc.detach() : Tensor(), ls = (nh || nw) ? lc.detach() : Tensor(),
                ws = (nh || nl) ? contiguous_raw(w) : Tensor();
+  const bool w_is_param = (nh || nl) && (ws.impl() == w.impl() || ws.dtype() == DType::bf16);
   rec.save({hs, ls, ws});
   const Shape hshape = h.sizes(), wshape = w.sizes();
   rec.finish(y, [=](const Tensor& g0) -> std::vector<Tensor> {
@@ -322,7 +330,8 @@ Tensor gelu_scale_linear(Tensor h, const Tensor& l, const Tensor& w, const Tenso
       }
       if (nh || nl) {  // da = g W, then dl and dh (in place) in one sweep
         Tensor da = empty_uninitialized(hshape, g.dtype());
-        kernels::gemm(G, rows_of<T>(ws, outf, F), da.data<T>(), F);
+        bf16::WeightCopy keep;  // --precision bf16: W's copy, rounded once (core/bf16_weights.h)
+        kernels::gemm(G, w_is_param ? kernels::weight_view<T>(ws, keep) : rows_of<T>(ws, outf, F), da.data<T>(), F);
         if (nl) gl = empty_uninitialized({F}, g.dtype());
         gelu_scale_backward_sweep<T>(da.data<T>(), hs.data<T>(), nh ? ls.data<T>() : nullptr,
                                      nl ? gl.data<T>() : nullptr, R, F);

@@ -26,6 +26,8 @@ void dispatch_any(DType dt, F&& f) {
     case DType::f32: f(float{}); break;
     case DType::f64: f(double{}); break;
     case DType::i64: f(int64_t{}); break;
+    case DType::bf16:  // frozen GEMM weights only (nn/bf16_storage.h)
+      throw DTypeError("indexing: bfloat16 tensors are frozen GEMM weights and are not indexed. Hint: index a float32 copy (to(DType::f32))");
   }
 }
 

@@ -25,7 +25,9 @@ Tensor lora_linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tens
     throw ShapeError(fmt::format("lora_linear: A {} and B {} do not fit weight {} (expected A [r, in], B [out, r])",
                                  A.defined() ? shape_str(A.sizes()) : "undefined",
                                  B.defined() ? shape_str(B.sizes()) : "undefined", shape_str(w.sizes())));
-  if (A.dtype() != w.dtype() || B.dtype() != w.dtype())
+  // A weight stored in bfloat16 (frozen, --precision bf16) computes in float32.
+  const DType wdt = compute_dtype(w.dtype());
+  if (A.dtype() != wdt || B.dtype() != wdt)
     throw DTypeError(fmt::format("lora_linear: A/B dtypes ({}, {}) differ from the weight's ({})",
                                  dtype_name(A.dtype()), dtype_name(B.dtype()), dtype_name(w.dtype())));
   const int64_t in = w.size(1), outf = w.size(0), r = A.size(0);
@@ -33,7 +35,7 @@ Tensor lora_linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tens
   // Empty dims have no BLAS layout: the composed ops handle them (and x's shape checks).
   if (R <= 0 || in == 0 || outf == 0 || r == 0)
     return add(linear(x, w, b), mul(linear(linear(x, A), B), scale));
-  if (x.dtype() != w.dtype())
+  if (!kernels::weight_pairs_with(x, w))
     throw DTypeError(fmt::format("lora_linear: dtypes differ (input {}, weight {})", dtype_name(x.dtype()),
                                  dtype_name(w.dtype())));
   // y = bias + x W^T, then u = x A^T [R, r] and y += scale * u B^T (the same output buffer).
@@ -60,7 +62,8 @@ Tensor lora_linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tens
   Tensor xs = (nw || nA) ? x2 : Tensor(), us = nB ? u : Tensor(), ws = nx ? wc : Tensor(), As = nx ? Ac : Tensor(),
          Bs = (nx || nA) ? Bc : Tensor();
   const Shape xshape = x.sizes();
-  const bool w_is_param = wc.impl() == w.impl();  // ws is w itself, not a per-call copy
+  // ws is w itself (not a per-call copy), or a bfloat16 weight: read through weight_view.
+  const bool w_is_param = wc.impl() == w.impl() || wc.dtype() == DType::bf16;
   rec.finish(y, [=](const Tensor& g0) -> std::vector<Tensor> {
     Tensor g = contiguous_raw(g0);  // [R, out]
     Tensor gx, gw, gb, gA, gB;
@@ -88,8 +91,7 @@ Tensor lora_linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tens
       if (nx) {  // dx [R, in] = g W + (s g B) A
         gx = empty_uninitialized(xshape, g.dtype());
         bf16::WeightCopy keep;  // --precision bf16: W's copy, rounded once (core/bf16_weights.h)
-        kernels::MatView<T> W = rows_of<T>(ws, outf, in);
-        if (w_is_param) W = kernels::weight_view<T>(ws, keep);
+        const kernels::MatView<T> W = w_is_param ? kernels::weight_view<T>(ws, keep) : rows_of<T>(ws, outf, in);
         kernels::gemm(G, W, gx.data<T>(), in);
         kernels::gemm(rows_of<T>(gu, R, r), rows_of<T>(As, r, in), gx.data<T>(), in, T(1), T(1));
       }

@@ -124,7 +124,8 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   if (w.dim() != 2 || x.dim() < 1 || x.size(-1) != w.size(1))
     throw ShapeError(fmt::format("linear: input {} does not match weight {}. Hint: weights are [out, in]",
                                  shape_str(x.sizes()), shape_str(w.sizes())));
-  if (x.dtype() != w.dtype() || (b.defined() && b.dtype() != x.dtype()))
+  // A frozen weight stored in bfloat16 (--precision bf16, nn/bf16_storage.h) pairs with float32.
+  if (!kernels::weight_pairs_with(x, w) || (b.defined() && b.dtype() != x.dtype()))
     throw DTypeError(fmt::format("linear: dtypes differ (input {}, weight {})", dtype_name(x.dtype()), dtype_name(w.dtype())));
   if (b.defined() && (b.dim() != 1 || b.size(0) != w.size(0)))
     throw ShapeError(fmt::format("linear: bias {} does not match weight {}", shape_str(b.sizes()), shape_str(w.sizes())));
@@ -136,7 +137,8 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   // Written in full by the bias copy and/or the GEMM; only an empty product (in == 0) without a
   // bias needs the zeros.
   Tensor y = (in > 0 || b.defined()) ? empty_uninitialized(out_shape, x.dtype()) : empty(out_shape, x.dtype());
-  Tensor wb = blas_ready(w);
+  // A bfloat16 weight is read in place by weight_view (rows or columns of unit stride).
+  Tensor wb = w.dtype() == DType::bf16 ? w : blas_ready(w);
   dispatch_float(x.dtype(), "linear", [&](auto tag) {
     using T = decltype(tag);
     T* py = y.data<T>();
@@ -152,7 +154,7 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
     // and shared by every call until the weight changes; a strided weight's clone is not kept.
     bf16::WeightCopy keep;
     kernels::MatView<T> X{x2.template data<T>(), R, in, false, in}, W{};
-    if (wb.impl() == w.impl()) W = kernels::weight_view<T>(wb, keep);
+    if (wb.impl() == w.impl() || wb.dtype() == DType::bf16) W = kernels::weight_view<T>(wb, keep);
     else kernels::mat_view(wb, wb.offset(), W);
     kernels::gemm(X, W.t(), py, outf, T(1), beta);
   });

@@ -432,7 +432,7 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
       throw ValueError(op + "duplicate tensor name '" + name + "' (positions " + std::to_string(pos->second) +
                        " and " + std::to_string(i) + "). Hint: each name may appear once");
     Tensor c = t.is_contiguous() ? t : t.clone();  // logical row-major order on disk
-    const char* dt = t.dtype() == DType::f32 ? "F32" : t.dtype() == DType::f64 ? "F64" : "I64";
+    const char* dt = t.dtype() == DType::f32 ? "F32" : t.dtype() == DType::f64 ? "F64" : t.dtype() == DType::bf16 ? "BF16" : "I64";
     const uint64_t nbytes = c.nbytes();
     ojson entry = ojson::object();
     entry["dtype"] = dt;

@@ -1,10 +1,13 @@
 // A matrix seen through BLAS conventions: pointer, transpose flag and leading dimension.
 #pragma once
 #include <cstdint>
+#include <string>
 #include <type_traits>
 
 #include "core/bf16_weights.h"
 #include "core/blas.h"
+#include "core/error.h"
+#include "core/shape.h"
 #include "core/tensor.h"
 
 namespace peft::kernels {
@@ -44,15 +47,37 @@ bool mat_view(const Tensor& x, int64_t off, MatView<T>& v) {
 // A weight w [rows, cols] as a MatView (w already passed mat_view's test), with its bfloat16 copy
 // attached under --precision bf16 (core/bf16_weights.h; `keep` holds it alive while the GEMM
 // runs). For float64 or precision f32 this is mat_view alone.
+// A weight stored in bfloat16 (a frozen weight under --precision bf16, nn/bf16_storage.h) has
+// no float32 values: p is null and bf16 points at its elements, so the GEMM reads it only as its
+// bf16 B operand (core/blas.h). Its rows or columns must have unit stride (a Linear weight and
+// its row blocks, e.g. q|k|v's, do).
 template <class T>
 MatView<T> weight_view(const Tensor& w, bf16::WeightCopy& keep) {
   MatView<T> v{};
+  if (w.dtype() == DType::bf16) {
+    if constexpr (!std::is_same_v<T, float>) {
+      throw DTypeError("GEMM: a bfloat16 weight meets " + std::string(dtype_name(dtype_of<T>())) +
+                       " inputs. Hint: bfloat16 weights pair with float32 activations (--precision bf16)");
+    } else {
+      MatView<uint16_t> b{};
+      if (!mat_view(w, w.offset(), b))
+        throw ShapeError("GEMM: a bfloat16 weight " + shape_str(w.sizes()) + " with neither unit row nor column stride");
+      v = {nullptr, b.rows, b.cols, b.trans, b.ld, b.p};
+    }
+    return v;
+  }
   mat_view(w, w.offset(), v);
   if constexpr (std::is_same_v<T, float>) {
     keep = bf16::weight_copy(w);
     if (keep) v.bf16 = keep->data();
   }
   return v;
+}
+
+// True when a GEMM may multiply x by weight w: the same dtype, or float32 x with a weight stored
+// in bfloat16 (read through weight_view).
+inline bool weight_pairs_with(const Tensor& x, const Tensor& w) {
+  return x.dtype() == w.dtype() || (x.dtype() == DType::f32 && w.dtype() == DType::bf16);
 }
 
 // C[M,N] (row stride ldc) = alpha * A * B + beta * C.

@@ -52,7 +52,7 @@ class LoraInProj : public nn::Linear {
     const int64_t r = n ? rank : 0;
     int64_t col = 0;
     for (int j = 0; j < 3; ++j) {
-      const DType dt = weight.dtype();
+      const DType dt = compute_dtype(weight.dtype());  // float32 for a weight stored in bf16
       if (!A[j].defined()) {
         rows.push_back(zeros({C, n * r}, dt));
         continue;

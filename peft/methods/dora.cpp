@@ -25,6 +25,8 @@ class DoraLinear : public nn::Linear, public Adapted {
   explicit DoraLinear(const nn::Linear& base) : nn::Linear(base) {}
   std::string method() const override { return "dora"; }
   bool mergeable() const override { return true; }
+  // The row norms ||W + s B A|| read W elementwise: W stays float32 under --precision bf16.
+  bool weight_only_in_gemms() const override { return false; }
 
   // x [..., in] -> [..., out]:  y = (m / n) * (x W^T + s (x A^T) B^T) + b.
   Tensor forward(const Tensor& x) const override {

@@ -130,6 +130,13 @@ TEST(CheckCli, MergedLoraIsAPlainViTWithTheSameLogits) {
   ASSERT_EQ(r.code, 0) << r.err;
   expect_result_matches(tmp / "result.safetensors", "lora", /*grads=*/false);
 
+  // --precision bf16 changes nothing in a merge: the base weights are not rounded (merge folds in
+  // float64 and writes float32; nn/bf16_storage.h applies to training and inference only).
+  CmdResult mb = peft(tmp, "merge --config " + kFix + "config.json --weights " + kFix + "base.safetensors --method lora --adapter " +
+                         kFix + "lora/adapter.safetensors --out " + tmp / "merged_bf16.safetensors --precision bf16");
+  ASSERT_EQ(mb.code, 0) << mb.err;
+  EXPECT_EQ(slurp(tmp / "merged_bf16.safetensors"), slurp(tmp / "merged.safetensors"));
+
   CmdResult bad = peft(tmp, "merge --config " + kFix + "config.json --weights " + kFix + "base.safetensors --method vpt-deep --adapter " +
                           kFix + "vpt-deep/adapter.safetensors --out " + tmp / "x.safetensors");
   EXPECT_EQ(bad.code, 2);

@@ -16,8 +16,12 @@
 #include "core/blas.h"
 #include "core/io/safetensors.h"
 #include "core/random.h"
+#include "autograd/backward.h"
+#include "autograd/ops.h"
 #include "nn/checkpoint.h"
+#include "nn/optim/optimizer.h"
 #include "nn/vit.h"
+#include "peft/method.h"
 #include "peft/methods/vision_check.h"
 
 using namespace peft;
@@ -82,7 +86,8 @@ double max_normalised_diff(const Tensor& got, const Tensor& want) {
 
 TEST(Bf16Check, LogitsWithinTwoPercentOfFloat32ForSeveralMethods) {
   if (!blas::bf16_supported()) GTEST_SKIP() << "no bf16 GEMM in this build";
-  for (const char* method : {"linear", "full", "lora", "vpt-deep", "ssf", "adaptformer"}) {
+  for (const char* method : {"linear", "full", "bitfit", "vpt-shallow", "vpt-deep", "cvpt", "ssf", "lora", "adaptformer",
+                             "dora", "ia3", "fact", "adapter", "prefix", "lntune"}) {
     SCOPED_TRACE(method);
     nn::NamedTensors f32 = check(method, blas::Precision::f32), bf = check(method, blas::Precision::bf16);
     ASSERT_EQ(f32.size(), bf.size());
@@ -96,5 +101,54 @@ TEST(Bf16Check, LogitsWithinTwoPercentOfFloat32ForSeveralMethods) {
       EXPECT_LT(max_normalised_diff(bf[i].second, f32[i].second), 0.1) << f32[i].first;
     }
     std::printf("bf16 check %-12s logits max-normalised diff %.4f\n", method, logits);
+  }
+}
+
+// apply_method under --precision bf16 stores every frozen Linear weight in bfloat16 (DoRA's
+// wrapped targets excepted: their row norms read W), keeps every trainable tensor float32, and
+// each method then trains: AdamW steps run and the loss stays finite.
+TEST(Bf16Check, EveryMethodStoresItsFrozenWeightsInBf16AndTrains) {
+  if (!blas::bf16_supported()) GTEST_SKIP() << "no bf16 GEMM in this build";
+  nn::ViTConfig c;
+  c.image_size = 32, c.patch_size = 4, c.dim = 192, c.depth = 2, c.heads = 3, c.num_classes = 10;
+  Generator g(21);
+  Tensor x = randn({4, 3, 32, 32}, g), y = from_vector_i64({0, 3, 7, 9}, {4});
+  for (const MethodDescriptor& d : vision_method_registry()) {
+    SCOPED_TRACE(d.name);
+    blas::set_precision(blas::Precision::bf16);
+    nn::VisionTransformer vit(c, 7);
+    Generator mg(8);
+    apply_method(vit, d.name, MethodOptions{}, 10, mg);
+    int64_t stored = 0, frozen_f32_linear = 0;
+    for (auto& [name, t] : vit.named_parameters()) {
+      if (t.requires_grad()) {
+        EXPECT_EQ(t.dtype(), DType::f32) << name;
+      }
+      if (t.dtype() == DType::bf16) ++stored;
+      const bool linear_w = t.dim() == 2 && name.find("blocks.") == 0 && name.find(".weight") != std::string::npos &&
+                            name.find("attn.") != std::string::npos;
+      if (linear_w && !t.requires_grad() && t.dtype() == DType::f32) ++frozen_f32_linear;
+    }
+    if (d.name == std::string("full")) {
+      EXPECT_EQ(stored, 0);
+    } else {
+      EXPECT_GE(stored, 2 * 2) << "at least the fc1/fc2 weights of both blocks";
+      const int64_t want = d.name == std::string("dora") ? 2 : 0;  // DoRA's qkv targets stay float32
+      EXPECT_EQ(frozen_f32_linear, want);
+    }
+    std::vector<nn::ParamSpec> params;
+    for (auto& [name, t] : vit.named_parameters())
+      if (t.requires_grad()) params.push_back({name, t});
+    nn::AdamW opt(params, 1e-3);
+    vit.train();
+    for (int step = 0; step < 2; ++step) {
+      opt.zero_grad();
+      Tensor loss = cross_entropy(vit.forward(x), y);
+      ASSERT_TRUE(std::isfinite(loss.item()));
+      backward(loss);
+      opt.step();
+    }
+    blas::set_precision(blas::Precision::f32);
+    bf16::clear_weight_cache();
   }
 }

@@ -10,10 +10,13 @@
 
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
+#include "core/bf16_weights.h"
+#include "core/blas.h"
 #include "core/error.h"
 #include "data/procedural.h"
 #include "nn/clip.h"
 #include "peft/clip_demo.h"
+#include "peft/clip_methods.h"
 #include "peft/clip_pretrain.h"
 
 namespace peft {
@@ -95,6 +98,32 @@ TEST_F(ClipDemoLib, OneShotTwoMethodsGiveTheirRows) {
   ASSERT_EQ(js.size(), 2u);
   EXPECT_EQ(js[1]["trainable_params"], K * E);
   EXPECT_EQ(js[1]["top1"]["1"].get<double>(), r.rows[1].top1[0]);
+}
+
+// --precision bf16: every CLIP method runs (each make_clip_head stores the frozen towers' linear
+// weights in bf16, nn/bf16_storage.h; methods that wrap in_proj, clip-lora and maple, compute in
+// float32 beside them) and gives a row, on the shared CLIP and on the image methods' own copies.
+TEST_F(ClipDemoLib, EveryMethodRunsUnderBf16Precision) {
+  if (!blas::bf16_supported()) GTEST_SKIP() << "no bf16 GEMM in this build";
+  ClipDemoConfig c;
+  c.out = dir.string();
+  c.quick = true;
+  c.shots = {1};
+  blas::set_precision(blas::Precision::bf16);
+  ClipDemoReport r;
+  try {
+    r = run_clip_demo(c);
+  } catch (...) {
+    blas::set_precision(blas::Precision::f32);
+    throw;
+  }
+  blas::set_precision(blas::Precision::f32);
+  bf16::clear_weight_cache();
+  EXPECT_EQ(r.rows.size(), clip_method_registry().size() + 1);  // and the linear probe
+  for (const ClipDemoRow& row : r.rows) {
+    ASSERT_EQ(row.top1.size(), 1u) << row.method;
+    EXPECT_TRUE(std::isfinite(row.top1[0])) << row.method;
+  }
 }
 
 TEST_F(ClipDemoLib, RefusesAnUnknownMethodOrNoShotsBeforeWriting) {
