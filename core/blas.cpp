@@ -174,10 +174,21 @@ void onednn_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha
     stream.wait();
     return;
   }
-  const Matmul& m = matmul_for(MatmulKey{ta, tb, false, M, N, K, lda, ldb, ldc, alpha, beta});
-  dnnl::memory a(m.a, engine(), const_cast<float*>(A)), b(m.b, engine(), const_cast<float*>(B)), c(m.c, engine(), C);
-  m.prim.execute(stream, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}});
-  stream.wait();
+  // float32: oneDNN's sgemm (row-major, BLAS arguments; its gemm:jit kernels), not the matmul
+  // primitive. Measured on the ViT GEMMs (docs/performance.md, "Session 10"): equal or faster on
+  // every shape, and 2.2x on the two with a row-major B of 3072 columns (fc2's dX and dW at
+  // ViT-B), where matmul's brgemm kernel ran at 120-180 GFLOP/s on 2 cores.
+  if (std::getenv("PEFT_HYBRID") && (tb || N < 2048)) {
+    const Matmul& m = matmul_for(MatmulKey{ta, tb, false, M, N, K, lda, ldb, ldc, alpha, beta});
+    dnnl::memory a(m.a, engine(), const_cast<float*>(A)), b(m.b, engine(), const_cast<float*>(B)), c(m.c, engine(), C);
+    m.prim.execute(stream, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}});
+    stream.wait();
+    return;
+  }
+  const dnnl_status_t st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  if (st != dnnl_success)
+    throw ValueError(fmt::format("gemm: oneDNN sgemm refused M={} N={} K={} lda={} ldb={} ldc={} (status {})", M, N,
+                                 K, lda, ldb, ldc, static_cast<int>(st)));
 }
 
 // Batched bf16 matmul: 3-d descriptors {batch, rows, cols} whose strides carry the batch step
@@ -345,12 +356,21 @@ const char* backend_name() { return "reference loops (blas.h gemm_reference)"; }
 void set_blas_threads(int n) { openblas_set_num_threads(n); }  // the float64 path
 
 const char* backend_name() {
-  // e.g. "oneDNN 2.6.3 (brg:avx512_core) + OpenBLAS (Haswell) for f64": the kernel oneDNN picked
+  // e.g. "oneDNN 2.6.3 (sgemm gemm:jit avx512_core) + OpenBLAS (Haswell) for f64": the kernel oneDNN picked
   // for a ViT-sized f32 matmul on this CPU; with --precision bf16, the bf16 kernel as well, e.g.
-  // "oneDNN 2.6.3 (brg:avx512_core; bf16 brg:avx512_core_amx_bf16) + ...".
+  // "oneDNN 2.6.3 (sgemm gemm:jit avx512_core; bf16 brg:avx512_core_amx_bf16) + ...".
+  // float32 runs dnnl_sgemm, whose kernels are the matmul primitive's gemm:jit family: named by
+  // the widest ISA oneDNN uses on this CPU.
   static const std::string f32_name = [] {
-    const MatmulKey k{false, true, false, 256, 768, 768, 768, 768, 768, 1.0f, 0.0f};
-    return matmul_for(k).impl;
+    switch (dnnl::get_effective_cpu_isa()) {
+      case dnnl::cpu_isa::avx2: return std::string("sgemm gemm:jit avx2");
+      case dnnl::cpu_isa::avx2_vnni: return std::string("sgemm gemm:jit avx2");
+      case dnnl::cpu_isa::avx512_core:
+      case dnnl::cpu_isa::avx512_core_vnni:
+      case dnnl::cpu_isa::avx512_core_bf16:
+      case dnnl::cpu_isa::avx512_core_amx: return std::string("sgemm gemm:jit avx512_core");
+      default: return std::string("sgemm gemm:jit");
+    }
   }();
   static const std::string bf16_name = []() -> std::string {
     const MatmulKey k{false, true, true, 256, 768, 768, 768, 768, 768, 1.0f, 0.0f};

@@ -1,5 +1,5 @@
 // GEMM entry point: the only place that talks to a BLAS library (-DPEFT_BLAS=onednn (default:
-// oneDNN matmul for float32, OpenBLAS for float64), openblas, or reference (the plain loops
+// oneDNN's sgemm for float32, its bf16 matmul for --precision bf16, OpenBLAS for float64), openblas, or reference (the plain loops
 // below); core/blas.cpp is the only file that includes a BLAS or oneDNN header).
 #pragma once
 #include <cstdint>
@@ -73,8 +73,8 @@ int64_t bf16_min_work();
 // Keeps the BLAS library single-threaded (the thread policy of core/threads.h).
 void set_blas_threads(int n);
 // The library this build calls and the kernel set it picked for this CPU, e.g.
-// "oneDNN 2.6.3 (brg:avx512_core) + OpenBLAS (SkylakeX) for f64" or "OpenBLAS (Cooperlake)";
-// under --precision bf16 the bf16 kernel too ("oneDNN 2.6.3 (brg:avx512_core; bf16
+// "oneDNN 2.6.3 (sgemm gemm:jit avx512_core) + OpenBLAS (SkylakeX) for f64" or "OpenBLAS (Cooperlake)";
+// under --precision bf16 the bf16 kernel too ("oneDNN 2.6.3 (sgemm gemm:jit avx512_core; bf16
 // brg:avx512_core_amx_bf16) + ..."); starts with "oneDNN", "OpenBLAS" or "reference".
 const char* backend_name();
 

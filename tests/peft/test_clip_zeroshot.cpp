@@ -112,8 +112,9 @@ TEST(Zeroshot, EachMethodUsesTheEnsembleOrTheSingleTemplate) {
     u1 = clip->encode_text(tok.tokenize({"a red circle", "a blue square", "a ring"}));
     us = clip->encode_text(tok.tokenize(p.single()));
   }
-  // Chunked encoding equals one pass.
-  EXPECT_LE(max_abs_diff(encode_text_rows(*clip, pt.ensemble, 1), encode_text_rows(*clip, pt.ensemble)), 1e-6);
+  // Chunked encoding equals one pass, to float32 rounding (the GEMMs see other row counts and
+  // oneDNN's sgemm blocks by M: measured 1.1e-6).
+  EXPECT_LE(max_abs_diff(encode_text_rows(*clip, pt.ensemble, 1), encode_text_rows(*clip, pt.ensemble)), 5e-6);
   const Tensor c = l2_normalize(mul(add(l2_normalize(u0), l2_normalize(u1)), 0.5));
   EXPECT_LE(max_abs_diff(ensemble_classifier(encode_text_rows(*clip, pt.ensemble), 2), c), 1e-6);
   const Tensor f = nn::read_tensors(fixture("inputs.safetensors")).at("image_features");
