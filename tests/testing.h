@@ -6,10 +6,27 @@
 
 #include "autograd/gradcheck.h"
 #include "autograd/ops.h"
+#include "core/bf16_weights.h"
+#include "core/blas.h"
 #include "core/random.h"
 #include "core/tensor.h"
 
 namespace peft::testing {
+
+// --precision bf16 for one scope (tests of the bf16 path), restored to float32 with an empty
+// bf16 weight cache when the scope ends, also when a test throws.
+struct Bf16Scope {
+  Bf16Scope() {
+    bf16::clear_weight_cache();
+    blas::set_precision(blas::Precision::bf16);
+  }
+  ~Bf16Scope() {
+    blas::set_precision(blas::Precision::f32);
+    bf16::clear_weight_cache();
+  }
+  Bf16Scope(const Bf16Scope&) = delete;
+  Bf16Scope& operator=(const Bf16Scope&) = delete;
+};
 
 // A float64 leaf with N(0,1) entries that requires grad.
 inline Tensor randn64(const Shape& s, uint64_t seed, bool requires_grad = true) {

@@ -15,21 +15,13 @@
 #include "core/error.h"
 #include "core/blas.h"
 #include "core/random.h"
+#include "tests/testing.h"
 
 using namespace peft;
 
 namespace {
 
-struct Bf16Scope {
-  Bf16Scope() {
-    bf16::clear_weight_cache();
-    blas::set_precision(blas::Precision::bf16);
-  }
-  ~Bf16Scope() {
-    blas::set_precision(blas::Precision::f32);
-    bf16::clear_weight_cache();
-  }
-};
+using testing::Bf16Scope;
 
 bool same_bits(const Tensor& a, const Tensor& b) {
   return a.sizes() == b.sizes() && std::memcmp(a.data<float>(), b.data<float>(), a.nbytes()) == 0;
@@ -42,13 +34,14 @@ Tensor computed_copy(const Tensor& w) {
   return mul(leaf, 1.0);
 }
 
-// Runs f(x, w) forward and backward (dX) for w itself and for its computed copy.
+// Runs f(x, w) and f(x, other) forward and backward (dX) on the same x and output gradient and
+// expects the outputs and dX to agree bit for bit.
 template <class F>
-void expect_cache_matches_per_call(F f, const Shape& xshape, const Tensor& w, const char* what) {
+void expect_same_bits(F f, const Shape& xshape, const Tensor& w, const Tensor& other, const char* what) {
   Generator g(17);
   Tensor x0 = randn(xshape, g);
   Tensor x1 = x0.clone().requires_grad_(true), x2 = x0.clone().requires_grad_(true);
-  Tensor y1 = f(x1, w), y2 = f(x2, computed_copy(w));
+  Tensor y1 = f(x1, w), y2 = f(x2, other);
   EXPECT_TRUE(same_bits(y1, y2)) << what << " forward";
   Tensor gy = randn(y1.sizes(), g);
   backward(y1, gy);
@@ -56,21 +49,18 @@ void expect_cache_matches_per_call(F f, const Shape& xshape, const Tensor& w, co
   EXPECT_TRUE(same_bits(x1.grad(), x2.grad())) << what << " dX";
 }
 
-// Runs f(x, w) forward and backward (dX) with the float32 weight (its cached bf16 copy) and with
-// the weight stored in bfloat16 (nn/bf16_storage.h): the GEMMs see the same bf16 values, so
-// outputs and dX agree bit for bit.
+// w itself (its cached copy) against its computed copy (rounded per call).
+template <class F>
+void expect_cache_matches_per_call(F f, const Shape& xshape, const Tensor& w, const char* what) {
+  expect_same_bits(f, xshape, w, computed_copy(w), what);
+}
+
+// The float32 weight (its cached bf16 copy) against the weight stored in bfloat16
+// (nn/bf16_storage.h): the GEMMs see the same bf16 values.
 template <class F>
 void expect_stored_matches_cached(F f, const Shape& xshape, const Tensor& w, const char* what) {
-  Generator g(19);
-  Tensor x0 = randn(xshape, g);
-  Tensor x1 = x0.clone().requires_grad_(true), x2 = x0.clone().requires_grad_(true);
-  Tensor wb = w.to(DType::bf16);
-  Tensor y1 = f(x1, w), y2 = f(x2, wb);
-  EXPECT_TRUE(same_bits(y1, y2)) << what << " forward";
-  Tensor gy = randn(y1.sizes(), g);
-  backward(y1, gy);
-  backward(y2, gy);
-  EXPECT_TRUE(same_bits(x1.grad(), x2.grad())) << what << " dX";
+  const Tensor wb = w.to(DType::bf16);
+  expect_same_bits(f, xshape, w, wb, what);
   EXPECT_FALSE(wb.grad().defined()) << what << ": a stored bf16 weight is frozen";
 }
 

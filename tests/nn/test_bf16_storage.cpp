@@ -15,18 +15,13 @@
 #include "nn/bf16_storage.h"
 #include "nn/clip.h"
 #include "nn/vit.h"
+#include "tests/testing.h"
 
 using namespace peft;
 
 namespace {
 
-struct Bf16Scope {
-  Bf16Scope() { blas::set_precision(blas::Precision::bf16); }
-  ~Bf16Scope() {
-    blas::set_precision(blas::Precision::f32);
-    bf16::clear_weight_cache();
-  }
-};
+using testing::Bf16Scope;
 
 // dim 192 and 4 images of 65 tokens: every linear GEMM is above blas's bf16 threshold, so the
 // cached and the stored weight take the same bf16 kernel.

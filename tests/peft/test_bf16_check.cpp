@@ -23,6 +23,7 @@
 #include "nn/vit.h"
 #include "peft/method.h"
 #include "peft/methods/vision_check.h"
+#include "tests/testing.h"
 
 using namespace peft;
 
@@ -63,17 +64,9 @@ nn::NamedTensors check(const std::string& method, blas::Precision p) {
   r.method = method;
   r.options.prompts = 10;
   r.seed = 5;
-  blas::set_precision(p);
-  nn::NamedTensors out;
-  try {
-    out = run_vision_check(r);
-  } catch (...) {
-    blas::set_precision(blas::Precision::f32);
-    throw;
-  }
-  blas::set_precision(blas::Precision::f32);
-  bf16::clear_weight_cache();
-  return out;
+  if (p == blas::Precision::f32) return run_vision_check(r);
+  peft::testing::Bf16Scope bf;
+  return run_vision_check(r);
 }
 
 double max_normalised_diff(const Tensor& got, const Tensor& want) {
@@ -115,7 +108,7 @@ TEST(Bf16Check, EveryMethodStoresItsFrozenWeightsInBf16AndTrains) {
   Tensor x = randn({4, 3, 32, 32}, g), y = from_vector_i64({0, 3, 7, 9}, {4});
   for (const MethodDescriptor& d : vision_method_registry()) {
     SCOPED_TRACE(d.name);
-    blas::set_precision(blas::Precision::bf16);
+    peft::testing::Bf16Scope bf;
     nn::VisionTransformer vit(c, 7);
     Generator mg(8);
     apply_method(vit, d.name, MethodOptions{}, 10, mg);
@@ -148,7 +141,5 @@ TEST(Bf16Check, EveryMethodStoresItsFrozenWeightsInBf16AndTrains) {
       backward(loss);
       opt.step();
     }
-    blas::set_precision(blas::Precision::f32);
-    bf16::clear_weight_cache();
   }
 }

@@ -10,13 +10,13 @@
 
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
-#include "core/bf16_weights.h"
 #include "core/blas.h"
 #include "core/error.h"
 #include "data/procedural.h"
 #include "nn/clip.h"
 #include "peft/clip_demo.h"
 #include "peft/clip_methods.h"
+#include "tests/testing.h"
 #include "peft/clip_pretrain.h"
 
 namespace peft {
@@ -109,16 +109,11 @@ TEST_F(ClipDemoLib, EveryMethodRunsUnderBf16Precision) {
   c.out = dir.string();
   c.quick = true;
   c.shots = {1};
-  blas::set_precision(blas::Precision::bf16);
   ClipDemoReport r;
-  try {
+  {
+    testing::Bf16Scope bf;
     r = run_clip_demo(c);
-  } catch (...) {
-    blas::set_precision(blas::Precision::f32);
-    throw;
   }
-  blas::set_precision(blas::Precision::f32);
-  bf16::clear_weight_cache();
   EXPECT_EQ(r.rows.size(), clip_method_registry().size() + 1);  // and the linear probe
   for (const ClipDemoRow& row : r.rows) {
     ASSERT_EQ(row.top1.size(), 1u) << row.method;
