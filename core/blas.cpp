@@ -60,7 +60,7 @@ void call(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const
 
 #if defined(PEFT_BLAS_ONEDNN)
 
-// oneDNN matmul: the operands' strides describe row-major or transposed storage, so no copy is
+// oneDNN matmul, for the bf16 GEMMs (float32 runs dnnl_sgemm, below): the operands' strides describe row-major or transposed storage, so no copy is
 // made; alpha is an output scale and beta a sum post-op. A primitive is created once per shape
 // (creation costs far more than a small GEMM) and kept in a per-thread cache, so threads never
 // wait on each other; primitives are immutable, so the cache needs no lock.
@@ -152,7 +152,6 @@ void onednn_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha
       for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
     return;
   }
-  thread_local dnnl::stream stream(engine());
   // Small products (attention's per-head GEMMs at short sequences) gain nothing from bf16
   // kernels: the rounding passes would cost more than the multiply saves.
   // B == nullptr: B exists only in bfloat16 (a frozen weight stored so, nn/bf16_storage.h), so
@@ -162,6 +161,7 @@ void onednn_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha
     // Round A and B to bfloat16 into per-thread buffers, packed in their stored orientation (a
     // transposed operand stays transposed, so no transpose is done here).
     // A B already rounded once (a cached weight, b_bf16) is read in place with its own ldb.
+    thread_local dnnl::stream stream(engine());
     thread_local std::vector<uint16_t> pa, pb;
     const int64_t a_rows = ta ? K : M, a_cols = ta ? M : K, b_rows = tb ? N : K, b_cols = tb ? K : N;
     to_bf16(A, a_rows, a_cols, lda, pa);
@@ -178,13 +178,6 @@ void onednn_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha
   // primitive. Measured on the ViT GEMMs (docs/performance.md, "Session 10"): equal or faster on
   // every shape, and 2.2x on the two with a row-major B of 3072 columns (fc2's dX and dW at
   // ViT-B), where matmul's brgemm kernel ran at 120-180 GFLOP/s on 2 cores.
-  if (std::getenv("PEFT_HYBRID") && (tb || N < 2048)) {
-    const Matmul& m = matmul_for(MatmulKey{ta, tb, false, M, N, K, lda, ldb, ldc, alpha, beta});
-    dnnl::memory a(m.a, engine(), const_cast<float*>(A)), b(m.b, engine(), const_cast<float*>(B)), c(m.c, engine(), C);
-    m.prim.execute(stream, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}});
-    stream.wait();
-    return;
-  }
   const dnnl_status_t st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   if (st != dnnl_success)
     throw ValueError(fmt::format("gemm: oneDNN sgemm refused M={} N={} K={} lda={} ldb={} ldc={} (status {})", M, N,
