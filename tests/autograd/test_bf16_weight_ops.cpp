@@ -21,7 +21,7 @@ using namespace peft;
 
 namespace {
 
-using testing::Bf16Scope;
+using peft::testing::Bf16Scope;
 
 bool same_bits(const Tensor& a, const Tensor& b) {
   return a.sizes() == b.sizes() && std::memcmp(a.data<float>(), b.data<float>(), a.nbytes()) == 0;

@@ -21,7 +21,7 @@ using namespace peft;
 
 namespace {
 
-using testing::Bf16Scope;
+using peft::testing::Bf16Scope;
 
 // dim 192 and 4 images of 65 tokens: every linear GEMM is above blas's bf16 threshold, so the
 // cached and the stored weight take the same bf16 kernel.
