@@ -34,7 +34,7 @@ struct Bf16StorageResult {
 // bf16 tensor the optimizer refuses (TrainError from the optimizer's dtype check).
 Bf16StorageResult store_frozen_weights_bf16(Module& root);
 
-// The same, whatever the precision setting (tests; bench's kernel probes).
+// The same, whatever the precision setting (the caller knows the bf16 GEMM path is available).
 Bf16StorageResult store_frozen_weights_bf16_now(Module& root);
 
 }  // namespace peft::nn
